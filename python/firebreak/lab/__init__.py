@@ -1,0 +1,1 @@
+"""firebreak.lab: a Viewstamped Replication reference cluster with the seed's operational surface."""
