@@ -18,9 +18,12 @@ BIN = Path(sys.executable).parent
 
 
 def _clean_env(collections: Path) -> dict[str, str]:
+    """An environment that sees the installed copy only, never the checkout's ansible.cfg."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    cfg = collections.parent / "ansible.cfg"
+    cfg.write_text("[defaults]\n")
+    env["ANSIBLE_CONFIG"] = str(cfg)
     env["ANSIBLE_COLLECTIONS_PATH"] = str(collections)
-    env["ANSIBLE_CONFIG"] = "/dev/null"  # no checkout ansible.cfg: only the installed copy
     return env
 
 
