@@ -1,0 +1,875 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, Firebreak maintainers (@firebreak)
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or
+# https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Pure Viewstamped Replication logic: no I/O, standard library only.
+
+- ``quorum_size(n)`` and ``vsr_leader(view, replica_order)``: the seed's rules
+  (quorum = n // 2 + 1; leader = replica_order[view % n]).
+- ``histogram_quantile(q, buckets)``: Prometheus's histogram_quantile (linear interpolation
+  inside the bucket).
+- ``replica_summary(samples, ...)``: one replica's numbers from its parsed exposition.
+- ``cluster_summary(replicas, ...)``: replica count, quorum, agreed view, expected leader...
+- ``classify(result, previous=None, disk=None, **thresholds)``: the seed's failure modes
+  FM-001..FM-008 as findings ordered by severity, and the overall verdict.
+
+Invalid input raises ``VsrInputError`` (a ValueError) whose message names the bad input.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import math
+
+STATUS_NAMES = {0: "Normal", 1: "ViewChange", 2: "Recovering", 3: "StateTransfer"}
+NORMAL, VIEW_CHANGE = 0, 1
+RECONFIG_NAMES = {0: "Stable", 1: "Joint"}
+
+# The seed's metric names; vsr_metrics' metric_names option maps another build's names.
+DEFAULT_METRIC_NAMES = {
+    "status": "vsr_replica_status",
+    "view": "vsr_view_number",
+    "op": "vsr_op_number",
+    "commit": "vsr_commit_number",
+    "checksum_failures": "vsr_checksum_failures_total",
+    "pending_requests": "vsr_pending_requests",
+    "clock_offset": "vsr_clock_offset_ms",
+    "reconfig_state": "vsr_reconfig_state",
+    "client_latency": "vsr_client_latency_ms",
+    "prepare_latency": "vsr_prepare_latency_ms",
+    "operations": "vsr_operations_total",
+    "filesystem_avail": "node_filesystem_avail_bytes",
+    "filesystem_size": "node_filesystem_size_bytes",
+}
+# Keys whose absence makes a replica's summary incomplete (the rest are optional).
+CORE_METRICS = ("status", "view", "op", "commit")
+GAUGES = (
+    "status",
+    "view",
+    "op",
+    "commit",
+    "checksum_failures",
+    "pending_requests",
+    "clock_offset",
+    "reconfig_state",
+    "operations",
+)
+INTEGER_METRICS = (
+    "status",
+    "view",
+    "op",
+    "commit",
+    "checksum_failures",
+    "pending_requests",
+    "reconfig_state",
+    "operations",
+)
+HISTOGRAMS = ("client_latency", "prepare_latency")
+
+# The seed's thresholds (FM-001..FM-008); every one can be overridden in classify().
+DEFAULT_THRESHOLDS = {
+    "client_p95_ms": 50.0,  # FM-004: vsr_client_latency_ms p95 > 50 ms
+    "prepare_p95_ms": 20.0,  # FM-004: vsr_prepare_latency_ms p95 > 20 ms
+    "op_commit_lag": 100,  # FM-006: vsr_op_number - vsr_commit_number > 100
+    "commit_lag": 100,  # FM-006: a replica's commit more than 100 behind the highest
+    "clock_offset_ms": 200.0,  # FM-008: |vsr_clock_offset_ms| > 200
+    "checksum_failures": 0,  # FM-003: vsr_checksum_failures_total > 0 (or rising)
+    "disk_used_percent": 90.0,  # FM-007: "critical at 90%"
+    "disk_avail_bytes": 0,  # FM-007: node_filesystem_avail_bytes -> 0
+    "view_climb": 1,  # FM-002: the view rose by at least this much since the previous sample
+}
+
+FAILURE_MODES = {
+    "FM-001": ("Quorum Lost", "SEV1"),
+    "FM-002": ("Leader Stuck in ViewChange", "SEV2"),
+    "FM-003": ("Data Corruption Detected", "SEV1"),
+    "FM-004": ("High Latency Spike", "SEV2"),
+    "FM-005": ("Single Replica Crash", "SEV3"),
+    "FM-006": ("Commit Lag Accumulation", "SEV3"),
+    "FM-007": ("Disk Full", "SEV2"),
+    "FM-008": ("Clock Drift Exceeds Tolerance", "SEV3"),
+}
+
+
+class VsrInputError(ValueError):
+    """Invalid input to a VSR function; the message names it."""
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _as_int(name, value, minimum=None):
+    """An int from an int or an integral float/str (Jinja often hands over strings)."""
+    if isinstance(value, bool) or value is None:
+        raise VsrInputError("%s must be an integer, got %r" % (name, value))
+    if _is_int(value):
+        number = value
+    else:
+        try:
+            as_float = float(value)
+        except (TypeError, ValueError):
+            raise VsrInputError("%s must be an integer, got %r" % (name, value)) from None
+        if not math.isfinite(as_float) or as_float != int(as_float):
+            raise VsrInputError("%s must be an integer, got %r" % (name, value))
+        number = int(as_float)
+    if minimum is not None and number < minimum:
+        raise VsrInputError("%s must be at least %d, got %r" % (name, minimum, value))
+    return number
+
+
+def quorum_size(n):
+    """Votes needed among ``n`` replicas: ``n // 2 + 1``."""
+    return _as_int("quorum_size: the replica count", n, minimum=1) // 2 + 1
+
+
+def _check_order(replica_order, name="replica_order"):
+    if isinstance(replica_order, (str, bytes)) or not isinstance(replica_order, (list, tuple)):
+        raise VsrInputError("%s must be a list of replica names, got %r" % (name, replica_order))
+    if not replica_order:
+        raise VsrInputError("%s is empty" % name)
+    for item in replica_order:
+        if not isinstance(item, (str, int)) or isinstance(item, bool) or item == "":
+            raise VsrInputError(
+                "%s: each replica name must be a non-empty string, got %r" % (name, item)
+            )
+    names = [str(item) for item in replica_order]
+    if len(set(names)) != len(names):
+        raise VsrInputError("%s lists a replica twice: %r" % (name, list(replica_order)))
+    return names
+
+
+def vsr_leader(view, replica_order):
+    """The leader (primary) of ``view``: ``replica_order[view % len(replica_order)]``."""
+    order = _check_order(replica_order)
+    view = _as_int("vsr_leader: view", view, minimum=0)
+    return order[view % len(order)]
+
+
+# ----------------------------------------------------------------------------- histograms
+def _le(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def histogram_quantile(q, buckets):
+    """Prometheus's ``histogram_quantile`` on cumulative ``buckets`` [(upper bound, count)].
+
+    Linear interpolation inside the bucket holding the rank; the first bucket starts at 0
+    (when its bound is positive); a rank in the +Inf bucket gives the highest finite bound.
+    NaN when there are fewer than two buckets, no +Inf bucket, or no observations.
+    """
+    if q < 0:
+        return float("-inf")
+    if q > 1:
+        return float("inf")
+    merged = {}
+    for bound, count in buckets:  # equal bounds add up (Prometheus's coalesceBuckets)
+        merged[float(bound)] = merged.get(float(bound), 0.0) + float(count)
+    ordered = sorted(merged.items())
+    if len(ordered) < 2 or not math.isinf(ordered[-1][0]) or ordered[-1][0] < 0:
+        return float("nan")
+    # Counts must not decrease (Prometheus's ensureMonotonic).
+    counts = []
+    high = 0.0
+    for _bound, count in ordered:
+        high = max(high, count)
+        counts.append(high)
+    total = counts[-1]
+    if total == 0 or math.isnan(total):
+        return float("nan")
+    rank = q * total
+    index = 0
+    while index < len(counts) - 1 and counts[index] < rank:
+        index += 1
+    if index == len(ordered) - 1:
+        return ordered[-2][0]
+    if index == 0 and ordered[0][0] <= 0:
+        return ordered[0][0]
+    start = 0.0
+    end = ordered[index][0]
+    count = counts[index]
+    if index > 0:
+        start = ordered[index - 1][0]
+        count -= counts[index - 1]
+        rank -= counts[index - 1]
+    if count == 0:
+        return float("nan")  # 0/0, as in Prometheus (q = 0 over an empty first bucket)
+    return start + (end - start) * (rank / count)
+
+
+def histogram_from_samples(samples, name):
+    """``{buckets: [[le, cumulative count]...], count, sum}`` of histogram ``name``, summed over
+    its label sets (as ``sum by (le)`` does); None when the exposition has no such buckets."""
+    by_le = {}
+    count = total = None
+    for sample in samples:
+        if sample.name == name + "_bucket":
+            bound = _le(sample.labels.get("le"))
+            if bound is not None:
+                by_le[bound] = by_le.get(bound, 0) + sample.value
+        elif sample.name == name + "_count":
+            count = (count or 0) + sample.value
+        elif sample.name == name + "_sum":
+            total = (total or 0) + sample.value
+    if not by_le:
+        return None
+    buckets = [[bound, by_le[bound]] for bound in sorted(by_le)]
+    return {"buckets": buckets, "count": count, "sum": total}
+
+
+def histogram_delta(current, previous):
+    """Bucket-wise ``current - previous`` (a window), or None when they do not line up or the
+    counter was reset (a replica restart)."""
+    if not current or not previous:
+        return None
+    prev = dict((_le(b), c) for b, c in _json_buckets(previous["buckets"]))
+    out = []
+    for bound, count in _json_buckets(current["buckets"]):
+        if bound not in prev or count < prev[bound]:
+            return None
+        out.append([bound, count - prev[bound]])
+    return {"buckets": out}
+
+
+def _json_buckets(buckets):
+    out = []
+    for bucket in buckets:
+        bound = _le(bucket[0])
+        if bound is not None and _num(bucket[1]) is not None:
+            out.append((bound, bucket[1]))
+    return out
+
+
+def _p95(histogram):
+    if not histogram:
+        return None
+    value = histogram_quantile(0.95, _json_buckets(histogram["buckets"]))
+    return None if math.isnan(value) else _clean_number(value)
+
+
+# ----------------------------------------------------------------------------- per replica
+def _clean_number(value, integer=False):
+    if value is None:
+        return None
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "+Inf" if value > 0 else "-Inf"
+        if integer and value == int(value):
+            return int(value)
+        return round(value, 6)
+    return value
+
+
+def _buckets_for_json(histogram):
+    if histogram is None:
+        return None
+    buckets = [
+        ["+Inf" if math.isinf(b) else b, _clean_number(c, True)] for b, c in histogram["buckets"]
+    ]
+    return {
+        "buckets": buckets,
+        "count": _clean_number(histogram["count"], True),
+        "sum": _clean_number(histogram["sum"]),
+    }
+
+
+def metric_names_with_defaults(metric_names=None):
+    """DEFAULT_METRIC_NAMES updated with ``metric_names``; VsrInputError on an unknown key."""
+    names = dict(DEFAULT_METRIC_NAMES)
+    for key, value in (metric_names or {}).items():
+        if key not in DEFAULT_METRIC_NAMES:
+            raise VsrInputError(
+                "metric_names: unknown key %r (known: %s)"
+                % (key, ", ".join(sorted(DEFAULT_METRIC_NAMES)))
+            )
+        if value is not None:
+            if not isinstance(value, str) or not value:
+                raise VsrInputError("metric_names.%s must be a metric name, got %r" % (key, value))
+            names[key] = value
+    return names
+
+
+def _first(samples_by_name, name):
+    found = samples_by_name.get(name)
+    if found is None and not name.endswith("_total"):
+        # prometheus_client's convention names a counter's samples <name>_total
+        found = samples_by_name.get(name + "_total")
+    return found
+
+
+def replica_summary(samples, metric_names=None, replica_label="replica"):
+    """One replica's numbers from its parsed samples (a list of Sample tuples).
+
+    Returns a dict: ``replica`` (the ``replica_label`` label, or None), status, status_name,
+    view, op, commit, op_commit_lag, checksum_failures, pending_requests, clock_offset_ms,
+    reconfig_state, reconfig_state_name, operations_total, client_latency_p95_ms,
+    prepare_latency_p95_ms, filesystem_avail_bytes, filesystem_used_percent, histograms,
+    missing (keys of CORE_METRICS not found) and notes. A gauge exposed under several label
+    sets is read from the first and noted.
+    """
+    names = metric_names_with_defaults(metric_names)
+    by_name = {}
+    for sample in samples:
+        by_name.setdefault(sample.name, []).append(sample)
+    out = {"replica": None, "missing": [], "notes": []}
+    values = {}
+    for key in GAUGES:
+        found = _first(by_name, names[key])
+        if not found:
+            values[key] = None
+            continue
+        if len(found) > 1:
+            out["notes"].append("%s has %d series; read the first" % (names[key], len(found)))
+        sample = found[0]
+        if out["replica"] is None and replica_label in sample.labels:
+            out["replica"] = sample.labels[replica_label]
+        values[key] = _clean_number(sample.value, integer=key in INTEGER_METRICS)
+    out["missing"] = [names[key] for key in CORE_METRICS if values[key] is None]
+    status = values["status"]
+    out["status"] = status
+    out["status_name"] = STATUS_NAMES.get(status) if _is_int(status) else None
+    for key in ("view", "op", "commit", "checksum_failures", "pending_requests", "reconfig_state"):
+        out[key] = values[key]
+    out["op_commit_lag"] = (
+        values["op"] - values["commit"]
+        if _is_int(values["op"]) and _is_int(values["commit"])
+        else None
+    )
+    out["clock_offset_ms"] = values["clock_offset"]
+    out["reconfig_state_name"] = (
+        RECONFIG_NAMES.get(values["reconfig_state"]) if _is_int(values["reconfig_state"]) else None
+    )
+    out["operations_total"] = values["operations"]
+    histograms = {}
+    for key in HISTOGRAMS:
+        histogram = histogram_from_samples(samples, names[key])
+        histograms[key] = _buckets_for_json(histogram)
+        out["%s_p95_ms" % key] = _p95(histogram and {"buckets": histogram["buckets"]})
+    out["histograms"] = histograms
+    avail, used = _filesystem(
+        by_name.get(names["filesystem_avail"]) or [], by_name.get(names["filesystem_size"]) or []
+    )
+    out["filesystem_avail_bytes"] = avail
+    out["filesystem_used_percent"] = used
+    return out
+
+
+def _filesystem(avail_samples, size_samples):
+    """Lowest available bytes and highest used percent over the filesystems exposed."""
+    if not avail_samples:
+        return None, None
+    sizes = dict((tuple(sorted(s.labels.items())), s.value) for s in size_samples)
+    lowest = None
+    highest_used = None
+    for sample in avail_samples:
+        if math.isnan(sample.value):
+            continue
+        lowest = sample.value if lowest is None else min(lowest, sample.value)
+        size = sizes.get(tuple(sorted(sample.labels.items())))
+        if size:
+            used = 100.0 * (size - sample.value) / size
+            highest_used = used if highest_used is None else max(highest_used, used)
+    return _clean_number(lowest, True), _clean_number(highest_used)
+
+
+# ----------------------------------------------------------------------------- cluster
+def _matches(name, replica):
+    return name in (
+        replica.get("name"),
+        replica.get("replica"),
+        replica.get("endpoint"),
+        replica.get("url"),
+    )
+
+
+def cluster_summary(replicas, replica_order=None):
+    """The cluster's state from per-replica dicts (as built by vsr_metrics: ``endpoint``,
+    ``url``, ``replica``, ``reachable``, ``status``, ``view``, ``commit``...).
+
+    Sets on each replica ``name`` (its identity: the ``replica`` label, else the endpoint),
+    ``commit_lag`` (behind the highest commit) and ``expected_leader``; returns the summary.
+    The replica count is ``len(replica_order)`` when given, else the number of replicas.
+    """
+    if not isinstance(replicas, list):
+        raise VsrInputError("replicas must be a list of replica dicts, got %r" % (replicas,))
+    for replica in replicas:
+        if not isinstance(replica, dict):
+            raise VsrInputError("replicas: each item must be a dict, got %r" % (replica,))
+    order = _check_order(replica_order) if replica_order else None
+    # Identity: the replica label; without one (an unreachable replica), the name at the same
+    # position of replica_order when no other replica claims it; else the endpoint.
+    claimed = set(str(r["replica"]) for r in replicas if r.get("replica") not in (None, ""))
+    for position, replica in enumerate(replicas):
+        if replica.get("replica") not in (None, ""):
+            replica["name"] = str(replica["replica"])
+        elif (
+            order
+            and position < len(order)
+            and order[position] not in claimed
+            and not any(_matches(order[position], r) for r in replicas if r is not replica)
+        ):
+            replica["name"] = order[position]
+        else:
+            replica["name"] = str(replica.get("endpoint") or replica.get("url") or position)
+    if order is None:
+        order = [r["name"] for r in replicas]
+    n = len(order)
+    quorum = quorum_size(n) if n else 0
+    reachable = [r for r in replicas if r.get("reachable")]
+    normal = [r for r in reachable if r.get("status") == NORMAL]
+    commits = [r["commit"] for r in reachable if _is_int(r.get("commit"))]
+    ops = [r["op"] for r in reachable if _is_int(r.get("op"))]
+    max_commit = max(commits) if commits else None
+    for replica in replicas:
+        commit = replica.get("commit")
+        replica["commit_lag"] = (
+            max_commit - commit
+            if replica.get("reachable") and _is_int(commit) and max_commit is not None
+            else None
+        )
+    views = sorted(set(r["view"] for r in reachable if _is_int(r.get("view"))))
+    normal_views = [r["view"] for r in normal if _is_int(r.get("view"))]
+    if len(views) == 1:
+        leader_view = views[0]
+    elif normal_views:
+        leader_view = max(normal_views)
+    else:
+        leader_view = views[-1] if views else None
+    leader = leader_replica = None
+    if leader_view is not None and n:
+        leader = order[leader_view % n]
+        leader_replica = next((r for r in replicas if _matches(leader, r)), None)
+    for replica in replicas:
+        replica["expected_leader"] = replica is leader_replica
+    unmatched = [name for name in order if not any(_matches(name, r) for r in replicas)]
+    return {
+        "replica_count": n,
+        "endpoint_count": len(replicas),
+        "reachable_count": len(reachable),
+        "normal_count": len(normal),
+        "quorum_size": quorum,
+        "has_quorum": bool(n) and len(normal) >= quorum,
+        "views": views,
+        "view_agreed": len(views) == 1,
+        "agreed_view": views[0] if len(views) == 1 else None,
+        "leader_view": leader_view,
+        "expected_leader": leader,
+        "expected_leader_reachable": bool(leader_replica and leader_replica.get("reachable")),
+        "expected_leader_normal": bool(
+            leader_replica
+            and leader_replica.get("reachable")
+            and leader_replica.get("status") == NORMAL
+        ),
+        "max_commit": max_commit,
+        "min_commit": min(commits) if commits else None,
+        "max_op": max(ops) if ops else None,
+        "replica_order": order,
+        "unmatched_replica_order": unmatched if replica_order else [],
+        "unreachable": [r["name"] for r in replicas if not r.get("reachable")],
+        "not_normal": [
+            r["name"] for r in replicas if not (r.get("reachable") and r.get("status") == NORMAL)
+        ],
+    }
+
+
+# ----------------------------------------------------------------------------- classification
+def _split_result(data, what):
+    if not isinstance(data, dict):
+        raise VsrInputError(
+            "%s must be the vsr_metrics result (a dict with cluster and "
+            "replicas), got %s" % (what, type(data).__name__)
+        )
+    cluster, replicas = data.get("cluster"), data.get("replicas")
+    if not isinstance(cluster, dict) or not isinstance(replicas, list):
+        raise VsrInputError(
+            '%s must hold "cluster" (a dict) and "replicas" (a list), as '
+            "vsr_metrics returns; got keys %s" % (what, sorted(data))
+        )
+    for replica in replicas:
+        if not isinstance(replica, dict):
+            raise VsrInputError("%s.replicas: each item must be a dict, got %r" % (what, replica))
+    return cluster, replicas
+
+
+def _name(replica):
+    return str(
+        replica.get("name")
+        or replica.get("replica")
+        or replica.get("endpoint")
+        or replica.get("url")
+    )
+
+
+def _num(value):
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return None if isinstance(value, float) and math.isnan(value) else value
+    if value == "+Inf":
+        return float("inf")
+    if value == "-Inf":
+        return float("-inf")
+    return None
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        if value == int(value) and not math.isinf(value):
+            return "%d" % value
+        return "%.6g" % value
+    return str(value)
+
+
+def _thresholds(overrides):
+    values = dict(DEFAULT_THRESHOLDS)
+    for key, value in overrides.items():
+        if key not in DEFAULT_THRESHOLDS:
+            raise VsrInputError(
+                "unknown threshold %r (known: %s)" % (key, ", ".join(sorted(DEFAULT_THRESHOLDS)))
+            )
+        number = None
+        if not isinstance(value, bool):
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = None
+        if number is None or math.isnan(number) or number < 0:
+            raise VsrInputError("threshold %s must be a number >= 0, got %r" % (key, value))
+        values[key] = number
+    return values
+
+
+def _disk_input(disk, replicas):
+    """{name: (avail_bytes or None, used_percent or None)} from ``disk`` and the replicas'
+    own filesystem metrics. ``disk`` maps a replica name to a used percent (a number) or to a
+    dict with avail_bytes, size_bytes and/or used_percent."""
+    found = {}
+    for replica in replicas:
+        avail = _num(replica.get("filesystem_avail_bytes"))
+        used = _num(replica.get("filesystem_used_percent"))
+        if avail is not None or used is not None:
+            found[_name(replica)] = (avail, used)
+    if disk is None:
+        return found
+    if not isinstance(disk, dict):
+        raise VsrInputError(
+            "disk must map replica names to a used percent or to a dict with "
+            "avail_bytes/size_bytes/used_percent, got %r" % (disk,)
+        )
+    for name, value in disk.items():
+        if isinstance(value, dict):
+            unknown = set(value) - set(("avail_bytes", "size_bytes", "used_percent"))
+            if unknown:
+                raise VsrInputError(
+                    "disk[%r]: unknown keys %s (expected avail_bytes, "
+                    "size_bytes, used_percent)" % (name, sorted(unknown))
+                )
+            avail = _checked_disk_number(name, "avail_bytes", value.get("avail_bytes"))
+            size = _checked_disk_number(name, "size_bytes", value.get("size_bytes"))
+            used = _checked_disk_number(name, "used_percent", value.get("used_percent"))
+            if used is None and avail is not None and size:
+                used = 100.0 * (size - avail) / size
+        else:
+            avail, used = None, _checked_disk_number(name, "used percent", value)
+            if used is None:
+                raise VsrInputError(
+                    "disk[%r] must be a used percent or a dict, got %r" % (name, value)
+                )
+        if used is not None and not 0 <= used <= 100:
+            raise VsrInputError(
+                "disk[%r]: used percent must be within 0..100, got %r" % (name, used)
+            )
+        found[str(name)] = (avail, used)
+    return found
+
+
+def _checked_disk_number(name, key, value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise VsrInputError("disk[%r].%s must be a number >= 0, got %r" % (name, key, value))
+    return value
+
+
+def _finding(fm, replicas, evidence):
+    name, severity = FAILURE_MODES[fm]
+    return {
+        "fm": fm,
+        "name": name,
+        "severity": severity,
+        "replicas": replicas,
+        "evidence": evidence,
+    }
+
+
+def classify(data, previous=None, disk=None, **thresholds):
+    """The seed's failure modes found in a vsr_metrics result.
+
+    ``data``: the vsr_metrics result, or a dict with its ``cluster`` and ``replicas``.
+    ``previous``: an earlier result of the same cluster, for rates (checksum failures rising,
+    view climbing, latency p95 over the window between the two). ``disk``: extra disk input
+    (see ``_disk_input``). ``thresholds``: overrides of DEFAULT_THRESHOLDS.
+
+    Returns ``{findings: [...], overall: {failure_mode, severity, targets}}``; findings are
+    ``{fm, name, severity, replicas, evidence}``, SEV1 first (then by FM number). Healthy gives
+    no findings and failure_mode/severity ``none``.
+    """
+    cluster, replicas = _split_result(data, "vsr_classify input")
+    limits = _thresholds(thresholds)
+    names = dict(DEFAULT_METRIC_NAMES)
+    if isinstance(data.get("metric_names"), dict):
+        names.update((k, v) for k, v in data["metric_names"].items() if isinstance(v, str))
+    prev_by_name = {}
+    if previous is not None:
+        _prev_cluster, prev_replicas = _split_result(previous, "previous")
+        prev_by_name = dict((_name(r), r) for r in prev_replicas)
+    window = ""
+    if (
+        previous is not None
+        and _num(data.get("collected_at")) is not None
+        and _num(previous.get("collected_at")) is not None
+    ):
+        window = " over %ss" % _fmt(round(data["collected_at"] - previous["collected_at"], 1))
+    findings = []
+    reachable = [r for r in replicas if r.get("reachable")]
+    n = _num(cluster.get("replica_count"))
+    if n is None:
+        n = len(replicas)
+    quorum = quorum_size(n) if n else 0
+    normal = [r for r in reachable if r.get("status") == NORMAL]
+    unreachable = [r for r in replicas if not r.get("reachable")]
+
+    # FM-001: fewer than a quorum of replicas reachable and Normal.
+    if len(normal) < quorum:
+        evidence = ["%d of %d replicas Normal, quorum needs %d" % (len(normal), n, quorum)]
+        for r in replicas:
+            if r in normal:
+                continue
+            if not r.get("reachable"):
+                evidence.append("%s unreachable: %s" % (_name(r), r.get("error") or "no answer"))
+            else:
+                evidence.append(
+                    "%s %s=%s (%s)"
+                    % (
+                        _name(r),
+                        names["status"],
+                        _fmt(r.get("status")),
+                        r.get("status_name") or "unknown",
+                    )
+                )
+        findings.append(
+            _finding("FM-001", [_name(r) for r in replicas if r not in normal], evidence)
+        )
+
+    # FM-002: every reachable replica in ViewChange, or the view climbing while unsettled.
+    in_vc = [r for r in reachable if r.get("status") == VIEW_CHANGE]
+    evidence = []
+    if reachable and len(in_vc) == len(reachable):
+        evidence.append(
+            "all %d reachable replicas in ViewChange (%s=1): %s"
+            % (len(reachable), names["status"], ", ".join(_name(r) for r in in_vc))
+        )
+    views = [r["view"] for r in reachable if _num(r.get("view")) is not None]
+    prev_views = [
+        r["view"]
+        for r in prev_by_name.values()
+        if r.get("reachable") and _num(r.get("view")) is not None
+    ]
+    settled = (
+        bool(reachable)
+        and len(normal) == len(reachable)
+        and cluster.get("view_agreed", len(set(views)) == 1)
+    )
+    if (
+        views
+        and prev_views
+        and max(views) - max(prev_views) >= max(limits["view_climb"], 1)
+        and not settled
+    ):
+        evidence.append(
+            "%s climbed from %s to %s%s without the cluster settling in Normal"
+            % (names["view"], _fmt(max(prev_views)), _fmt(max(views)), window)
+        )
+    if evidence:
+        findings.append(_finding("FM-002", [_name(r) for r in reachable], evidence))
+
+    # FM-003: checksum failures above the threshold, or rising since the previous sample.
+    evidence, targets = [], []
+    for r in reachable:
+        failures = _num(r.get("checksum_failures"))
+        if failures is None:
+            continue
+        before = _num(prev_by_name.get(_name(r), {}).get("checksum_failures"))
+        if before is not None and failures > before:
+            evidence.append(
+                "%s %s rose from %s to %s%s"
+                % (_name(r), names["checksum_failures"], _fmt(before), _fmt(failures), window)
+            )
+            targets.append(_name(r))
+        elif failures > limits["checksum_failures"]:
+            evidence.append(
+                "%s %s=%s (> %s)"
+                % (
+                    _name(r),
+                    names["checksum_failures"],
+                    _fmt(failures),
+                    _fmt(limits["checksum_failures"]),
+                )
+            )
+            targets.append(_name(r))
+    if targets:
+        findings.append(_finding("FM-003", targets, evidence))
+
+    # FM-004: latency p95 above the seed's limits (over the window when a previous is given).
+    evidence, targets = [], []
+    for r in reachable:
+        for key, limit_key in (
+            ("client_latency", "client_p95_ms"),
+            ("prepare_latency", "prepare_p95_ms"),
+        ):
+            p95, scope = _window_p95(r, prev_by_name.get(_name(r)), key)
+            if p95 is not None and p95 > limits[limit_key]:
+                evidence.append(
+                    "%s %s p95 %s ms%s (> %s ms)"
+                    % (
+                        _name(r),
+                        names[key],
+                        _fmt(round(p95, 3)),
+                        window if scope else "",
+                        _fmt(limits[limit_key]),
+                    )
+                )
+                if _name(r) not in targets:
+                    targets.append(_name(r))
+    if targets:
+        findings.append(_finding("FM-004", targets, evidence))
+
+    # FM-005: exactly one replica unreachable while the others keep a quorum.
+    if len(unreachable) == 1 and len(normal) >= quorum:
+        r = unreachable[0]
+        findings.append(
+            _finding(
+                "FM-005",
+                [_name(r)],
+                [
+                    "%s unreachable: %s" % (_name(r), r.get("error") or "no answer"),
+                    "%d of %d replicas Normal, quorum %d kept" % (len(normal), n, quorum),
+                ],
+            )
+        )
+
+    # FM-006: op - commit, or a replica's commit behind the highest, above the limit.
+    evidence, targets = [], []
+    commits = [r["commit"] for r in reachable if _num(r.get("commit")) is not None]
+    max_commit = max(commits) if commits else None
+    for r in reachable:
+        op, commit = _num(r.get("op")), _num(r.get("commit"))
+        hit = False
+        if op is not None and commit is not None and op - commit > limits["op_commit_lag"]:
+            evidence.append(
+                "%s %s - %s = %s (> %s)"
+                % (
+                    _name(r),
+                    names["op"],
+                    names["commit"],
+                    _fmt(op - commit),
+                    _fmt(limits["op_commit_lag"]),
+                )
+            )
+            hit = True
+        if (
+            commit is not None
+            and max_commit is not None
+            and max_commit - commit > limits["commit_lag"]
+        ):
+            evidence.append(
+                "%s %s %s is %s behind the highest (%s)"
+                % (
+                    _name(r),
+                    names["commit"],
+                    _fmt(commit),
+                    _fmt(max_commit - commit),
+                    _fmt(max_commit),
+                )
+            )
+            hit = True
+        if hit:
+            targets.append(_name(r))
+            pending, before = (
+                _num(r.get("pending_requests")),
+                _num(prev_by_name.get(_name(r), {}).get("pending_requests")),
+            )
+            if pending is not None and before is not None and pending > before:
+                evidence.append(
+                    "%s %s rose from %s to %s%s"
+                    % (_name(r), names["pending_requests"], _fmt(before), _fmt(pending), window)
+                )
+    if targets:
+        findings.append(_finding("FM-006", targets, evidence))
+
+    # FM-007: a full (or nearly full) disk, from the exposition or the disk input.
+    evidence, targets = [], []
+    for name, (avail, used) in sorted(_disk_input(disk, replicas).items()):
+        hit = []
+        if avail is not None and avail <= limits["disk_avail_bytes"]:
+            hit.append(
+                "%s %s (<= %s)"
+                % (names["filesystem_avail"], _fmt(avail), _fmt(limits["disk_avail_bytes"]))
+            )
+        if used is not None and used >= limits["disk_used_percent"]:
+            hit.append(
+                "disk %s%% used (>= %s%%)"
+                % (_fmt(round(used, 1)), _fmt(limits["disk_used_percent"]))
+            )
+        if hit:
+            targets.append(name)
+            evidence.append("%s %s" % (name, "; ".join(hit)))
+    if targets:
+        findings.append(_finding("FM-007", targets, evidence))
+
+    # FM-008: |clock offset| above tolerance.
+    evidence, targets = [], []
+    for r in reachable:
+        offset = _num(r.get("clock_offset_ms"))
+        if offset is not None and abs(offset) > limits["clock_offset_ms"]:
+            evidence.append(
+                "%s %s=%s (|offset| > %s ms)"
+                % (_name(r), names["clock_offset"], _fmt(offset), _fmt(limits["clock_offset_ms"]))
+            )
+            targets.append(_name(r))
+    if targets:
+        findings.append(_finding("FM-008", targets, evidence))
+
+    findings.sort(key=lambda f: (f["severity"], f["fm"]))
+    if findings:
+        top = findings[0]
+        overall = {
+            "failure_mode": top["fm"],
+            "name": top["name"],
+            "severity": top["severity"],
+            "targets": list(top["replicas"]),
+        }
+    else:
+        overall = {"failure_mode": "none", "name": "Healthy", "severity": "none", "targets": []}
+    return {"findings": findings, "overall": overall}
+
+
+def _window_p95(replica, previous, key):
+    """(p95, True) over the window since ``previous`` when both carry buckets, else the
+    lifetime p95 the replica reported (p95, False)."""
+    current = (replica.get("histograms") or {}).get(key)
+    before = ((previous or {}).get("histograms") or {}).get(key) if previous else None
+    delta = histogram_delta(current, before)
+    if delta is not None:
+        value = histogram_quantile(0.95, _json_buckets(delta["buckets"]))
+        if not math.isnan(value):
+            return value, True
+        return None, True  # no observations in the window
+    return _num(replica.get("%s_p95_ms" % key)), False

@@ -1,0 +1,234 @@
+"""A throw-away PostgreSQL server for the lab tests, and a helper to run playbooks.
+
+``pg_server`` (module-scoped fixture) initdb's a cluster in a temp dir as the ``postgres``
+system user (postgres refuses root), starts it on a free port of 127.0.0.1 with its unix
+socket in the temp dir, and stops it (immediate) and removes everything in ``finally``.
+It fails loudly when it cannot: no skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_BIN = Path(os.environ.get("FIREBREAK_PG_BIN", "/usr/lib/postgresql/15/bin"))
+SUPERUSER_PASSWORD = "su-Secret-4711"
+APP_PASSWORD = "app-Secret-0815"
+MAX_CONNECTIONS = 40
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class PgServer:
+    base: Path
+    port: int
+    socket_dir: Path
+
+    def conninfo(self, user: str = "postgres", password: str = SUPERUSER_PASSWORD, **kw) -> dict:
+        params = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "user": user,
+            "password": password,
+            "dbname": "postgres",
+            "connect_timeout": 5,
+        }
+        params.update(kw)
+        return params
+
+    def connect(self, user="postgres", password=SUPERUSER_PASSWORD, autocommit=True, **kw):
+        import psycopg
+
+        return psycopg.connect(autocommit=autocommit, **self.conninfo(user, password, **kw))
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *argv]
+    return argv
+
+
+def _run(argv: list[str], what: str, timeout: float = 60) -> None:
+    proc = subprocess.run(_as_postgres(argv), capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{what} failed (rc={proc.returncode}): {' '.join(argv)}\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+
+
+@pytest.fixture(scope="module")
+def pg_server():
+    for tool in ("initdb", "pg_ctl", "postgres"):
+        if not (PG_BIN / tool).exists():
+            pytest.fail(
+                f"PostgreSQL server binary {PG_BIN / tool} is missing (apt-get install postgresql)"
+            )
+    base = Path(tempfile.mkdtemp(prefix="fb-pg-"))
+    data, sock, log = base / "data", base / "sock", base / "server.log"
+    started = False
+    try:
+        sock.mkdir()
+        pwfile = base / "pwfile"
+        pwfile.write_text(SUPERUSER_PASSWORD + "\n")
+        if os.geteuid() == 0:
+            pg = pwd.getpwnam("postgres")
+            for p in (base, sock, pwfile):
+                os.chown(p, pg.pw_uid, pg.pw_gid)
+        _run(
+            [
+                str(PG_BIN / "initdb"),
+                "-D", str(data),
+                "-U", "postgres",
+                f"--pwfile={pwfile}",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E", "UTF8",
+                "--no-sync",
+            ],
+            "initdb",
+        )  # fmt: skip
+        port = free_port()
+        opts = (
+            f"-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={sock} "
+            f"-c max_connections={MAX_CONNECTIONS} -c fsync=off -c synchronous_commit=off "
+            "-c max_wal_senders=4"
+        )
+        _run(
+            [str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts, "-w", "-t", "30",
+             "start"],
+            "pg_ctl start",
+        )  # fmt: skip
+        started = True
+        server = PgServer(base=base, port=port, socket_dir=sock)
+        with server.connect() as conn:
+            conn.execute(f"CREATE ROLE app_user LOGIN PASSWORD '{APP_PASSWORD}'")
+            conn.execute(f"CREATE ROLE replicator LOGIN REPLICATION PASSWORD '{APP_PASSWORD}'")
+            conn.execute("CREATE TABLE locked_t (id int)")
+            conn.execute("GRANT SELECT ON locked_t TO app_user")
+            conn.execute("ALTER TABLE locked_t OWNER TO app_user")
+        yield server
+    finally:
+        if started:
+            try:
+                _run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                     "pg_ctl stop")  # fmt: skip
+            except Exception:
+                _kill_postmaster(data)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _kill_postmaster(data: Path) -> None:
+    pidfile = data / "postmaster.pid"
+    if pidfile.exists():
+        pid = int(pidfile.read_text().splitlines()[0])
+        os.kill(pid, 9)
+
+
+# ---------------------------------------------------------------------------
+# Playbooks
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class PlaybookRun:
+    rc: int
+    stdout: str
+    stderr: str
+    results: dict
+    seconds: float
+
+
+def run_playbook(tasks: list[dict], workdir: Path, timeout: float = 120) -> PlaybookRun:
+    """Run tasks (each {"name", "module", "args", optional "check_mode", "timed"}) on localhost.
+
+    Every task is registered with ignore_errors, and all results are written by the play
+    itself (copy content=... | to_json) to a file that is read back, so tests assert on
+    what the modules returned. Runs ansible-playbook from the checkout so ansible.cfg applies.
+    """
+    out = workdir / f"results-{time.monotonic_ns()}.json"
+    play_tasks = []
+    for t in tasks:
+        if t.get("timed"):
+            play_tasks.append(
+                {"name": f"start_{t['name']}",
+                 "ansible.builtin.set_fact": {f"t0_{t['name']}": "{{ now().timestamp() }}"}}
+            )  # fmt: skip
+        entry = {
+            "name": t["name"],
+            t["module"]: t.get("args", {}),
+            "register": "r_" + t["name"],
+            "ignore_errors": True,
+        }
+        if t.get("check_mode"):
+            entry["check_mode"] = True
+        play_tasks.append(entry)
+        if t.get("timed"):
+            play_tasks.append(
+                {"name": f"end_{t['name']}",
+                 "ansible.builtin.set_fact": {f"t1_{t['name']}": "{{ now().timestamp() }}"}}
+            )  # fmt: skip
+    # timed tasks also get "<name>_seconds": wall time of the task as the play saw it
+    parts = [f"'{t['name']}': r_{t['name']}" for t in tasks] + [
+        f"'{t['name']}_seconds': (t1_{t['name']} | float) - (t0_{t['name']} | float)"
+        for t in tasks
+        if t.get("timed")
+    ]
+    collected = "{" + ", ".join(parts) + "}"
+    play_tasks.append(
+        {
+            "name": "write_results",
+            "ansible.builtin.copy": {
+                "content": "{{ " + collected + " | to_json }}",
+                "dest": str(out),
+                "mode": "0600",
+            },
+        }
+    )
+    play = [
+        {
+            "name": "lab",
+            "hosts": "localhost",
+            "connection": "local",
+            "gather_facts": False,
+            "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"},
+            "tasks": play_tasks,
+        }
+    ]
+    playbook = workdir / f"play-{time.monotonic_ns()}.yml"
+    playbook.write_text(json.dumps(play, indent=1))
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    started = time.monotonic()
+    proc = subprocess.run(
+        [str(ROOT / ".venv/bin/ansible-playbook"), "-i", "localhost,", str(playbook)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    elapsed = time.monotonic() - started
+    if not out.exists():
+        raise AssertionError(
+            f"playbook wrote no results (rc={proc.returncode})\nstdout:\n{proc.stdout}\n"
+            f"stderr:\n{proc.stderr}"
+        )
+    return PlaybookRun(
+        proc.returncode, proc.stdout, proc.stderr, json.loads(out.read_text()), elapsed
+    )
