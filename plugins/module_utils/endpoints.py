@@ -39,6 +39,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import base64
+import json
 import math
 import re
 import socket
@@ -413,9 +414,11 @@ class _Deadline(object):
         return left
 
 
-def fetch_url(url, options, endpoint=None):
-    """GET one URL within ``options.timeout`` seconds in total; never raises, returns a
-    FetchResult. Follows up to 3 redirects (http/https only) within the same time budget."""
+def fetch_url(url, options, endpoint=None, method="GET", json_body=None):
+    """GET (or, with ``method="POST"`` and ``json_body``, POST a JSON document to) one URL
+    within ``options.timeout`` seconds in total; never raises, returns a FetchResult.
+    Follows up to 3 redirects (http/https only) within the same time budget. A non-2xx
+    answer keeps its body in the result, for callers that read error documents."""
     result = FetchResult(endpoint if endpoint is not None else url, url)
     started = time.monotonic()
     deadline = _Deadline(options.timeout)
@@ -424,7 +427,9 @@ def fetch_url(url, options, endpoint=None):
         target = url
         for _hop in range(MAX_REDIRECTS + 1):
             phase = "connect"
-            status, reason, headers, body, phase = _get_once(target, options, deadline)
+            status, reason, headers, body, phase = _request_once(
+                target, options, deadline, method, json_body
+            )
             if status in (301, 302, 303, 307, 308) and headers.get("location"):
                 target = urljoin(target, headers["location"])
                 if urlsplit(target).scheme not in ("http", "https"):
@@ -436,6 +441,7 @@ def fetch_url(url, options, endpoint=None):
         result.status, result.reason = status, reason
         result.content_type = headers.get("content-type")
         if not 200 <= status < 300:
+            result.body = body.decode("utf-8", "replace")
             raise _FetchFailed("HTTP %d %s" % (status, reason or ""))
         try:
             result.body = body.decode(_charset(result.content_type))
@@ -483,7 +489,7 @@ def _charset(content_type):
     return "utf-8"
 
 
-def _get_once(url, options, deadline):
+def _request_once(url, options, deadline, method="GET", json_body=None):
     parts = urlsplit(url)
     host = parts.hostname
     if parts.scheme == "https":
@@ -503,10 +509,14 @@ def _get_once(url, options, deadline):
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
-        conn.putrequest("GET", target, skip_accept_encoding=True)
+        payload = None if json_body is None else json.dumps(json_body).encode("utf-8")
+        conn.putrequest(method, target, skip_accept_encoding=True)
         for name, value in options.headers().items():
             conn.putheader(name, value)
-        conn.endheaders()
+        if payload is not None:
+            conn.putheader("Content-Type", "application/json")
+            conn.putheader("Content-Length", str(len(payload)))
+        conn.endheaders(payload)
         response = conn.getresponse()
         headers = dict((k.lower(), v) for k, v in response.getheaders())
         phase = "reading the body"

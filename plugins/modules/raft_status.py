@@ -353,19 +353,13 @@ member_list:
        "client_urls": ["http://10.0.0.1:2379"], "is_learner": false}
 """
 
-import http.client  # noqa: E402
 import json  # noqa: E402
-import socket  # noqa: E402
-import ssl  # noqa: E402
-import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from urllib.parse import urlsplit  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.firebreak.incident.plugins.module_utils.endpoints import (  # noqa: E402
     EndpointError,
     FetchOptions,
-    FetchResult,
     endpoints_argument_spec,
     fetch_url,
     looks_like_html,
@@ -389,89 +383,14 @@ from ansible_collections.firebreak.incident.plugins.module_utils.raft import (  
 )
 
 GREY_STATUS_PATH = "/v1/consensus/status"
-MAX_BYTES = 8 * 1024 * 1024
 
 
 def post_json(url, payload, options, endpoint):
-    """POST a JSON body within options.timeout seconds in total; never raises.
-
-    endpoints.py only GETs, and etcd's JSON gateway wants POST: same time bound (the socket
-    timeout re-armed with what is left before every read), same TLS and auth settings.
-    """
-    result = FetchResult(endpoint, url)
-    started = time.monotonic()
-    deadline = started + options.timeout
-    phase = "connect"
-
-    def left():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise socket.timeout("timed out after %.3g s (%s)" % (options.timeout, phase))
-        return remaining
-
-    parts = urlsplit(url)
-    conn = None
-    try:
-        if parts.scheme == "https":
-            conn = http.client.HTTPSConnection(
-                parts.hostname, parts.port or 443, timeout=left(), context=options.ssl_context()
-            )
-        else:
-            conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=left())
-        conn.connect()
-        sock = conn.sock
-        phase = "waiting for the answer"
-        sock.settimeout(left())
-        headers = options.headers()
-        headers["Content-Type"] = "application/json"
-        headers["Accept"] = "application/json"
-        conn.request("POST", parts.path or "/", body=json.dumps(payload).encode(), headers=headers)
-        response = conn.getresponse()
-        phase = "reading the body"
-        chunks, size = [], 0
-        while True:
-            sock.settimeout(left())
-            chunk = response.read1(65536)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > MAX_BYTES:
-                raise ValueError("the answer is larger than %d bytes" % MAX_BYTES)
-            chunks.append(chunk)
-        result.status, result.reason = response.status, response.reason
-        result.content_type = response.getheader("content-type")
-        result.body = b"".join(chunks).decode("utf-8", "replace")
-        if 200 <= response.status < 300:
-            result.ok = True
-        else:
-            result.error = "HTTP %d %s%s" % (
-                response.status,
-                response.reason,
-                _gateway_error(result),
-            )
-    except socket.timeout as e:
-        text = str(e)
-        result.error = (
-            text
-            if text.startswith("timed out after")
-            else ("timed out after %.3g s (%s)" % (options.timeout, phase))
-        )
-    except ssl.SSLError as e:
-        result.error = "TLS error: %s" % (getattr(e, "reason", None) or e,)
-    except ssl.CertificateError as e:
-        result.error = "TLS certificate error: %s" % (e,)
-    except ConnectionRefusedError:
-        result.error = "connection refused"
-    except socket.gaierror as e:
-        result.error = "cannot resolve host: %s" % (e.strerror or e,)
-    except http.client.HTTPException as e:
-        result.error = "not an HTTP answer (%s: %s)" % (type(e).__name__, e)
-    except (OSError, ValueError) as e:
-        result.error = "%s: %s" % (type(e).__name__, getattr(e, "strerror", None) or e)
-    finally:
-        if conn is not None:
-            conn.close()
-    result.elapsed = time.monotonic() - started
+    """POST a JSON body (etcd's gateway wants POST) with the shared fetcher; never raises.
+    An error answer's gateway message ({"error": ...}) is added to the result's error."""
+    result = fetch_url(url, options, endpoint, method="POST", json_body=payload)
+    if not result.ok and result.status:
+        result.error = "HTTP %d %s%s" % (result.status, result.reason, _gateway_error(result))
     return result
 
 
