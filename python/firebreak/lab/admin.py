@@ -1,0 +1,88 @@
+"""kimberlite-admin: operate the local replica through its admin HTTP endpoints.
+
+The replica's admin API lives on its API port (8080) under ``/admin/``. ``--host``/``--port``
+default to this replica's address from ``/etc/kimberlite/replica.json`` (or ``--config`` /
+``$KIMBERLITE_CONFIG``) when present, else ``127.0.0.1:8080``.
+
+Commands::
+
+    kimberlite-admin status                     # JSON status of the replica
+    kimberlite-admin reconfig add|remove NAME   # joint consensus: vsr_reconfig_state 1 then 0
+    kimberlite-admin state-transfer             # force a state transfer (status 3 while it runs)
+    kimberlite-admin checkpoints                # list checkpoints (op, file, size, valid)
+    kimberlite-admin checkpoint                 # write a checkpoint now
+    kimberlite-admin isolate | rejoin           # stop / resume accepting client requests
+    kimberlite-admin scrub                      # run one scrubber tour now
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_CONFIG = "/etc/kimberlite/replica.json"
+
+
+def _defaults(config: str | None) -> tuple[str, int]:
+    path = Path(config or os.environ.get("KIMBERLITE_CONFIG") or DEFAULT_CONFIG)
+    try:
+        cfg = json.loads(path.read_text())
+        me = next(r for r in cfg["replicas"] if r["name"] == cfg["replica"])
+        return me["host"], int(me.get("api_port", 8080))
+    except (OSError, ValueError, KeyError, StopIteration):
+        return "127.0.0.1", 8080
+
+
+def call(host: str, port: int, method: str, path: str, body: dict | None = None, timeout=15):
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    data = json.dumps(body or {}) if method == "POST" else None
+    conn.request(method, path, data, {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    raw = resp.read()
+    conn.close()
+    try:
+        return resp.status, json.loads(raw or b"{}")
+    except ValueError:
+        return resp.status, {"raw": raw.decode(errors="replace")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="kimberlite-admin", description="Kimberlite VSR admin")
+    ap.add_argument("--config", help=f"replica config (default {DEFAULT_CONFIG})")
+    ap.add_argument("--host")
+    ap.add_argument("--port", type=int)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("status")
+    rc = sub.add_parser("reconfig")
+    rc.add_argument("action", choices=["add", "remove"])
+    rc.add_argument("replica")
+    sub.add_parser("state-transfer")
+    sub.add_parser("checkpoints")
+    sub.add_parser("checkpoint")
+    sub.add_parser("isolate")
+    sub.add_parser("rejoin")
+    sub.add_parser("scrub")
+    args = ap.parse_args(argv)
+    host, port = _defaults(args.config)
+    host, port = args.host or host, args.port or port
+    try:
+        if args.cmd in ("status", "checkpoints"):
+            code, out = call(host, port, "GET", f"/admin/{args.cmd}")
+        elif args.cmd == "reconfig":
+            body = {"action": args.action, "replica": args.replica}
+            code, out = call(host, port, "POST", "/admin/reconfig", body)
+        else:
+            code, out = call(host, port, "POST", f"/admin/{args.cmd}")
+    except OSError as exc:
+        print(f"kimberlite-admin: cannot reach replica at {host}:{port}: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(out, indent=2))
+    return 0 if code == 200 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

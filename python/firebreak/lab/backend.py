@@ -1,0 +1,236 @@
+"""The lab's backend interface and the helpers every backend shares.
+
+A backend runs the replicas of one lab in one *mode*:
+
+* ``processes`` (:mod:`firebreak.lab.processes`): local processes on 127.0.<net>.<i>;
+* ``containers`` (``firebreak.lab.containers``, written separately and imported lazily): podman
+  containers booting systemd. It must provide ``ContainersBackend(lab_dir)`` implementing
+  :class:`Backend`.
+
+The state of a running lab lives in ``lab_dir()/state.json`` (``<repo>/.lab`` unless
+``$FIREBREAK_LAB_DIR`` is set); :func:`load_state` tells which backend owns it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import urllib.parse
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+MODES = ("processes", "containers")
+FAULT_KINDS = (
+    "kill",
+    "stop",
+    "pause",
+    "partition",
+    "corrupt",
+    "disk-full",
+    "clock-skew",
+    "latency",
+    "heal",
+)
+SERVICE_NAME = "kimberlite-vsr"
+
+
+class LabError(RuntimeError):
+    """A lab operation that cannot be done; the CLI prints it and exits non-zero."""
+
+
+def lab_dir() -> Path:
+    return Path(os.environ.get("FIREBREAK_LAB_DIR") or REPO / ".lab")
+
+
+def state_path(d: Path | None = None) -> Path:
+    return (d or lab_dir()) / "state.json"
+
+
+def load_state(d: Path | None = None) -> dict | None:
+    p = state_path(d)
+    if not p.exists():
+        return None
+    return json.loads(p.read_text())
+
+
+def save_state(state: dict, d: Path | None = None) -> None:
+    p = state_path(d)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(p)
+
+
+def replica_config(
+    cluster: str,
+    replicas: list[dict],
+    name: str,
+    data_dir: str,
+    **extra,
+) -> dict:
+    """The JSON config of one replica (the keys ``firebreak.lab.replica`` reads)."""
+    cfg = {
+        "cluster": cluster,
+        "replica": name,
+        "replicas": [
+            {
+                "name": r["name"],
+                "host": r["host"],
+                "api_port": r["api_port"],
+                "metrics_port": r["metrics_port"],
+            }
+            for r in replicas
+        ],
+        "data_dir": data_dir,
+        "checkpoint_interval": 100,
+        "checkpoint_keep": 3,
+        "scrub_interval_s": 5,
+    }
+    cfg.update(extra)
+    return cfg
+
+
+def http_json(url: str, method: str = "GET", body: dict | None = None, timeout: float = 2.0):
+    """(status, json) for an HTTP call; raises OSError when the replica is unreachable."""
+    u = urllib.parse.urlparse(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=timeout)
+    try:
+        path = u.path + (f"?{u.query}" if u.query else "")
+        data = json.dumps(body) if body is not None else None
+        conn.request(method, path, data, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        raw = resp.read()
+        try:
+            return resp.status, json.loads(raw or b"{}")
+        except ValueError:
+            return resp.status, {"raw": raw.decode(errors="replace")}
+    except http.client.HTTPException as exc:
+        raise OSError(str(exc)) from exc
+    finally:
+        conn.close()
+
+
+def write_inventory(state: dict, path: Path, connection: str = "local") -> Path:
+    """Ansible YAML inventory: group ``kimberlite_vsr``, one host per replica."""
+    hosts = {}
+    for r in state["replicas"]:
+        hv = {
+            "vsr_replica_name": r["name"],
+            "vsr_api_url": r["api_url"],
+            "vsr_metrics_url": r["metrics_url"],
+            "vsr_data_dir": r["data_dir"],
+            "vsr_service_name": r.get("service", SERVICE_NAME),
+            "vsr_lab_mode": state["mode"],
+        }
+        if connection == "local":
+            hv["ansible_connection"] = "local"
+            hv["ansible_python_interpreter"] = "{{ ansible_playbook_python }}"
+        hv.update(r.get("host_vars", {}))
+        hosts[r["name"]] = hv
+    inv = {
+        "all": {
+            "children": {
+                "kimberlite_vsr": {
+                    "hosts": hosts,
+                    "vars": {"vsr_cluster": state["cluster"], "vsr_lab_dir": str(path.parent)},
+                }
+            }
+        }
+    }
+    path.write_text(yaml.safe_dump(inv, sort_keys=False))
+    return path
+
+
+class Backend(ABC):
+    """What ``lab`` needs from a mode. ``target`` is a replica name, ``leader`` or ``backup``."""
+
+    mode: str
+
+    def __init__(self, lab_dir: Path) -> None:
+        self.dir = Path(lab_dir)
+
+    @abstractmethod
+    def up(self, replicas: int = 3, **opts) -> dict:
+        """Start a fresh lab; returns the saved state."""
+
+    @abstractmethod
+    def down(self) -> None:
+        """Stop everything the lab started and undo host changes (mounts, loops)."""
+
+    @abstractmethod
+    def status(self) -> list[dict]:
+        """One dict per replica: name, running, pid/container, and its /admin/status fields."""
+
+    @abstractmethod
+    def inventory(self) -> Path:
+        """Write the Ansible inventory of the running lab and return its path."""
+
+    @abstractmethod
+    def fault(self, kind: str, target: str, arg: str | None = None) -> dict:
+        """Inject a fault (see FAULT_KINDS); returns what was done."""
+
+    @abstractmethod
+    def heal(self) -> dict:
+        """Undo what can be undone; restart killed/stopped replicas."""
+
+    @abstractmethod
+    def replica_pids(self) -> dict[str, int | None]:
+        """Main pid of each replica (None when not running)."""
+
+    # shared helpers ---------------------------------------------------------
+    def state(self) -> dict:
+        st = load_state(self.dir)
+        if st is None:
+            raise LabError(f"no lab is running (no {state_path(self.dir)}); run `lab up` first")
+        return st
+
+    def resolve(self, target: str) -> str:
+        """Map ``leader`` / ``backup`` / a name to a replica name, asking the live replicas."""
+        st = self.state()
+        names = [r["name"] for r in st["replicas"]]
+        if target in names:
+            return target
+        if target not in ("leader", "backup"):
+            raise LabError(f"unknown replica {target!r} (have {names}, leader, backup)")
+        views = {}
+        for r in st["replicas"]:
+            try:
+                code, s = http_json(r["api_url"] + "/admin/status", timeout=1.0)
+            except OSError:
+                continue
+            if code == 200 and s.get("status") == 0:
+                views.setdefault(s["view"], []).append(s)
+        if not views:
+            raise LabError("no replica in normal status answers; cannot find the leader")
+        v = max(views)
+        leader = views[v][0]["leader"]
+        if target == "leader":
+            return leader
+        backups = [s["replica"] for s in views[v] if s["replica"] != leader]
+        if not backups:
+            raise LabError("no backup in normal status answers")
+        return sorted(backups)[-1]
+
+
+def get_backend(mode: str, d: Path | None = None) -> Backend:
+    d = d or lab_dir()
+    if mode == "processes":
+        from firebreak.lab.processes import ProcessesBackend
+
+        return ProcessesBackend(d)
+    if mode == "containers":
+        from firebreak.lab import containers  # written by the containers engineer
+
+        return containers.ContainersBackend(d)
+    raise LabError(f"unknown mode {mode!r} (have {MODES})")
+
+
+def current_backend(d: Path | None = None) -> Backend:
+    st = load_state(d)
+    if st is None:
+        raise LabError(f"no lab is running (no {state_path(d)}); run `lab up` first")
+    return get_backend(st["mode"], d)

@@ -1,0 +1,151 @@
+"""``lab`` commands: up, status, down, inventory, fault, heal, workload.
+
+``add_parser(subparsers)`` registers the ``lab`` group on the top-level ``firebreak`` CLI;
+``python -m firebreak.lab.cli ...`` runs it standalone (``main(argv)``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from firebreak.lab import workload
+from firebreak.lab.backend import (
+    FAULT_KINDS,
+    MODES,
+    LabError,
+    current_backend,
+    get_backend,
+    lab_dir,
+    load_state,
+)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    lab = subparsers.add_parser("lab", help="the VSR reference cluster (the lab)")
+    sub = lab.add_subparsers(dest="lab_cmd", required=True)
+    up = sub.add_parser("up", help="start a fresh lab")
+    up.add_argument("--mode", choices=MODES, default="processes")
+    up.add_argument("--replicas", type=int, default=3)
+    up.add_argument(
+        "--net", type=int, help="processes mode: 127.0.NET.i (default 20, $FIREBREAK_LAB_NET)"
+    )
+    up.add_argument("--cluster", default="lab")
+    up.add_argument("--checkpoint-interval", type=int)
+    up.add_argument("--scrub-interval", type=float, dest="scrub_interval_s")
+    st = sub.add_parser("status", help="replica status")
+    st.add_argument("--json", action="store_true")
+    sub.add_parser("down", help="stop the lab and undo host changes")
+    sub.add_parser("inventory", help="write the Ansible inventory and print its path")
+    f = sub.add_parser("fault", help=f"inject a fault: {', '.join(FAULT_KINDS)}")
+    f.add_argument("kind", choices=FAULT_KINDS)
+    # nargs="+" so that `lab fault KIND --replica NAME ARG` parses with plain parse_args
+    f.add_argument("--replica", nargs="+", default=["leader"], help="NAME, leader or backup")
+    f.add_argument("arg", nargs="?", help="MS for clock-skew/latency, op for corrupt, ...")
+    sub.add_parser("heal", help="undo faults, restart stopped replicas")
+    w = sub.add_parser("workload", help="background workload: start, stop, check")
+    w.add_argument("action", choices=["start", "stop", "check"])
+    w.add_argument("--json", action="store_true")
+    w.add_argument("--rate", type=float, default=20)
+    w.add_argument("--streams", type=int, default=4)
+    lab.set_defaults(func=run)
+    return lab
+
+
+def _print_status(rows: list[dict]) -> None:
+    print(f"{'replica':<11} {'pid':>7} {'status':<14} {'view':>5} {'op':>7} {'commit':>7}  notes")
+    for r in rows:
+        notes = []
+        if r.get("is_primary"):
+            notes.append("leader")
+        if r.get("paused"):
+            notes.append("paused")
+        if r.get("fault"):
+            notes.append(f"fault={r['fault']['fault']}")
+        if r.get("corrupt_from"):
+            notes.append(f"corrupt from op {r['corrupt_from']}")
+        if r.get("error"):
+            notes.append(r["error"])
+        status = r.get("status_name") or ("down" if not r.get("running") else "?")
+        print(
+            f"{r['name']:<11} {r.get('pid') or '-':>7} {status:<14} {r.get('view', '-'):>5} "
+            f"{r.get('op', '-'):>7} {r.get('commit', '-'):>7}  {', '.join(notes)}"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    d = lab_dir()
+    try:
+        cmd = args.lab_cmd
+        if cmd == "up":
+            opts = {
+                "net": args.net,
+                "cluster": args.cluster,
+                "checkpoint_interval": args.checkpoint_interval,
+                "scrub_interval_s": args.scrub_interval_s,
+            }
+            state = get_backend(args.mode, d).up(replicas=args.replicas, **opts)
+            print(
+                f"lab up ({state['mode']}): " + ", ".join(r["api_url"] for r in state["replicas"])
+            )
+            return 0
+        if cmd == "down":
+            if load_state(d) is None:
+                print("no lab running")
+                return 0
+            current_backend(d).down()
+            print("lab down")
+            return 0
+        be = current_backend(d)
+        if cmd == "status":
+            rows = be.status()
+            if args.json:
+                print(json.dumps(rows, indent=2))
+            else:
+                _print_status(rows)
+            return 0
+        if cmd == "inventory":
+            print(be.inventory())
+            return 0
+        if cmd == "fault":
+            target, *rest = args.replica
+            arg = args.arg if args.arg is not None else (rest[0] if rest else None)
+            print(json.dumps(be.fault(args.kind, target, arg)))
+            return 0
+        if cmd == "heal":
+            print(json.dumps(be.heal()))
+            return 0
+        if cmd == "workload":
+            if args.action == "start":
+                pid = workload.start(d, rate=args.rate, streams=args.streams)
+                print(f"workload started (pid {pid})")
+                return 0
+            if args.action == "stop":
+                print("workload stopped" if workload.stop(d) else "workload not running")
+                return 0
+            result = workload.check(d)
+            if args.json:
+                print(json.dumps(result, indent=2))
+            else:
+                print(
+                    "attempted {attempted} acknowledged {acknowledged} lost {lost} "
+                    "unexpected {unexpected} duplicated {duplicated}".format(**result)
+                )
+            return 0 if result["ok"] else 1
+    except LabError as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 2
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="firebreak")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    add_parser(sub)
+    args = ap.parse_args(["lab", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

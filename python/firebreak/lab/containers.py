@@ -1,0 +1,946 @@
+"""The lab's ``containers`` mode: each replica is a podman container booting systemd.
+
+Layout (what an operator of the seed's runbooks sees):
+
+- podman network ``firebreak-lab`` (DNS between containers: replicas address each other, and
+  the smoke test addresses ``replica-1``, by name);
+- containers ``replica-1..N`` (hostname ``replica-i``) from ``localhost/firebreak-lab:<hash>``
+  (:mod:`firebreak.lab.image`), started with ``--systemd=always`` and ``--cap-add NET_ADMIN``
+  (nftables partitions inside the container), labelled ``firebreak.lab=1``;
+- in each: ``kimberlite-vsr.service`` (``Restart=no``: a killed replica stays down until the
+  operator starts it, as the FM-005 runbook expects), ``journalctl -u kimberlite-vsr``,
+  ``/usr/local/bin/kimberlite-admin``, the config ``/etc/kimberlite/replica.json`` and the data
+  dir ``/var/lib/kimberlite``;
+- the firebreak source: the checkout's ``python/`` bind-mounted read-only at
+  ``/opt/firebreak/python`` (code changes need no image rebuild, only a unit restart);
+- the data dir: a loop-mounted ext4 image on the host (``<lab>/containers/disks/replica-i.img``
+  mounted on ``<lab>/containers/mnt/replica-i``), bind-mounted into the container, so that the
+  ``disk-full`` fault fills a real filesystem and never the machine's own disk;
+- host access, loopback only: replica *i*'s API is published on ``127.0.<net>.<i>:8080`` and
+  its metrics on ``127.0.<net>.<i>:9090`` (``net`` defaults to 30; the processes mode uses 20).
+  The Ansible inventory carries these host-reachable URLs (``vsr_api_url``,
+  ``vsr_metrics_url`` = the metrics port's base URL, as in processes mode) and
+  ``ansible_connection: containers.podman.podman`` with ``ansible_host`` = the container.
+
+Entry points: ``firebreak lab up --mode containers`` (through :class:`ContainersBackend`, the
+:class:`firebreak.lab.backend.Backend` of this mode) or :class:`ContainerLab` directly (tests).
+
+State: ``<lab>/state.json`` in the layout the processes mode shares (``mode``, ``cluster``,
+``replicas`` with ``api_url``/``metrics_url``/``data_dir``, ``faults``) plus this mode's keys
+(``network``, ``prefix``, ``lab_id``, ``image``); ``<lab>/inventory.yml``; and
+``<lab>/containers/``: per replica ``etc/replica.json`` (bind-mounted at ``/etc/kimberlite``),
+disk images and mount points. The lab dir is ``$FIREBREAK_LAB_DIR``, default ``<repo>/.lab``.
+``down`` removes exactly what ``up`` created (containers and network carry the labels
+``firebreak.lab=1`` and ``firebreak.lab.id=<id of this lab>``), and is idempotent.
+
+Faults (``fault(kind, replica, arg)``), all real:
+
+============ =======================================================================
+kill         ``systemctl kill -s SIGKILL kimberlite-vsr`` (unit ends ``failed``; stays down)
+stop         ``systemctl stop kimberlite-vsr``
+pause        ``systemctl kill -s SIGSTOP kimberlite-vsr`` (heal sends SIGCONT)
+partition    nftables table ``firebreak_partition`` in the replica's container dropping tcp
+             8080 to and from the other replicas (``arg``: comma-separated peers, default
+             all); the host's port-forwarded access stays open
+corrupt      flips bits inside a committed log entry (``arg``: op, default a middle committed
+             one) on the bind-mounted data dir with :func:`firebreak.lab.storage.corrupt_entry`
+disk-full    fills the loop-mounted filesystem with ``.firebreak-fill`` (heal removes it)
+clock-skew   ``arg`` ms: a systemd drop-in with ``LD_PRELOAD=libfaketime`` + ``FAKETIME``, then
+             the unit restarts (heal removes the drop-in and restarts)
+latency      ``arg`` ms: the replica delays its outbound protocol sends (``latency_ms`` in
+             its control file ``<data_dir>/control.json``, as ``/admin/latency`` sets it;
+             netem is not available on this kernel); heal sets it back to 0
+============ =======================================================================
+
+``heal()`` undoes every fault above except ``corrupt`` (that one is the replica's to repair)
+and starts units that are not active.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from firebreak.lab import image as lab_image
+from firebreak.lab.backend import (
+    SERVICE_NAME,
+    Backend,
+    LabError,
+    http_json,
+    replica_config,
+    write_inventory,
+)
+
+LABEL = "firebreak.lab"
+UNIT = SERVICE_NAME  # kimberlite-vsr
+API_PORT = 8080
+METRICS_PORT = 9090
+DATA_DIR = "/var/lib/kimberlite"
+CONFIG_PATH = "/etc/kimberlite/replica.json"
+SOURCE_MOUNT = "/opt/firebreak/python"
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+CLOCK_DROPIN = f"/etc/systemd/system/{UNIT}.service.d/50-firebreak-clock-skew.conf"
+NFT_TABLE = "firebreak_partition"
+FILL_FILE = ".firebreak-fill"
+FAULT_KINDS = (
+    "kill",
+    "stop",
+    "pause",
+    "partition",
+    "corrupt",
+    "disk-full",
+    "clock-skew",
+    "latency",
+)
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+class ContainerLabError(LabError):
+    """The containers-mode lab could not do what was asked."""
+
+
+DEFAULT_NET = 30  # processes mode defaults to 20
+#: Replica config keys that ``up(**opts)`` passes through (as the processes mode does).
+CONFIG_OPTS = (
+    "checkpoint_interval",
+    "checkpoint_keep",
+    "scrub_interval_s",
+    "heartbeat_ms",
+    "view_change_min_ms",
+    "view_change_max_ms",
+    "request_timeout_s",
+)
+
+
+def default_lab_dir() -> Path:
+    env = os.environ.get("FIREBREAK_LAB_DIR")
+    return Path(env) if env else REPO_ROOT / ".lab"
+
+
+def _lab_id(lab_dir: Path, prefix: str, network: str) -> str:
+    return hashlib.sha256(f"{lab_dir.resolve()}|{prefix}|{network}".encode()).hexdigest()[:12]
+
+
+def _run(argv: list[str], check: bool = False, timeout: float = 120, **kw) -> Any:
+    res = subprocess.run(argv, check=False, text=True, capture_output=True, timeout=timeout, **kw)
+    if check and res.returncode != 0:
+        raise ContainerLabError(
+            f"{' '.join(argv)} failed ({res.returncode}): {(res.stderr or res.stdout).strip()}"
+        )
+    return res
+
+
+def _http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (loopback only)
+        return resp.status, resp.read().decode("utf-8", "replace")
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text format to {name: value}; series with labels are summed by name."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name_part, _, rest = line.rpartition(" ")
+        if not name_part:
+            continue
+        name = name_part.split("{", 1)[0].strip()
+        try:
+            value = float(rest)
+        except ValueError:
+            # "name value timestamp" form
+            parts = line.split()
+            if len(parts) < 2:
+                continue
+            name = parts[0].split("{", 1)[0]
+            try:
+                value = float(parts[1])
+            except ValueError:
+                continue
+        out[name] = out.get(name, 0.0) + value
+    return out
+
+
+class ContainerLab:
+    """A VSR cluster of systemd containers on one podman network (see the module docstring)."""
+
+    mode = "containers"
+
+    def __init__(
+        self,
+        lab_dir: Path | str | None = None,
+        replicas: int = 3,
+        *,
+        net: int = DEFAULT_NET,
+        network: str = "firebreak-lab",
+        name_prefix: str = "",
+        cluster: str = "lab",
+        disk_size_mb: int = 64,
+        config_extra: dict[str, Any] | None = None,
+        source_dir: Path | str | None = None,
+    ) -> None:
+        self.lab_dir = Path(lab_dir) if lab_dir else default_lab_dir()
+        self.dir = self.lab_dir / "containers"
+        self.n = replicas
+        self.net = net
+        self.network = network
+        self.prefix = name_prefix
+        self.cluster = cluster
+        self.disk_size_mb = disk_size_mb
+        self.config_extra = dict(config_extra or {})
+        self.source_dir = Path(source_dir) if source_dir else REPO_ROOT / "python"
+        self.image_ref: str | None = None
+        self.faults: dict[str, dict[str, Any]] = {}
+        self.lab_id = _lab_id(self.lab_dir, self.prefix, self.network)
+        self._load_state()
+
+    # ------------------------------------------------------------------ names and addresses
+    def replica_names(self) -> list[str]:
+        return [f"replica-{i}" for i in range(1, self.n + 1)]
+
+    def container(self, replica: str) -> str:
+        return f"{self.prefix}{replica}"
+
+    def _index(self, replica: str) -> int:
+        if replica not in self.replica_names():
+            raise ContainerLabError(f"no replica {replica!r} in this lab ({self.replica_names()})")
+        return int(replica.rsplit("-", 1)[1])
+
+    def host_address(self, replica: str) -> str:
+        return f"127.0.{self.net}.{self._index(replica)}"
+
+    def api_url(self, replica: str) -> str:
+        return f"http://{self.host_address(replica)}:{API_PORT}"
+
+    def metrics_url(self, replica: str) -> str:
+        """Base URL of the metrics port (``/metrics``, ``/health``), as in processes mode."""
+        return f"http://{self.host_address(replica)}:{METRICS_PORT}"
+
+    def _rdir(self, replica: str) -> Path:
+        return self.dir / replica
+
+    def _disk(self, replica: str) -> Path:
+        return self.dir / "disks" / f"{replica}.img"
+
+    def _mnt(self, replica: str) -> Path:
+        return self.dir / "mnt" / replica
+
+    def data_path(self, replica: str) -> Path:
+        """The replica's data dir as the host sees it (the loop mount)."""
+        return self._mnt(replica)
+
+    # ------------------------------------------------------------------ state
+    # The lab's state is ``<lab>/state.json`` in the layout firebreak.lab.backend shares with
+    # the processes mode (mode, cluster, replicas[{name, api_url, metrics_url, data_dir, ...}],
+    # faults), plus this mode's own keys. Disks, mount points and configs live in
+    # ``<lab>/containers/``.
+    def _state_file(self) -> Path:
+        return self.lab_dir / "state.json"
+
+    def _read_state(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self._state_file().read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _load_state(self) -> None:
+        st = self._read_state()
+        if not st or st.get("mode") != self.mode:
+            return
+        self.n = len(st.get("replicas", [])) or self.n
+        self.net = int(st.get("net", self.net))
+        self.network = st.get("network", self.network)
+        self.prefix = st.get("prefix", self.prefix)
+        self.cluster = st.get("cluster", self.cluster)
+        self.faults = st.get("faults", {})
+        self.image_ref = st.get("image")
+        self.lab_id = _lab_id(self.lab_dir, self.prefix, self.network)
+
+    def _member(self, replica: str) -> dict[str, Any]:
+        return {
+            "name": replica,
+            "host": replica,  # the container's name on the podman network
+            "api_port": API_PORT,
+            "metrics_port": METRICS_PORT,
+            "api_url": self.api_url(replica),
+            "metrics_url": self.metrics_url(replica),
+            "data_dir": DATA_DIR,
+            "host_data_dir": str(self.data_path(replica)),
+            "config": str(self._rdir(replica) / "etc" / "replica.json"),
+            "service": UNIT,
+            "container": self.container(replica),
+            "host_address": self.host_address(replica),
+            "host_vars": {
+                "ansible_connection": "containers.podman.podman",
+                "ansible_host": self.container(replica),
+                "ansible_python_interpreter": "/usr/bin/python3",
+                "vsr_config_path": CONFIG_PATH,
+            },
+        }
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "cluster": self.cluster,
+            "net": self.net,
+            "network": self.network,
+            "prefix": self.prefix,
+            "lab_id": self.lab_id,
+            "image": self.image_ref,
+            "replicas": [self._member(r) for r in self.replica_names()],
+            "faults": self.faults,
+        }
+
+    def _save_state(self, **extra: Any) -> None:
+        cur = self._read_state()
+        if cur and cur.get("mode") not in (None, self.mode):
+            raise ContainerLabError(
+                f"{self._state_file()} belongs to a {cur.get('mode')} lab; `lab down` it first"
+            )
+        self.lab_dir.mkdir(parents=True, exist_ok=True)
+        st = {**self.state(), **extra}
+        if cur and cur.get("started") and "started" not in extra:
+            st["started"] = cur["started"]
+        tmp = self._state_file().with_suffix(".tmp")
+        tmp.write_text(json.dumps(st, indent=2) + "\n")
+        tmp.replace(self._state_file())
+
+    # ------------------------------------------------------------------ podman helpers
+    def _labels(self) -> list[str]:
+        return [
+            "--label",
+            f"{LABEL}=1",
+            "--label",
+            f"{LABEL}.id={self.lab_id}",
+            "--label",
+            f"{LABEL}.dir={self.lab_dir.resolve()}",
+        ]
+
+    def exec(
+        self, replica: str, *argv: str, check: bool = False, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
+        """Run a command inside the replica's container (as root)."""
+        return _run(
+            ["podman", "exec", self.container(replica), *argv], check=check, timeout=timeout
+        )
+
+    def systemctl(self, replica: str, *args: str, check: bool = False) -> Any:
+        return self.exec(replica, "systemctl", *args, check=check)
+
+    def unit_state(self, replica: str) -> str:
+        res = self.systemctl(replica, "is-active", UNIT)
+        return res.stdout.strip() or f"unknown ({res.stderr.strip()})"
+
+    def container_state(self, replica: str) -> str:
+        res = _run(
+            [
+                "podman",
+                "container",
+                "inspect",
+                "--format",
+                "{{.State.Status}}",
+                self.container(replica),
+            ]
+        )
+        return res.stdout.strip() if res.returncode == 0 else "absent"
+
+    def container_ip(self, replica: str) -> str:
+        fmt = f'{{{{(index .NetworkSettings.Networks "{self.network}").IPAddress}}}}'
+        res = _run(["podman", "container", "inspect", "--format", fmt, self.container(replica)])
+        ip = res.stdout.strip()
+        if res.returncode != 0 or not ip:
+            raise ContainerLabError(f"no IP address for {replica}: {res.stderr.strip()}")
+        return ip
+
+    def main_pid(self, replica: str) -> int | None:
+        """Host pid of the unit's main process (None when the unit is not running)."""
+        inner = self.exec(replica, "systemctl", "show", "-p", "MainPID", "--value", UNIT)
+        pid = inner.stdout.strip()
+        if inner.returncode != 0 or pid in ("", "0"):
+            return None
+        res = _run(["podman", "top", self.container(replica), "pid", "hpid"])
+        for line in res.stdout.splitlines()[1:]:
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == pid and parts[1].isdigit():
+                return int(parts[1])
+        return None
+
+    def journal(self, replica: str, lines: int = 200, unit: str | None = UNIT) -> str:
+        argv = ["journalctl", "--no-pager", "-n", str(lines)]
+        if unit:
+            argv += ["-u", unit]
+        res = self.exec(replica, *argv)
+        return res.stdout + res.stderr
+
+    # ------------------------------------------------------------------ config
+    def replica_config(self, replica: str) -> dict[str, Any]:
+        members = [self._member(r) for r in self.replica_names()]
+        # In a container the server listens on every interface: port publishing and the podman
+        # network both reach it through eth0.
+        extra = {"bind_host": "0.0.0.0", **self.config_extra}  # noqa: S104
+        return replica_config(self.cluster, members, replica, DATA_DIR, **extra)
+
+    def _write_config(self, replica: str) -> Path:
+        etc = self._rdir(replica) / "etc"
+        etc.mkdir(parents=True, exist_ok=True)
+        path = etc / "replica.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.replica_config(replica), indent=2) + "\n")
+        tmp.replace(path)
+        return path
+
+    # ------------------------------------------------------------------ disks
+    def _is_mounted(self, path: Path) -> bool:
+        target = str(path.resolve())
+        with open("/proc/self/mounts") as fh:
+            return any(line.split()[1] == target for line in fh if len(line.split()) > 1)
+
+    def _mounts_below(self, path: Path) -> list[str]:
+        root = str(path.resolve()).rstrip("/") + "/"
+        with open("/proc/self/mounts") as fh:
+            return [p[1] for line in fh if len(p := line.split()) > 1 and p[1].startswith(root)]
+
+    def _make_disk(self, replica: str) -> None:
+        disk, mnt = self._disk(replica), self._mnt(replica)
+        disk.parent.mkdir(parents=True, exist_ok=True)
+        mnt.mkdir(parents=True, exist_ok=True)
+        if self._is_mounted(mnt):
+            _run(["umount", str(mnt)], check=True)
+        disk.unlink(missing_ok=True)
+        _run(["truncate", "-s", f"{self.disk_size_mb}M", str(disk)], check=True)
+        # -m 0: no blocks reserved for root (the replica runs as root): full means full.
+        _run(["mkfs.ext4", "-q", "-F", "-m", "0", "-L", replica, str(disk)], check=True)
+        _run(["mount", "-o", "loop", str(disk), str(mnt)], check=True)
+
+    def _drop_disk(self, replica: str) -> None:
+        mnt = self._mnt(replica)
+        if mnt.exists() and self._is_mounted(mnt):
+            res = _run(["umount", str(mnt)])
+            if res.returncode != 0:
+                _run(["umount", "-l", str(mnt)])
+        self._disk(replica).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ lifecycle
+    def up(
+        self, replicas: int | None = None, *, wait: bool = True, timeout: float = 90
+    ) -> dict[str, Any]:
+        """Create network, disks, configs and containers; wait until every replica serves."""
+        if replicas:
+            self.n = int(replicas)
+        t0 = time.monotonic()
+        cur = self._read_state()
+        if cur and cur.get("mode") not in (None, self.mode):
+            raise ContainerLabError(
+                f"a {cur.get('mode')} lab is recorded in {self._state_file()}; `lab down` it first"
+            )
+        self.image_ref = lab_image.ensure_image(verbose=False)
+        self.down()
+        if not (self.source_dir / "firebreak").is_dir():
+            raise ContainerLabError(f"firebreak source not found under {self.source_dir}")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.faults = {}
+        self._save_state(status="starting", started=time.time())
+        try:
+            _run(["podman", "network", "create", *self._labels(), self.network], check=True)
+            for r in self.replica_names():
+                self._make_disk(r)
+                self._write_config(r)
+                self._start_container(r)
+            if wait:
+                self.wait_ready(timeout=timeout)
+        except BaseException:
+            self._save_state(status="failed")
+            raise
+        elapsed = time.monotonic() - t0
+        self._save_state(status="up", up_seconds=round(elapsed, 1))
+        self.write_inventory()
+        return {"mode": self.mode, "replicas": self.replica_names(), "seconds": elapsed}
+
+    def _start_container(self, replica: str) -> None:
+        addr = self.host_address(replica)
+        name = self.container(replica)
+        argv = [
+            "podman",
+            "run",
+            "--detach",
+            "--name",
+            name,
+            "--hostname",
+            replica,
+            "--network",
+            self.network,
+            *(["--network-alias", replica] if name != replica else []),
+            "--systemd=always",
+            "--cap-add",
+            "NET_ADMIN",
+            "--stop-timeout",
+            "10",
+            *self._labels(),
+            "--label",
+            f"{LABEL}.replica={replica}",
+            "--publish",
+            f"{addr}:{API_PORT}:{API_PORT}",
+            "--publish",
+            f"{addr}:{METRICS_PORT}:{METRICS_PORT}",
+            "--volume",
+            f"{self.source_dir.resolve()}:{SOURCE_MOUNT}:ro",
+            "--volume",
+            f"{(self._rdir(replica) / 'etc').resolve()}:/etc/kimberlite",
+            "--volume",
+            f"{self._mnt(replica).resolve()}:{DATA_DIR}",
+            self.image_ref,
+        ]
+        _run(argv, check=True)
+
+    def wait_ready(
+        self, timeout: float = 90, replicas: list[str] | None = None, *, normal: bool = True
+    ) -> None:
+        """Until ``systemctl is-active kimberlite-vsr``, ``/health`` and Normal status in each."""
+        deadline = time.monotonic() + timeout
+        pending = list(replicas or self.replica_names())
+        last: dict[str, str] = {}
+        while pending:
+            for r in list(pending):
+                unit = self.unit_state(r)
+                if unit != "active":
+                    last[r] = f"unit {unit}"
+                    continue
+                try:
+                    code, _ = _http_get(f"{self.api_url(r)}/health", timeout=2)
+                    if code != 200:
+                        last[r] = f"/health answered {code}"
+                        continue
+                    # As the processes mode: ready means in Normal status.
+                    code, st = http_json(f"{self.api_url(r)}/admin/status", timeout=2)
+                except (OSError, urllib.error.URLError) as exc:
+                    last[r] = f"not answering: {exc}"
+                    continue
+                if normal and code == 200 and st.get("status") not in (None, 0):
+                    last[r] = f"status {st.get('status_name', st.get('status'))}"
+                    continue
+                pending.remove(r)
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                details = "\n".join(
+                    f"--- {r}: {last.get(r)}\n{self.journal(r, 40)}" for r in pending
+                )
+                raise ContainerLabError(f"replicas not ready after {timeout:.0f}s:\n{details}")
+            time.sleep(0.5)
+
+    def down(self) -> None:
+        """Remove this lab's containers, network and loop mounts. Idempotent."""
+        ids = _run(
+            [
+                "podman",
+                "ps",
+                "-a",
+                "-q",
+                "--filter",
+                f"label={LABEL}=1",
+                "--filter",
+                f"label={LABEL}.id={self.lab_id}",
+            ]
+        ).stdout.split()
+        if ids:
+            _run(["podman", "rm", "--force", "--time", "5", *ids], timeout=180)
+        nets = _run(
+            [
+                "podman",
+                "network",
+                "ls",
+                "-q",
+                "--filter",
+                f"label={LABEL}.id={self.lab_id}",
+            ]
+        ).stdout.split()
+        for net in nets:
+            # No --force: that would also remove containers that are not ours.
+            _run(["podman", "network", "rm", net])
+        mnt_root = self.dir / "mnt"
+        if mnt_root.is_dir():
+            for mnt in mnt_root.iterdir():
+                if self._is_mounted(mnt):
+                    res = _run(["umount", str(mnt)])
+                    if res.returncode != 0:
+                        _run(["umount", "-l", str(mnt)])
+        # Remove the mode's files, but never while anything is still mounted below them.
+        if self.dir.is_dir() and not self._mounts_below(self.dir):
+            shutil.rmtree(self.dir, ignore_errors=True)
+        self.faults = {}
+        st = self._read_state()
+        if st and st.get("mode") == self.mode and st.get("lab_id") == self.lab_id:
+            self._state_file().unlink(missing_ok=True)
+            (self.lab_dir / "inventory.yml").unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ status, inventory
+    def metrics(self, replica: str, timeout: float = 2) -> dict[str, float]:
+        _, text = _http_get(f"{self.metrics_url(replica)}/metrics", timeout=timeout)
+        return parse_metrics(text)
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "mode": self.mode,
+            "lab_dir": str(self.lab_dir),
+            "network": self.network,
+            "faults": self.faults,
+            "replicas": {},
+        }
+        for r in self.replica_names():
+            entry: dict[str, Any] = {
+                "container": self.container(r),
+                "container_state": self.container_state(r),
+                "api_url": self.api_url(r),
+                "metrics_url": self.metrics_url(r),
+            }
+            if entry["container_state"] == "running":
+                entry["unit_state"] = self.unit_state(r)
+            else:
+                entry["unit_state"] = "n/a"
+            try:
+                m = self.metrics(r)
+                entry["metrics"] = {
+                    k: v
+                    for k, v in m.items()
+                    if k.startswith("vsr_") and not k.endswith(("_bucket", "_created"))
+                }
+            except (OSError, urllib.error.URLError) as exc:
+                entry["metrics"] = None
+                entry["metrics_error"] = str(exc)
+            out["replicas"][r] = entry
+        return out
+
+    def inventory_path(self) -> Path:
+        """Write (or rewrite) the Ansible inventory for this lab and return its path."""
+        return self.write_inventory()
+
+    def write_inventory(self) -> Path:
+        """``<lab>/inventory.yml`` through the shared writer, with podman connection vars."""
+        self.lab_dir.mkdir(parents=True, exist_ok=True)
+        return write_inventory(self.state(), self.lab_dir / "inventory.yml", connection="podman")
+
+    # ------------------------------------------------------------------ faults
+    def fault(self, kind: str, replica: str, arg: Any = None) -> dict[str, Any]:
+        """Inject a real fault into one replica (see the module docstring)."""
+        self._index(replica)
+        handler = {
+            "kill": self._kill,
+            "stop": self._stop,
+            "pause": self._pause,
+            "partition": self._partition,
+            "corrupt": self._corrupt,
+            "disk-full": self._disk_full,
+            "clock-skew": self._clock_skew,
+            "latency": self._latency,
+        }.get(kind)
+        if handler is None:
+            raise ContainerLabError(f"unknown fault {kind!r}; known: {', '.join(FAULT_KINDS)}")
+        detail = handler(replica, arg) or {}
+        self.faults.setdefault(replica, {})[kind] = {"arg": arg, **detail}
+        self._save_state(status="up")
+        return {"fault": kind, "replica": replica, "arg": arg, **detail}
+
+    def _kill(self, replica: str, _arg: Any) -> dict[str, Any]:
+        self.systemctl(replica, "kill", "-s", "SIGKILL", UNIT, check=True)
+        return {}
+
+    def _stop(self, replica: str, _arg: Any) -> dict[str, Any]:
+        self.systemctl(replica, "stop", UNIT, check=True)
+        return {}
+
+    def _pause(self, replica: str, _arg: Any) -> dict[str, Any]:
+        self.systemctl(replica, "kill", "-s", "SIGSTOP", UNIT, check=True)
+        return {}
+
+    def _partition(self, replica: str, arg: Any) -> dict[str, Any]:
+        if arg in (None, "", "all"):
+            peers = [r for r in self.replica_names() if r != replica]
+        elif isinstance(arg, str):
+            peers = [p.strip() for p in arg.split(",") if p.strip()]
+        else:
+            peers = list(arg)
+        for p in peers:
+            self._index(p)
+        ips = [self.container_ip(p) for p in peers]
+        ipset = ", ".join(ips)
+        rules = (
+            f"table inet {NFT_TABLE} {{\n"
+            "  chain input {\n"
+            "    type filter hook input priority 0; policy accept;\n"
+            f"    ip saddr {{ {ipset} }} tcp dport {API_PORT} drop\n"
+            f"    ip saddr {{ {ipset} }} tcp sport {API_PORT} drop\n"
+            "  }\n"
+            "  chain output {\n"
+            "    type filter hook output priority 0; policy accept;\n"
+            f"    ip daddr {{ {ipset} }} tcp dport {API_PORT} drop\n"
+            f"    ip daddr {{ {ipset} }} tcp sport {API_PORT} drop\n"
+            "  }\n"
+            "}\n"
+        )
+        self._nft_delete(replica)
+        res = _run(["podman", "exec", "-i", self.container(replica), "nft", "-f", "-"], input=rules)
+        if res.returncode != 0:
+            raise ContainerLabError(f"nft on {replica} failed: {res.stderr.strip()}")
+        return {"peers": peers, "peer_ips": ips}
+
+    def _nft_delete(self, replica: str) -> None:
+        self.exec(replica, "nft", "delete", "table", "inet", NFT_TABLE)
+
+    def _corrupt(self, replica: str, arg: Any) -> dict[str, Any]:
+        """Flip bits in a committed entry of log.dat, on the host side of the bind mount."""
+        from firebreak.lab import storage  # LAB's on-disk format and its corrupt helper
+
+        op = int(arg) if arg not in (None, "") else None
+        try:
+            damaged = storage.corrupt_entry(self.data_path(replica), op)
+        except (OSError, RuntimeError) as exc:
+            raise ContainerLabError(f"corrupt on {replica}: {exc}") from exc
+        return {"op": damaged}
+
+    def _disk_full(self, replica: str, _arg: Any) -> dict[str, Any]:
+        mnt = self._mnt(replica)
+        if not self._is_mounted(mnt):
+            raise ContainerLabError(f"{replica}'s data dir is not a loop mount ({mnt})")
+        fill = mnt / FILL_FILE
+        st = os.statvfs(mnt)
+        free = st.f_bavail * st.f_frsize
+        if free > 0:
+            _run(["fallocate", "-l", str(free), str(fill)])
+        # fallocate may leave a few blocks (metadata); top up with small writes.
+        with contextlib.suppress(OSError), open(fill, "ab") as fh:
+            block = b"\0" * 4096
+            while True:
+                fh.write(block)
+                fh.flush()
+        st = os.statvfs(mnt)
+        return {"free_bytes": st.f_bavail * st.f_frsize}
+
+    def _clock_skew(self, replica: str, arg: Any) -> dict[str, Any]:
+        ms = float(arg if arg is not None else 300)
+        offset = f"{'+' if ms >= 0 else '-'}{abs(ms) / 1000:.3f}"
+        dropin = (
+            "[Service]\n"
+            f"Environment=LD_PRELOAD={FAKETIME_LIB}\n"
+            f'Environment="FAKETIME={offset}"\n'
+            # Only the wall clock drifts; timeouts measured on the monotonic clock stay honest.
+            "Environment=FAKETIME_DONT_FAKE_MONOTONIC=1\n"
+        )
+        d = os.path.dirname(CLOCK_DROPIN)
+        self.exec(replica, "mkdir", "-p", d, check=True)
+        res = _run(
+            ["podman", "exec", "-i", self.container(replica), "sh", "-c", f"cat > {CLOCK_DROPIN}"],
+            input=dropin,
+        )
+        if res.returncode != 0:
+            raise ContainerLabError(f"writing the clock drop-in failed: {res.stderr.strip()}")
+        self.systemctl(replica, "daemon-reload", check=True)
+        self.systemctl(replica, "restart", UNIT, check=True)
+        return {"faketime": offset}
+
+    def _control(self, replica: str, **update: Any) -> dict[str, Any]:
+        """Read (and update) the replica's control file ``<data_dir>/control.json``.
+
+        The replica re-reads it every 0.2 s (``latency_ms``; ``partition`` is the processes
+        mode's simulated partition, unused here). Written on the host side of the bind mount,
+        so it works while the replica is paused or down."""
+        path = self.data_path(replica) / "control.json"
+        try:
+            ctl = json.loads(path.read_text())
+        except (OSError, ValueError):
+            ctl = {}
+        if update:
+            ctl.update(update)
+            tmp = path.with_suffix(".tmp")
+            try:
+                tmp.write_text(json.dumps(ctl))
+                tmp.replace(path)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                raise ContainerLabError(f"cannot write {path}: {exc}") from exc
+        return ctl
+
+    def _latency(self, replica: str, arg: Any) -> dict[str, Any]:
+        """Delay the replica's outbound protocol sends by ``arg`` ms.
+
+        netem is not available on this kernel, so this uses the replica's own knob, the
+        ``latency_ms`` of its control file (what ``POST /admin/latency`` sets too)."""
+        ms = int(float(arg if arg is not None else 200))
+        self._control(replica, latency_ms=ms)
+        # A running replica picks it up within 0.2 s; wait for that so that callers can measure.
+        deadline = time.monotonic() + 3
+        applied = False
+        while not applied and time.monotonic() < deadline:
+            try:
+                code, st = http_json(f"{self.api_url(replica)}/admin/status", timeout=1)
+                applied = code == 200 and st.get("latency_ms") == ms
+            except OSError:
+                break
+            if not applied:
+                time.sleep(0.1)
+        return {"latency_ms": ms, "applied": applied}
+
+    def _is_stopped(self, replica: str) -> bool:
+        """Whether the unit's main process is stopped (SIGSTOP, state T)."""
+        script = (
+            f"pid=$(systemctl show -p MainPID --value {UNIT}); "
+            '[ "${pid:-0}" != 0 ] && ps -o stat= -p "$pid" | grep -q "^T"'
+        )
+        return self.exec(replica, "sh", "-c", script).returncode == 0
+
+    def heal(self, replica: str | None = None) -> dict[str, Any]:
+        """Undo the faults (all replicas, or one) and start units that are not active."""
+        targets = [replica] if replica else self.replica_names()
+        healed: dict[str, list[str]] = {}
+        for r in targets:
+            done: list[str] = []
+            if self.container_state(r) != "running":
+                _run(["podman", "start", self.container(r)], check=True)
+                done.append("container-start")
+            kinds = self.faults.get(r, {})
+            self._nft_delete(r)
+            if "partition" in kinds:
+                done.append("partition")
+            fill = self._mnt(r) / FILL_FILE
+            if fill.exists():
+                fill.unlink()
+                done.append("disk-full")
+            ctl = self._control(r)
+            if ctl.get("latency_ms") or ctl.get("partition"):
+                self._control(r, latency_ms=0, partition=[])
+                done.append("latency")
+            dropin_there = self.exec(r, "test", "-e", CLOCK_DROPIN).returncode == 0
+            if dropin_there:
+                self.exec(r, "rm", "-f", CLOCK_DROPIN)
+                self.systemctl(r, "daemon-reload")
+                self.systemctl(r, "restart", UNIT)
+                done.append("clock-skew")
+            if "pause" in kinds or self._is_stopped(r):
+                self.systemctl(r, "kill", "-s", "SIGCONT", UNIT)
+                done.append("pause")
+            if self.unit_state(r) != "active":
+                self.systemctl(r, "reset-failed", UNIT)
+                self.systemctl(r, "start", UNIT)
+                done.append("start")
+            self.faults.pop(r, None)
+            healed[r] = done
+        self._save_state(status="up")
+        return {"healed": healed}
+
+
+class ContainersBackend(Backend):
+    """:class:`firebreak.lab.backend.Backend` for ``lab --mode containers`` over ContainerLab.
+
+    ``up`` options: ``net`` (host addresses 127.0.NET.i, default 30 or
+    ``$FIREBREAK_CONTAINERS_NET``), ``cluster``, ``network``, ``name_prefix``, ``timeout``,
+    ``disk_size_mb`` and the replica config keys of :data:`CONFIG_OPTS`."""
+
+    mode = "containers"
+
+    def __init__(self, lab_dir: Path) -> None:
+        super().__init__(lab_dir)
+        self.lab = ContainerLab(self.dir)
+
+    def up(self, replicas: int = 3, **opts: Any) -> dict:
+        net = int(opts.get("net") or os.environ.get("FIREBREAK_CONTAINERS_NET") or DEFAULT_NET)
+        if not 1 <= net <= 254 or not 1 <= replicas <= 9:
+            raise LabError("need 1 <= net <= 254 and 1 <= replicas <= 9")
+        self.lab = ContainerLab(
+            self.dir,
+            replicas,
+            net=net,
+            network=opts.get("network") or "firebreak-lab",
+            name_prefix=opts.get("name_prefix") or "",
+            cluster=opts.get("cluster") or "lab",
+            disk_size_mb=int(opts.get("disk_size_mb") or 64),
+            config_extra={k: opts[k] for k in CONFIG_OPTS if opts.get(k) is not None},
+        )
+        self.lab.up(timeout=float(opts.get("timeout") or 90))
+        return self.state()
+
+    def down(self) -> None:
+        self.lab.down()
+
+    def status(self) -> list[dict]:
+        st = self.state()
+        rows = []
+        for m in st["replicas"]:
+            name = m["name"]
+            cstate = self.lab.container_state(name)
+            unit = self.lab.unit_state(name) if cstate == "running" else "n/a"
+            paused = unit == "active" and self.lab._is_stopped(name)
+            kinds = st.get("faults", {}).get(name)
+            row: dict[str, Any] = {
+                "name": name,
+                "container": m["container"],
+                "container_state": cstate,
+                "unit_state": unit,
+                "api_url": m["api_url"],
+                "metrics_url": m["metrics_url"],
+                "pid": self.lab.main_pid(name) if unit == "active" else None,
+                "running": unit == "active",
+                "paused": paused,
+                "fault": {"fault": ",".join(kinds), **kinds} if kinds else None,
+            }
+            if row["running"] and not paused:
+                try:
+                    code, s = http_json(m["api_url"] + "/admin/status", timeout=1)
+                    if code == 200:
+                        row.update(
+                            {
+                                k: s.get(k)
+                                for k in (
+                                    "status",
+                                    "status_name",
+                                    "view",
+                                    "op",
+                                    "commit",
+                                    "leader",
+                                    "is_primary",
+                                    "isolated",
+                                    "corrupt_from",
+                                    "checksum_failures",
+                                    "clock_offset_ms",
+                                )
+                            }
+                        )
+                except OSError as exc:
+                    row["error"] = str(exc)
+                try:
+                    m_ = self.lab.metrics(name, timeout=1)
+                    row["metrics"] = {
+                        k: v
+                        for k, v in m_.items()
+                        if k.startswith("vsr_") and not k.endswith(("_bucket", "_created"))
+                    }
+                except (OSError, urllib.error.URLError) as exc:
+                    row.setdefault("error", str(exc))
+            rows.append(row)
+        return rows
+
+    def inventory(self) -> Path:
+        self.state()  # raises when no lab is running
+        return self.lab.inventory_path()
+
+    def inventory_path(self) -> Path:
+        return self.inventory()
+
+    def fault(self, kind: str, target: str, arg: str | None = None) -> dict:
+        if kind == "heal":
+            return self.heal()
+        return self.lab.fault(kind, self.resolve(target), arg)
+
+    def heal(self) -> dict:
+        self.state()
+        return self.lab.heal()
+
+    def replica_pids(self) -> dict[str, int | None]:
+        return {r: self.lab.main_pid(r) for r in self.lab.replica_names()}

@@ -1,0 +1,503 @@
+"""processes mode: each replica is a local process on its own loopback address.
+
+Replica *i* of net N listens on ``127.0.N.i`` (8080 API/protocol, 9090 metrics), runs in its own
+session (``start_new_session``) and logs to ``<lab>/replicas/<name>/replica.log``.
+
+Faults, and how they are done here:
+
+* ``kill`` SIGKILL; ``stop`` SIGTERM (graceful); ``pause`` SIGSTOP (heal: SIGCONT).
+* ``partition`` is **simulated** in this mode: the replica's control file lists the peers whose
+  protocol traffic it drops in both directions (and the peers list it back). Containers mode
+  uses real network faults.
+* ``corrupt`` flips bits inside a committed log entry on disk of the running replica; the
+  scrubber / read path must find it (vsr_checksum_failures_total, ERROR ``checksum`` line) and
+  state transfer repairs it.
+* ``disk-full`` moves the data dir onto a size-limited loop-mounted ext4 filesystem (never tmpfs)
+  and fills it; needs root. The replica fails stop on ENOSPC. Heal removes the filler and
+  restarts it.
+* ``clock-skew MS`` restarts the replica under libfaketime (``FAKETIME=+MS/1000``); the skew shows
+  in its ``vsr_clock_offset_ms`` (measured against its peers' heartbeat timestamps).
+* ``latency MS`` delays the replica's outbound protocol sends.
+* ``heal`` undoes what can be undone and restarts killed/stopped replicas.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from firebreak.lab.backend import (
+    SERVICE_NAME,
+    Backend,
+    LabError,
+    http_json,
+    load_state,
+    replica_config,
+    save_state,
+    state_path,
+    write_inventory,
+)
+
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+DEFAULT_NET = 20
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except OSError:
+        return False
+
+
+def _paused(pid: int | None) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "T"
+    except (OSError, TypeError):
+        return False
+
+
+def _ours(pid: int | None, config: str) -> bool:
+    """Is pid one of our replica processes (never signal a recycled pid)?"""
+    if not _alive(pid):
+        return False
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"firebreak.lab.replica" in cmd and config.encode() in cmd
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+class ProcessesBackend(Backend):
+    mode = "processes"
+
+    # ------------------------------------------------------------------ lifecycle
+    def up(self, replicas: int = 3, **opts) -> dict:
+        existing = load_state(self.dir)
+        if existing and any(_alive(r.get("pid")) for r in existing["replicas"]):
+            raise LabError(f"a lab is already running in {self.dir}; `lab down` first")
+        if existing:
+            self._cleanup_mounts(existing)
+        net = int(opts.get("net") or os.environ.get("FIREBREAK_LAB_NET") or DEFAULT_NET)
+        if not 1 <= net <= 254 or not 1 <= replicas <= 9:
+            raise LabError("need 1 <= net <= 254 and 1 <= replicas <= 9")
+        cluster = opts.get("cluster") or "lab"
+        rdir = self.dir / "replicas"
+        if rdir.exists():
+            shutil.rmtree(rdir)
+        for f in ("workload",):
+            if (self.dir / f).exists():
+                shutil.rmtree(self.dir / f)
+        members = []
+        for i in range(1, replicas + 1):
+            host = f"127.0.{net}.{i}"
+            for port in (8080, 9090):
+                with socket.socket() as s:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    try:
+                        s.bind((host, port))
+                    except OSError as exc:
+                        raise LabError(
+                            f"{host}:{port} is busy ({exc}); pick another --net"
+                        ) from exc
+            d = rdir / f"replica-{i}"
+            members.append(
+                {
+                    "name": f"replica-{i}",
+                    "host": host,
+                    "api_port": 8080,
+                    "metrics_port": 9090,
+                    "api_url": f"http://{host}:8080",
+                    "metrics_url": f"http://{host}:9090",
+                    "dir": str(d),
+                    "data_dir": str(d / "data"),
+                    "config": str(d / "replica.json"),
+                    "log": str(d / "replica.log"),
+                    "service": SERVICE_NAME,
+                    "pid": None,
+                }
+            )
+        extra = {
+            k: opts[k]
+            for k in (
+                "checkpoint_interval",
+                "checkpoint_keep",
+                "scrub_interval_s",
+                "heartbeat_ms",
+                "view_change_min_ms",
+                "view_change_max_ms",
+                "request_timeout_s",
+            )
+            if opts.get(k) is not None
+        }
+        for m in members:
+            Path(m["dir"]).mkdir(parents=True, exist_ok=True)
+            cfg = replica_config(cluster, members, m["name"], m["data_dir"], **extra)
+            Path(m["config"]).write_text(json.dumps(cfg, indent=2))
+        state = {
+            "mode": self.mode,
+            "cluster": cluster,
+            "net": net,
+            "replicas": members,
+            "faults": {},
+            "started": time.time(),
+        }
+        save_state(state, self.dir)
+        for m in members:
+            self._spawn(state, m["name"])
+        save_state(state, self.dir)
+        self.wait_ready(state, timeout=float(opts.get("timeout", 20)))
+        return state
+
+    def _spawn(self, state: dict, name: str, env_extra: dict | None = None) -> int:
+        m = self._member(state, name)
+        env = dict(os.environ)
+        env.pop("LD_PRELOAD", None)
+        env.update(env_extra or {})
+        log = open(m["log"], "ab")  # noqa: SIM115 - handed to the child
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "firebreak.lab.replica", "--config", m["config"]],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                env=env,
+                cwd=m["dir"],
+            )
+        finally:
+            log.close()
+        m["pid"] = proc.pid
+        m["env"] = env_extra or {}
+        return proc.pid
+
+    def wait_ready(self, state: dict, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            ok = 0
+            for m in state["replicas"]:
+                if not _alive(m["pid"]):
+                    tail = Path(m["log"]).read_text()[-2000:] if Path(m["log"]).exists() else ""
+                    raise LabError(f"{m['name']} exited during start-up; log tail:\n{tail}")
+                try:
+                    code, s = http_json(m["api_url"] + "/admin/status", timeout=1)
+                    if code == 200 and s["status"] == 0:
+                        ok += 1
+                    last = f"{m['name']}: {s.get('status_name')}"
+                except OSError as exc:
+                    last = f"{m['name']}: {exc}"
+            if ok == len(state["replicas"]):
+                return
+            time.sleep(0.1)
+        raise LabError(f"lab not ready after {timeout}s ({last})")
+
+    def down(self) -> None:
+        state = load_state(self.dir)
+        if state is None:
+            return
+        from firebreak.lab import workload
+
+        workload.stop(self.dir)
+        for m in state["replicas"]:
+            pid = m.get("pid")
+            if _ours(pid, m["config"]):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGCONT)
+                    os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for m in state["replicas"]:
+            pid = m.get("pid")
+            while _ours(pid, m["config"]) and time.monotonic() < deadline:
+                _reap(pid)
+                time.sleep(0.05)
+            if _ours(pid, m["config"]):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                time.sleep(0.05)
+            if pid:
+                _reap(pid)
+            m["pid"] = None
+        self._cleanup_mounts(state)
+        state_path(self.dir).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ queries
+    def _member(self, state: dict, name: str) -> dict:
+        for m in state["replicas"]:
+            if m["name"] == name:
+                return m
+        raise LabError(f"no replica {name}")
+
+    def replica_pids(self) -> dict[str, int | None]:
+        st = self.state()
+        return {m["name"]: (m["pid"] if _alive(m["pid"]) else None) for m in st["replicas"]}
+
+    def status(self) -> list[dict]:
+        st = self.state()
+        out = []
+        for m in st["replicas"]:
+            row = {
+                "name": m["name"],
+                "api_url": m["api_url"],
+                "metrics_url": m["metrics_url"],
+                "pid": m["pid"] if _alive(m["pid"]) else None,
+                "running": _alive(m["pid"]),
+                "paused": _paused(m["pid"]),
+                "fault": st["faults"].get(m["name"]),
+            }
+            if row["running"] and not row["paused"]:
+                try:
+                    code, s = http_json(m["api_url"] + "/admin/status", timeout=1)
+                    if code == 200:
+                        row.update(
+                            {
+                                k: s[k]
+                                for k in (
+                                    "status",
+                                    "status_name",
+                                    "view",
+                                    "op",
+                                    "commit",
+                                    "leader",
+                                    "is_primary",
+                                    "isolated",
+                                    "corrupt_from",
+                                    "checksum_failures",
+                                    "clock_offset_ms",
+                                )
+                            }
+                        )
+                except OSError as exc:
+                    row["error"] = str(exc)
+            out.append(row)
+        return out
+
+    def inventory(self) -> Path:
+        st = self.state()
+        return write_inventory(st, self.dir / "inventory.yml", connection="local")
+
+    # ------------------------------------------------------------------ faults
+    def fault(self, kind: str, target: str, arg: str | None = None) -> dict:
+        if kind == "heal":
+            return self.heal()
+        name = self.resolve(target)
+        st = self.state()
+        m = self._member(st, name)
+        pid = m["pid"]
+        done: dict = {"fault": kind, "replica": name}
+        if kind in ("kill", "stop", "pause", "corrupt", "latency", "clock-skew") and not _ours(
+            pid, m["config"]
+        ):
+            raise LabError(f"{name} is not running")
+        if kind == "kill":
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
+            _reap(pid)
+        elif kind == "stop":
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while _ours(pid, m["config"]) and time.monotonic() < deadline:
+                _reap(pid)
+                time.sleep(0.05)
+        elif kind == "pause":
+            os.kill(pid, signal.SIGSTOP)
+        elif kind == "partition":
+            names = [r["name"] for r in st["replicas"]]
+            peers = arg.split(",") if arg else [n for n in names if n != name]
+            for p in peers:
+                if p not in names or p == name:
+                    raise LabError(f"bad partition peer {p!r}")
+            self._control(
+                m, partition=sorted(set(self._control(m).get("partition", [])) | set(peers))
+            )
+            for p in peers:
+                pm = self._member(st, p)
+                cur = set(self._control(pm).get("partition", []))
+                self._control(pm, partition=sorted(cur | {name}))
+            for x in [m, *(self._member(st, p) for p in peers)]:
+                self._push_control(x)
+            done["peers"] = peers
+            done["note"] = "simulated in processes mode (protocol traffic dropped by the replicas)"
+        elif kind == "corrupt":
+            from firebreak.lab import storage
+
+            op = storage.corrupt_entry(
+                m["data_dir"], int(arg) if arg else None, seed=int(time.time())
+            )
+            done["op"] = op
+        elif kind == "latency":
+            ms = int(arg or 200)
+            self._control(m, latency_ms=ms)
+            self._push_control(m)
+            done["ms"] = ms
+        elif kind == "clock-skew":
+            ms = int(arg or 500)
+            self._stop_pid(m)
+            env = {
+                "LD_PRELOAD": FAKETIME_LIB,
+                "FAKETIME": f"{ms / 1000:+.3f}",
+                "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+                "FAKETIME_DONT_RESET": "1",
+            }
+            if not Path(FAKETIME_LIB).exists():
+                raise LabError(f"libfaketime not found at {FAKETIME_LIB}")
+            self._spawn(st, name, env)
+            done["ms"] = ms
+        elif kind == "disk-full":
+            done.update(self._disk_full(st, m, arg))
+        else:
+            raise LabError(f"unknown fault {kind!r}")
+        st["faults"][name] = {**done, "at": time.time()}
+        save_state(st, self.dir)
+        return done
+
+    def _stop_pid(self, m: dict) -> None:
+        pid = m["pid"]
+        if _ours(pid, m["config"]):
+            os.kill(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while _ours(pid, m["config"]) and time.monotonic() < deadline:
+                _reap(pid)
+                time.sleep(0.05)
+            if _ours(pid, m["config"]):
+                os.kill(pid, signal.SIGKILL)
+                time.sleep(0.1)
+                _reap(pid)
+
+    def _push_control(self, m: dict) -> None:
+        """Apply the control file at once through the admin API (the replica also polls it)."""
+        ctl = self._control(m)
+        if not _alive(m.get("pid")) or _paused(m.get("pid")):
+            return
+        with contextlib.suppress(OSError):
+            http_json(
+                m["api_url"] + "/admin/partition", "POST", {"peers": ctl.get("partition", [])}
+            )
+            http_json(m["api_url"] + "/admin/latency", "POST", {"ms": ctl.get("latency_ms", 0)})
+
+    def _control(self, m: dict, **update) -> dict:
+        path = Path(m["data_dir"]) / "control.json"
+        try:
+            ctl = json.loads(path.read_text())
+        except (OSError, ValueError):
+            ctl = {}
+        if update:
+            ctl.update(update)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(ctl))
+            tmp.replace(path)
+        return ctl
+
+    def _disk_full(self, st: dict, m: dict, arg: str | None) -> dict:
+        if os.geteuid() != 0:
+            raise LabError("disk-full needs root (it loop-mounts a size-limited ext4 filesystem)")
+        for tool in ("mkfs.ext4", "mount", "umount"):
+            if shutil.which(tool) is None:
+                raise LabError(f"disk-full needs {tool}")
+        size_mb = int(arg or 16)
+        data = Path(m["data_dir"])
+        img = Path(m["dir"]) / "disk.img"
+        self._stop_pid(m)
+        saved = data.with_name("data.orig")
+        if saved.exists():
+            shutil.rmtree(saved)
+        data.rename(saved)
+        data.mkdir()
+        with open(img, "wb") as fh:
+            fh.truncate(size_mb * 1024 * 1024)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(img)], check=True, capture_output=True)
+        r = subprocess.run(
+            ["mount", "-o", "loop", str(img), str(data)], capture_output=True, text=True
+        )
+        if r.returncode != 0:
+            data.rmdir()
+            saved.rename(data)
+            raise LabError(f"loop mount failed: {r.stderr.strip()}")
+        for item in saved.iterdir():
+            if item.is_file():
+                shutil.copy2(item, data / item.name)
+            elif item.is_dir():
+                shutil.copytree(item, data / item.name)
+        shutil.rmtree(saved)
+        # fill what is left (keep nothing free)
+        filler = data / "filler.bin"
+        with open(filler, "wb") as fh, contextlib.suppress(OSError):
+            chunk = b"\0" * (1 << 20)
+            while True:
+                fh.write(chunk)
+                fh.flush()
+        with open(data / "filler2.bin", "wb") as fh, contextlib.suppress(OSError):
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+        m["mount"] = {"image": str(img), "mountpoint": str(data)}
+        self._spawn(st, m["name"])
+        return {"image": str(img), "size_mb": size_mb, "mountpoint": str(data)}
+
+    def _cleanup_mounts(self, state: dict) -> None:
+        for m in state["replicas"]:
+            mnt = m.get("mount")
+            if not mnt:
+                continue
+            data = Path(mnt["mountpoint"])
+            if os.path.ismount(data):
+                tmp = data.with_name("data.copy")
+                if tmp.exists():
+                    shutil.rmtree(tmp)
+                for name in ("filler.bin", "filler2.bin"):
+                    (data / name).unlink(missing_ok=True)
+                shutil.copytree(data, tmp, ignore=shutil.ignore_patterns("lost+found"))
+                subprocess.run(["umount", str(data)], capture_output=True)
+                if not os.path.ismount(data):
+                    shutil.rmtree(data)
+                    tmp.rename(data)
+            Path(mnt["image"]).unlink(missing_ok=True)
+            m.pop("mount", None)
+
+    def heal(self) -> dict:
+        st = self.state()
+        actions = []
+        for m in st["replicas"]:
+            name = m["name"]
+            pid = m["pid"]
+            if _paused(pid):
+                os.kill(pid, signal.SIGCONT)
+                actions.append(f"SIGCONT {name}")
+            ctl = self._control(m)
+            if ctl.get("partition") or ctl.get("latency_ms"):
+                self._control(m, partition=[], latency_ms=0)
+                self._push_control(m)
+                actions.append(f"cleared partition/latency on {name}")
+            if m.get("mount"):
+                self._stop_pid(m)
+                self._cleanup_mounts(st)
+                actions.append(f"disk-full undone on {name}")
+            if m.get("env"):
+                self._stop_pid(m)
+                actions.append(f"clock-skew undone on {name}")
+                m["env"] = {}
+            if not _ours(m["pid"], m["config"]):
+                self._spawn(st, name)
+                actions.append(f"restarted {name}")
+        st["faults"] = {}
+        save_state(st, self.dir)
+        return {"healed": actions}

@@ -1,0 +1,784 @@
+"""The replica process: drives :mod:`firebreak.lab.core` with real disk, HTTP and clock.
+
+Run with ``python3 -m firebreak.lab.replica --config PATH`` where PATH is a JSON file::
+
+    {"cluster": "lab", "replica": "replica-1",
+     "replicas": [{"name": "replica-1", "host": "127.0.20.1", "api_port": 8080,
+                   "metrics_port": 9090}, ...],
+     "data_dir": "/var/lib/kimberlite", "checkpoint_interval": 100, "checkpoint_keep": 3,
+     "scrub_interval_s": 5}
+
+Optional keys: ``bind_host`` (default: this replica's ``host``; "0.0.0.0" in containers),
+``heartbeat_ms`` (100), ``view_change_min_ms`` (500), ``view_change_max_ms`` (1000),
+``request_timeout_s`` (5), ``control_file`` (default ``<data_dir>/control.json``: simulated
+partition / latency faults, see below), ``log_level`` ("INFO").
+
+Endpoints on ``api_port`` (8080):
+
+* ``POST /api/write`` ``{"stream": .., "event": .., ["client": .., "request": N]}`` (any
+  content-type; ``curl -d`` works). The write is acknowledged (200) only after it is committed by a
+  quorum. **A write sent to a backup is forwarded to the current leader** (the primary of the view)
+  and the leader's answer is relayed. A write that cannot commit within ``request_timeout_s``
+  (no quorum, view change that does not finish) gets 503 and is *not* acknowledged.
+  ``client``/``request`` make retries exactly-once (the replicated client table).
+* ``GET /api/read?stream=S``: the committed events of S, served by the leader (a backup forwards
+  the read to it); ``&local=1`` serves the local replica's state. A replica that is not in normal
+  status or has a detected checksum failure answers 503 instead of serving.
+* ``POST /vsr/message``: replica-to-replica protocol traffic (JSON batches).
+* ``/admin/...``: status, state-transfer, checkpoints, checkpoint, isolate, rejoin, scrub, reconfig,
+  partition, latency (used by ``kimberlite-admin`` and the lab's fault injection).
+
+On ``metrics_port`` (9090): ``/metrics`` (Prometheus), ``/health``, ``/ready``.
+
+Partition and latency faults in processes mode are *simulated* by this process: the peers named in
+the control file's ``"partition"`` list have their protocol traffic dropped in both directions
+(outbound by the senders, inbound by ``/vsr/message``), and ``"latency_ms"`` delays every outbound
+protocol send. In containers mode the lab uses real network faults instead.
+
+Persistence failures (e.g. ENOSPC on a full disk) are fail-stop: the replica logs the error and
+exits rather than acknowledge something it could not make durable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import logging
+import os
+import queue
+import signal
+import socket
+import statistics
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from prometheus_client import (
+    CollectorRegistry,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, UnknownMetricFamily
+
+from firebreak.lab import storage
+from firebreak.lab.core import NORMAL, STATE_TRANSFER, STATUS_NAMES, Replica, Timing
+
+LOG = logging.getLogger("kimberlite-vsr")
+disable_created_metrics()
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    cfg = json.loads(Path(path).read_text())
+    for key in ("cluster", "replica", "replicas", "data_dir"):
+        if key not in cfg:
+            raise SystemExit(f"config {path}: missing key {key!r}")
+    cfg.setdefault("checkpoint_interval", 100)
+    cfg.setdefault("checkpoint_keep", 3)
+    cfg.setdefault("scrub_interval_s", 5)
+    cfg.setdefault("heartbeat_ms", 100)
+    cfg.setdefault("view_change_min_ms", 500)
+    cfg.setdefault("view_change_max_ms", 1000)
+    cfg.setdefault("request_timeout_s", 5)
+    cfg.setdefault("control_file", str(Path(cfg["data_dir"]) / "control.json"))
+    return cfg
+
+
+class Waiter:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.result: dict | None = None
+        self.redirect: int | None = None
+        self.redirected = False
+        self.failed = False
+
+
+class Peer(threading.Thread):
+    """Sends batches of protocol messages to one peer over a kept-alive HTTP connection."""
+
+    def __init__(self, node: ReplicaNode, name: str, host: str, port: int) -> None:
+        super().__init__(name=f"send-{name}", daemon=True)
+        self.node, self.peer, self.host, self.port = node, name, host, port
+        self.q: queue.Queue = queue.Queue()
+        self.conn: http.client.HTTPConnection | None = None
+
+    def run(self) -> None:
+        while not self.node.stopping.is_set():
+            try:
+                first = self.q.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            batch = [first]
+            with contextlib.suppress(queue.Empty):
+                while len(batch) < 256:
+                    batch.append(self.q.get_nowait())
+            delay = self.node.latency_ms
+            if delay:
+                time.sleep(delay / 1000.0)
+            if self.peer in self.node.partitioned:
+                continue
+            body = json.dumps({"src": self.node.name, "ts": time.time() * 1000, "msgs": batch})
+            for _attempt in range(2):
+                try:
+                    if self.conn is None:
+                        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=2)
+                        self.conn.connect()
+                        self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    self.conn.request(
+                        "POST", "/vsr/message", body, {"Content-Type": "application/json"}
+                    )
+                    self.conn.getresponse().read()
+                    break
+                except (OSError, http.client.HTTPException):
+                    with contextlib.suppress(Exception):
+                        self.conn.close()
+                    self.conn = None
+
+
+class ReplicaNode:
+    def __init__(self, cfg: dict) -> None:
+        self.cfg = cfg
+        self.name = cfg["replica"]
+        self.cluster = cfg["cluster"]
+        self.names = [r["name"] for r in cfg["replicas"]]
+        self.by_name = {r["name"]: r for r in cfg["replicas"]}
+        self.index = self.names.index(self.name)
+        self.me = self.by_name[self.name]
+        self.data_dir = Path(cfg["data_dir"])
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.RLock()
+        self.stopping = threading.Event()
+        self.partitioned: set[str] = set()
+        self.latency_ms = 0
+        self.isolated = False
+        self.checksum_failures = 0
+        self.scrub_tours = 0
+        self.known_bad: set[int] = set()
+        self.pending = 0
+        self.offsets: dict[str, float] = {}
+        self.propose_times: dict[int, float] = {}
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = ["replica", "cluster"]
+        self.h_client = Histogram(
+            "vsr_client_latency_ms",
+            "client write latency (request to committed reply), ms",
+            labels,
+            registry=self.registry,
+            buckets=(1, 2, 5, 10, 15, 20, 50, 100, 250, 500, 1000, 2500, 5000),
+        )
+        self.h_prepare = Histogram(
+            "vsr_prepare_latency_ms",
+            "primary: time from Prepare to quorum of PrepareOK (commit), ms",
+            labels,
+            registry=self.registry,
+            buckets=(0.5, 1, 2, 5, 10, 20, 50, 100, 250, 500, 1000),
+        )
+        self.registry.register(_Collector(self))
+        self.log = storage.Log(self.data_dir)
+        self._load_control()
+        self.core = self._boot()
+        self.peers = {
+            r["name"]: Peer(self, r["name"], r["host"], int(r["api_port"]))
+            for r in cfg["replicas"]
+            if r["name"] != self.name
+        }
+
+    # ------------------------------------------------------------------ boot
+    def _boot(self) -> Replica:
+        res = self.log.load()
+        if res.torn_tail:
+            LOG.warning("log ends with a torn (partial) record; dropped it")
+        for op in res.corrupt:
+            self.checksum_failures += 1
+            LOG.error("checksum mismatch in log entry op=%d found at start-up", op)
+        meta = storage.load_meta(self.data_dir)
+        restarted = meta is not None or bool(res.entries) or bool(res.corrupt)
+        fresh = not restarted
+        meta = meta or {"view": 0, "last_normal_view": 0}
+        timing = Timing(
+            heartbeat_ms=int(self.cfg["heartbeat_ms"]),
+            view_change_min_ms=int(self.cfg["view_change_min_ms"]),
+            view_change_max_ms=int(self.cfg["view_change_max_ms"]),
+            checkpoint_interval=int(self.cfg["checkpoint_interval"]),
+        )
+        core = Replica(
+            self.names,
+            self.index,
+            timing=timing,
+            seed=int.from_bytes(os.urandom(4), "big"),
+            now=self.now_ms(),
+            log=res.entries,
+            view=meta["view"],
+            last_normal_view=meta["last_normal_view"],
+            commit_hint=storage.load_commit_hint(self.data_dir),
+            corrupt_from=res.corrupt[0] if res.corrupt else None,
+            snapshot=storage.load_latest_checkpoint(self.data_dir),
+            restarted=restarted,
+            fresh=fresh,
+        )
+        self.boot_effects = core._drain()
+        return core
+
+    @staticmethod
+    def now_ms() -> int:
+        return int(time.monotonic() * 1000)
+
+    def _load_control(self) -> None:
+        try:
+            ctl = json.loads(Path(self.cfg["control_file"]).read_text())
+        except (OSError, ValueError):
+            ctl = {}
+        part = set(ctl.get("partition", []))
+        if part != self.partitioned:
+            LOG.warning("simulated partition from peers: %s", sorted(part) or "none (healed)")
+        self.partitioned = part
+        lat = int(ctl.get("latency_ms", 0))
+        if lat != self.latency_ms:
+            LOG.warning("outbound protocol latency set to %d ms", lat)
+        self.latency_ms = lat
+
+    def _save_control(self) -> None:
+        storage.write_json_atomic(
+            Path(self.cfg["control_file"]),
+            {"partition": sorted(self.partitioned), "latency_ms": self.latency_ms},
+            fsync=False,
+        )
+
+    # ------------------------------------------------------------------ effects
+    def run_effects(self, effects: list) -> None:
+        """Carry out the core's effects in order (caller holds the lock)."""
+        work = list(effects)
+        while work:
+            eff = work.pop(0)
+            kind = eff[0]
+            if kind == "send":
+                msg = eff[2]
+                bad = self._verify_outgoing(msg)
+                if bad:
+                    work[:0] = self._report_corruption(bad, "read")
+                    continue
+                self.peers[self.names[eff[1]]].q.put(msg)
+            elif kind == "append":
+                try:
+                    if len(eff[2]) == 1 and self.core.is_primary and self.core.status == NORMAL:
+                        self.propose_times[eff[1]] = time.monotonic()
+                    self.log.write(eff[1], eff[2])
+                    self.known_bad = {op for op in self.known_bad if op < eff[1]}
+                except OSError as exc:
+                    self._fatal(f"cannot persist log entries from op {eff[1]}: {exc}")
+            elif kind == "meta":
+                try:
+                    storage.save_meta(self.data_dir, eff[1])
+                except OSError as exc:
+                    self._fatal(f"cannot persist view metadata: {exc}")
+            elif kind == "reply":
+                w: Waiter = eff[1]
+                w.result = eff[2]
+                w.event.set()
+            elif kind == "redirect":
+                w = eff[1]
+                w.redirect, w.redirected = eff[2], True
+                w.event.set()
+            elif kind == "fail":
+                w = eff[1]
+                w.failed = True
+                w.event.set()
+            elif kind == "checkpoint":
+                try:
+                    storage.write_checkpoint(
+                        self.data_dir, eff[1], eff[2], int(self.cfg["checkpoint_keep"])
+                    )
+                except OSError as exc:
+                    LOG.error("checkpoint at op %d failed: %s", eff[1], exc)
+            elif kind == "log":
+                LOG.log(getattr(logging, eff[1], logging.INFO), "%s", eff[2])
+        commit = self.core.commit
+        if self.propose_times:
+            now = time.monotonic()
+            labels = (self.name, self.cluster)
+            for op in [op for op in self.propose_times if op <= commit]:
+                self.h_prepare.labels(*labels).observe((now - self.propose_times.pop(op)) * 1000)
+            if len(self.propose_times) > 10000:
+                self.propose_times.clear()
+
+    def _verify_outgoing(self, msg: dict) -> list[int]:
+        """Read path: verify the durable copies of the entries a message would serve to a peer."""
+        t = msg.get("type")
+        if t == "newstate" or (t == "recovery_response" and "entries" in msg):
+            first, count = msg["from_op"], len(msg["entries"])
+        elif t in ("start_view", "dvc"):
+            first, count = 1, len(msg["log"])
+        else:
+            return []
+        if count == 0:
+            return []
+        return self.log.verify_range(first, first + count - 1)
+
+    def _report_corruption(self, bad: list[int], where: str) -> list:
+        effects = []
+        for op in bad:
+            if op in self.known_bad:
+                continue
+            self.known_bad.add(op)
+            self.checksum_failures += 1
+            LOG.error("checksum mismatch in log entry op=%d detected by %s", op, where)
+            effects += self.core.on_corruption(op)
+        return effects
+
+    def _fatal(self, text: str) -> None:
+        LOG.critical("%s; stopping (fail-stop: nothing unpersisted is acknowledged)", text)
+        logging.shutdown()
+        os._exit(75)
+
+    # ------------------------------------------------------------------ loops
+    def ticker(self) -> None:
+        last_hint = last_ctl = 0.0
+        while not self.stopping.is_set():
+            time.sleep(0.01)
+            with self.lock:
+                self.run_effects(self.core.tick(self.now_ms()))
+                now = time.monotonic()
+                if now - last_hint > 0.5:
+                    last_hint = now
+                    with contextlib.suppress(OSError):
+                        storage.save_commit_hint(self.data_dir, self.core.commit)
+            if now - last_ctl > 0.2:
+                last_ctl = now
+                self._load_control()
+
+    def scrubber(self) -> None:
+        interval = float(self.cfg["scrub_interval_s"])
+        while not self.stopping.wait(interval):
+            self.scrub_once()
+
+    def scrub_once(self) -> dict:
+        with self.lock:
+            bad = self.log.scrub()
+            self.scrub_tours += 1
+            self.run_effects(self._report_corruption(bad, "scrubber"))
+            return {"tour": self.scrub_tours, "checksum_failures": bad}
+
+    def deliver(self, payload: dict) -> None:
+        src = payload.get("src")
+        if src in self.partitioned:
+            return
+        ts = payload.get("ts")
+        if ts is not None:
+            self.offsets[src] = time.time() * 1000 - float(ts)
+        with self.lock:
+            for msg in payload.get("msgs", []):
+                self.run_effects(self.core.on_message(msg, self.now_ms()))
+
+    def clock_offset_ms(self) -> float:
+        return statistics.median([0.0, *self.offsets.values()])
+
+    # ------------------------------------------------------------------ client requests
+    def leader_name(self) -> str | None:
+        c = self.core
+        return self.names[c.primary_of(c.view)] if c.status == NORMAL else None
+
+    def write(self, body: dict, deadline: float, forwarded: bool) -> tuple[int, dict]:
+        if self.isolated:
+            return 503, {"error": f"{self.name} is isolated (not accepting client requests)"}
+        client = body.get("client")
+        req = body.get("request")
+        if client is not None:
+            client, req = str(client), int(req or 0)
+        payload = {"stream": str(body.get("stream", "")), "event": body.get("event")}
+        if "kind" in body:
+            payload = {k: v for k, v in body.items() if k not in ("client", "request")}
+        start = time.monotonic()
+        self.pending += 1
+        try:
+            while time.monotonic() < deadline:
+                w = Waiter()
+                with self.lock:
+                    self.run_effects(self.core.on_request(client, req, payload, w))
+                w.event.wait(max(0.0, deadline - time.monotonic()))
+                if w.result is not None:
+                    self.h_client.labels(self.name, self.cluster).observe(
+                        (time.monotonic() - start) * 1000
+                    )
+                    return 200, dict(w.result, replica=self.name, acknowledged=True)
+                if w.failed and client is None:
+                    return 503, {
+                        "error": "leader changed before commit; outcome unknown (send client and "
+                        "request to retry exactly-once)",
+                        "acknowledged": False,
+                    }
+                if not (w.redirected or w.failed):
+                    break
+                if w.redirect is not None and w.redirect != self.core.index and not forwarded:
+                    status, resp = self._forward_write(w.redirect, body, deadline)
+                    if status == 200:
+                        self.h_client.labels(self.name, self.cluster).observe(
+                            (time.monotonic() - start) * 1000
+                        )
+                        return status, resp
+                time.sleep(0.05)
+        finally:
+            self.pending -= 1
+        return 503, {
+            "error": "not committed before the timeout (no quorum?)",
+            "acknowledged": False,
+        }
+
+    def _forward_write(self, leader: int, body: dict, deadline: float) -> tuple[int, dict]:
+        r = self.by_name[self.names[leader]]
+        timeout = max(0.1, deadline - time.monotonic())
+        try:
+            conn = http.client.HTTPConnection(r["host"], int(r["api_port"]), timeout=timeout)
+            conn.request(
+                "POST",
+                "/api/write",
+                json.dumps(body),
+                {"Content-Type": "application/json", "X-Forwarded-By": self.name},
+            )
+            resp = conn.getresponse()
+            data = json.loads(resp.read() or b"{}")
+            conn.close()
+            return resp.status, data
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            return 503, {"error": f"forward to {r['name']} failed: {exc}"}
+
+    def read(self, stream: str, local: bool) -> tuple[int, dict]:
+        with self.lock:
+            c = self.core
+            if not local and c.status == NORMAL and not c.is_primary:
+                leader = self.by_name[self.names[c.primary_of(c.view)]]
+            else:
+                leader = None
+                if c.status != NORMAL or not c.clean:
+                    return 503, {
+                        "error": f"{self.name} is {STATUS_NAMES[c.status]}"
+                        + ("" if c.clean else f" (checksum failure from op {c.corrupt_from})"),
+                    }
+                events = c.sm.streams.get(stream, [])
+                return 200, {
+                    "stream": stream,
+                    "events": [e for e, _ in events],
+                    "ops": [op for _, op in events],
+                    "served_by": self.name,
+                    "commit": c.commit,
+                }
+        try:
+            q = urllib.parse.urlencode({"stream": stream, "local": 1})
+            conn = http.client.HTTPConnection(leader["host"], int(leader["api_port"]), timeout=5)
+            conn.request("GET", f"/api/read?{q}")
+            resp = conn.getresponse()
+            data = json.loads(resp.read() or b"{}")
+            return resp.status, data
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            return 503, {"error": f"forward to leader failed: {exc}"}
+
+    # ------------------------------------------------------------------ admin
+    def status(self) -> dict:
+        with self.lock:
+            c = self.core
+            sm = c.sm
+            return {
+                "replica": self.name,
+                "cluster": self.cluster,
+                "pid": os.getpid(),
+                "status": c.status,
+                "status_name": STATUS_NAMES[c.status],
+                "view": c.view,
+                "op": c.op,
+                "commit": c.commit,
+                "leader": self.names[c.primary_of(c.view)],
+                "is_primary": c.status == NORMAL and c.is_primary,
+                "isolated": self.isolated,
+                "corrupt_from": c.corrupt_from,
+                "checksum_failures": self.checksum_failures,
+                "scrub_tours": self.scrub_tours,
+                "partitioned_from": sorted(self.partitioned),
+                "latency_ms": self.latency_ms,
+                "clock_offset_ms": round(self.clock_offset_ms(), 1),
+                "reconfig_state": 1 if sm.reconfig else 0,
+                "configuration": sm.config or self.names,
+                "pending_requests": self.pending,
+                "log_bytes": self.log.size(),
+                "data_dir": str(self.data_dir),
+            }
+
+    def admin(self, action: str, body: dict) -> tuple[int, dict]:
+        if action == "status":
+            return 200, self.status()
+        if action == "checkpoints":
+            return 200, {"checkpoints": storage.list_checkpoints(self.data_dir)}
+        if action == "checkpoint":
+            with self.lock:
+                snap = self.core.sm.snapshot()
+                path = storage.write_checkpoint(
+                    self.data_dir, snap["op"], snap, int(self.cfg["checkpoint_keep"])
+                )
+            return 200, {"checkpoint": str(path), "op": snap["op"]}
+        if action == "isolate":
+            self.isolated = True
+            LOG.warning("isolated: no longer accepting client requests")
+            return 200, {"isolated": True}
+        if action == "rejoin":
+            self.isolated = False
+            LOG.warning("rejoined: accepting client requests again")
+            return 200, {"isolated": False}
+        if action == "scrub":
+            return 200, self.scrub_once()
+        if action == "state-transfer":
+            with self.lock:
+                c = self.core
+                if c.status == STATE_TRANSFER:
+                    return 409, {"error": "state transfer already running"}
+                LOG.warning("state transfer forced by admin (from op %d)", c.commit + 1)
+                c._enter_state_transfer(c.view, c.commit)
+                self.run_effects(c._drain())
+            return 200, {"status": STATUS_NAMES[STATE_TRANSFER], "from_op": self.core.commit + 1}
+        if action == "partition":
+            self.partitioned = set(body.get("peers", []))
+            self._save_control()
+            LOG.warning("simulated partition from peers: %s", sorted(self.partitioned) or "none")
+            return 200, {"partitioned_from": sorted(self.partitioned)}
+        if action == "latency":
+            self.latency_ms = int(body.get("ms", 0))
+            self._save_control()
+            return 200, {"latency_ms": self.latency_ms}
+        if action == "reconfig":
+            return self._reconfig(body)
+        return 404, {"error": f"unknown admin action {action}"}
+
+    def _reconfig(self, body: dict) -> tuple[int, dict]:
+        op, who = body.get("action"), body.get("replica")
+        with self.lock:
+            current = list(self.core.sm.config or self.names)
+            if self.core.sm.reconfig:
+                return 409, {"error": "a reconfiguration is already in flight (Joint)"}
+        if op == "add":
+            if who not in self.by_name:
+                return 400, {"error": f"{who} has no address in the replica configuration"}
+            if who in current:
+                return 409, {"error": f"{who} is already a member"}
+            new = [*current, who]
+        elif op == "remove":
+            if who not in current:
+                return 409, {"error": f"{who} is not a member"}
+            new = [r for r in current if r != who]
+        else:
+            return 400, {"error": "action must be add or remove"}
+        deadline = time.monotonic() + float(self.cfg["request_timeout_s"])
+        status, resp = self.write(
+            {"kind": "reconfig_begin", "old": current, "new": new}, deadline, False
+        )
+        return status, dict(resp, old=current, new=new)
+
+
+class _Collector:
+    def __init__(self, node: ReplicaNode) -> None:
+        self.node = node
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        n = self.node
+        labels = ["replica", "cluster"]
+        values = [n.name, n.cluster]
+        with n.lock:
+            c = n.core
+            gauges = {
+                "vsr_replica_status": (
+                    c.status,
+                    "0 Normal, 1 ViewChange, 2 Recovering, 3 StateTransfer",
+                ),
+                "vsr_view_number": (c.view, "current view number"),
+                "vsr_op_number": (c.op, "highest op number in the log"),
+                "vsr_commit_number": (c.commit, "highest committed op number"),
+                "vsr_pending_requests": (n.pending, "client requests waiting for commit"),
+                "vsr_clock_offset_ms": (
+                    n.clock_offset_ms(),
+                    "wall clock minus peers' (median), ms",
+                ),
+                "vsr_reconfig_state": (1 if c.sm.reconfig else 0, "0 Stable, 1 Joint"),
+            }
+            counters = {
+                "vsr_operations_total": (c.ops_executed, "operations executed (committed)"),
+                "vsr_checksum_failures_total": (n.checksum_failures, "checksum mismatches found"),
+            }
+            untyped = {
+                "vsr_messages_sent_prepare": (c.prepares_sent, "Prepare messages sent"),
+                "vsr_scrub_tours_completed": (n.scrub_tours, "scrubber tours over the whole log"),
+            }
+        for name, (v, doc) in gauges.items():
+            g = GaugeMetricFamily(name, doc, labels=labels)
+            g.add_metric(values, v)
+            yield g
+        for name, (v, doc) in counters.items():
+            m = CounterMetricFamily(name, doc, labels=labels)
+            m.add_metric(values, v)
+            yield m
+        for name, (v, doc) in untyped.items():
+            m = UnknownMetricFamily(name, doc, labels=labels)
+            m.add_metric(values, v)
+            yield m
+
+
+def _handler(node: ReplicaNode, metrics: bool):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self):
+            super().setup()
+            # headers and body go out in separate writes: without this, Nagle + delayed ACK
+            # add ~40 ms to every answer on a kept-alive connection
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def log_message(self, fmt, *args):  # quiet access log
+            pass
+
+        def _send(self, code: int, body, ctype: str = "application/json") -> None:
+            data = body if isinstance(body, bytes) else (json.dumps(body) + "\n").encode()
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _body(self) -> dict:
+            n = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(n) if n else b""
+            if not raw:
+                return {}
+            try:
+                return json.loads(raw)
+            except ValueError:
+                # a form body (curl -d k=v&...): accept it too
+                return {k: v[0] for k, v in urllib.parse.parse_qs(raw.decode()).items()}
+
+        def do_GET(self):
+            url = urllib.parse.urlparse(self.path)
+            q = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
+            if metrics:
+                if url.path == "/metrics":
+                    return self._send(
+                        200, generate_latest(node.registry), "text/plain; version=0.0.4"
+                    )
+                if url.path == "/health":
+                    return self._send(200, {"status": "ok", "replica": node.name})
+                if url.path == "/ready":
+                    st = node.status()
+                    ok = st["status"] == NORMAL and st["corrupt_from"] is None
+                    return self._send(200 if ok else 503, {"ready": ok, **st})
+                return self._send(404, {"error": "not found"})
+            if url.path == "/api/read":
+                code, body = node.read(q.get("stream", ""), q.get("local") in ("1", "true"))
+                return self._send(code, body)
+            if url.path.startswith("/admin/"):
+                code, body = node.admin(url.path[len("/admin/") :], q)
+                return self._send(code, body)
+            if url.path in ("/health", "/ready"):
+                return self._send(200, {"status": "ok"})
+            return self._send(404, {"error": "not found"})
+
+        def do_POST(self):
+            url = urllib.parse.urlparse(self.path)
+            body = self._body()
+            if metrics:
+                return self._send(404, {"error": "not found"})
+            if url.path == "/vsr/message":
+                node.deliver(body)
+                return self._send(200, {"ok": True})
+            if url.path == "/api/write":
+                if "stream" not in body and "kind" not in body:
+                    return self._send(400, {"error": 'expected {"stream": .., "event": ..}'})
+                deadline = time.monotonic() + float(node.cfg["request_timeout_s"])
+                fwd = bool(self.headers.get("X-Forwarded-By"))
+                code, resp = node.write(body, deadline, fwd)
+                return self._send(code, resp)
+            if url.path.startswith("/admin/"):
+                code, resp = node.admin(url.path[len("/admin/") :], body)
+                return self._send(code, resp)
+            return self._send(404, {"error": "not found"})
+
+    return Handler
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+def serve(cfg: dict) -> int:
+    node = ReplicaNode(cfg)
+    bind = cfg.get("bind_host") or node.me["host"]
+    api = _Server((bind, int(node.me["api_port"])), _handler(node, metrics=False))
+    met = _Server((bind, int(node.me["metrics_port"])), _handler(node, metrics=True))
+    for p in node.peers.values():
+        p.start()
+    c = node.core
+    boot = (STATUS_NAMES[c.status], c.view, c.op, c.commit)
+    threads = [
+        threading.Thread(target=api.serve_forever, name="api", daemon=True),
+        threading.Thread(target=met.serve_forever, name="metrics", daemon=True),
+        threading.Thread(target=node.ticker, name="ticker", daemon=True),
+        threading.Thread(target=node.scrubber, name="scrubber", daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    LOG.info(
+        "Replica started: %s of cluster %s (%d replicas), api %s:%s, metrics %s:%s, status %s, "
+        "view %d, op %d, commit %d",
+        node.name,
+        node.cluster,
+        len(node.names),
+        bind,
+        node.me["api_port"],
+        bind,
+        node.me["metrics_port"],
+        *boot,
+    )
+    with node.lock:
+        node.run_effects(node.boot_effects)
+    if boot[0] == "Normal":
+        LOG.info("Entering Normal status (view %d, op %d)", c.view, c.op)
+        LOG.info("%s is primary (leader) for view %d", node.names[c.primary_of(c.view)], c.view)
+    done = threading.Event()
+
+    def _stop(signum, _frame):
+        LOG.info("signal %d: shutting down", signum)
+        done.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    done.wait()
+    node.stopping.set()
+    with node.lock, contextlib.suppress(OSError):
+        storage.write_json_atomic(
+            node.data_dir / "commit.json", {"commit": node.core.commit}, fsync=True
+        )
+    api.shutdown()
+    met.shutdown()
+    LOG.info("Replica stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m firebreak.lab.replica", description=__doc__.split("\n")[0]
+    )
+    ap.add_argument("--config", required=True, help="replica JSON config")
+    args = ap.parse_args(argv)
+    cfg = load_config(args.config)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, str(cfg.get("log_level", "INFO")).upper(), logging.INFO),
+        format=f"%(asctime)s %(levelname)s {cfg['replica']} %(name)s: %(message)s",
+    )
+    return serve(cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

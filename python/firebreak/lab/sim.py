@@ -1,0 +1,439 @@
+"""Seeded deterministic simulation of the VSR core.
+
+One :class:`Simulation` drives ``n`` :class:`~firebreak.lab.core.Replica` objects over a simulated
+network that drops, delays, duplicates and reorders messages, partitions replicas, crashes and
+restarts them (the durable log, meta and checkpoint survive a crash), and flips bits in durable
+log entries (detected later by a simulated scrubber or at restart). Every fault decision comes from
+one ``random.Random(seed)``, so a seed replays exactly:
+
+    python -m firebreak.lab.sim --seed 1234
+
+Invariants are checked after every step (see :meth:`Simulation.check`); after the fault phase
+everything heals and the cluster must return to normal and commit a new write (liveness).
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import random
+import sys
+from dataclasses import dataclass, field
+
+from firebreak.lab.core import NORMAL, Replica, Timing, entry_id
+
+
+class InvariantViolation(AssertionError):
+    pass
+
+
+@dataclass
+class Disk:
+    log: list = field(default_factory=list)
+    meta: dict = field(default_factory=lambda: {"view": 0, "last_normal_view": 0})
+    commit_hint: int = 0
+    snapshot: dict | None = None
+    corrupt: set = field(default_factory=set)
+
+
+@dataclass
+class Client:
+    cid: str
+    req: int = 0
+    pending: bool = False
+    sent_at: int = 0
+    target: int = 0
+
+
+def replay_command(seed: int, **kw) -> str:
+    extra = "".join(f" --{k.replace('_', '-')} {v}" for k, v in kw.items())
+    return f".venv/bin/python -m firebreak.lab.sim --seed {seed}{extra}"
+
+
+class Simulation:
+    def __init__(
+        self,
+        seed: int,
+        *,
+        n: int = 3,
+        fault_ms: int = 15000,
+        heal_ms: int = 20000,
+        step_ms: int = 10,
+        clients: int = 3,
+        drop: float = 0.05,
+        dup: float = 0.02,
+        crash_rate: float = 0.0015,
+        partition_rate: float = 0.001,
+        corrupt_rate: float = 0.0008,
+    ) -> None:
+        self.seed, self.n = seed, n
+        defaults = {
+            "n": 3,
+            "drop": 0.05,
+            "crash_rate": 0.0015,
+            "partition_rate": 0.001,
+            "corrupt_rate": 0.0008,
+            "fault_ms": 15000,
+        }
+        given = {
+            "n": n,
+            "drop": drop,
+            "crash_rate": crash_rate,
+            "partition_rate": partition_rate,
+            "corrupt_rate": corrupt_rate,
+            "fault_ms": fault_ms,
+        }
+        self.params = {k: v for k, v in given.items() if v != defaults[k]}
+        self.rng = random.Random(seed)
+        self.fault_ms, self.heal_ms, self.step_ms = fault_ms, heal_ms, step_ms
+        self.drop, self.dup = drop, dup
+        self.crash_rate, self.partition_rate, self.corrupt_rate = (
+            crash_rate,
+            partition_rate,
+            corrupt_rate,
+        )
+        self.names = [f"replica-{i + 1}" for i in range(n)]
+        self.timing = Timing(checkpoint_interval=20)
+        self.now = 0
+        self.disks = [Disk() for _ in range(n)]
+        self.replicas: list[Replica | None] = [
+            Replica(self.names, i, timing=self.timing, seed=self.rng.getrandbits(32))
+            for i in range(n)
+        ]
+        self.incarnation = [0] * n
+        self.restart_at: dict[int, int] = {}
+        self.blocked: set[tuple[int, int]] = set()
+        self.partition_until = 0
+        self.net: list = []
+        self.seq = 0
+        self.clients = [Client(f"c{k}") for k in range(clients)]
+        self.acked: dict[tuple, tuple] = {}  # (client, req) -> (op, view of the ack)
+        self.committed: dict[int, tuple] = {}  # op -> entry id
+        self.primaries: dict[int, int] = {}  # view -> index seen as normal primary
+        self.last_view = [0] * n
+        self.last_commit = [0] * n
+        self.checked = [0] * n
+        self.scrub_due: list = []
+        self.steps = 0
+        self.trace: list[str] = []
+        self.faults = True
+
+    # -------------------------------------------------------------- plumbing
+    def fail(self, text: str) -> None:
+        tail = "\n".join(self.trace[-15:])
+        raise InvariantViolation(
+            f"seed {self.seed} t={self.now}ms: {text}\nlast events:\n{tail}\n"
+            f"replay: {replay_command(self.seed, **self.params)}"
+        )
+
+    def note(self, text: str) -> None:
+        self.trace.append(f"t={self.now} {text}")
+        if len(self.trace) > 200:
+            del self.trace[:100]
+
+    def apply(self, i: int, effects: list) -> None:
+        disk = self.disks[i]
+        for eff in effects:
+            kind = eff[0]
+            if kind == "send":
+                self.transmit(i, eff[1], eff[2])
+            elif kind == "append":
+                from_op, entries = eff[1], eff[2]
+                disk.log = disk.log[: from_op - 1] + [dict(e) for e in entries]
+                disk.corrupt = {op for op in disk.corrupt if op < from_op}
+            elif kind == "meta":
+                disk.meta = dict(eff[1])
+            elif kind == "checkpoint":
+                disk.snapshot = eff[2]
+            elif kind == "reply":
+                cid, req = eff[1]
+                c = next(c for c in self.clients if c.cid == cid)
+                if c.pending and c.req == req:
+                    self.acked[(cid, req)] = (eff[2]["op"], self.replicas[i].view)
+                    c.pending = False
+            elif kind in ("redirect", "fail"):
+                cid, req = eff[1]
+                c = next(c for c in self.clients if c.cid == cid)
+                leader = eff[2] if kind == "redirect" else None
+                c.target = leader if leader is not None else self.rng.randrange(self.n)
+            elif kind == "log" and eff[1] != "INFO":
+                self.note(f"{self.names[i]} {eff[1]} {eff[2]}")
+
+    def transmit(self, src: int, dst: int, msg: dict) -> None:
+        if self.faults and self.rng.random() < self.drop:
+            return
+        copies = 2 if self.faults and self.rng.random() < self.dup else 1
+        for _ in range(copies):
+            delay = self.rng.randint(1, 30)
+            if self.faults and self.rng.random() < 0.02:
+                delay += self.rng.randint(100, 600)
+            self.seq += 1
+            heapq.heappush(self.net, (self.now + delay, self.seq, src, dst, msg))
+
+    # -------------------------------------------------------------- faults
+    def crash(self, i: int) -> None:
+        self.replicas[i] = None
+        self.restart_at[i] = self.now + self.rng.randint(200, 3000)
+        self.note(f"crash {self.names[i]}")
+
+    def restart(self, i: int) -> None:
+        d = self.disks[i]
+        corrupt_from = min(d.corrupt) if d.corrupt else None
+        r = Replica(
+            self.names,
+            i,
+            timing=self.timing,
+            seed=self.rng.getrandbits(32),
+            now=self.now,
+            log=[dict(e) for e in d.log],
+            view=d.meta["view"],
+            last_normal_view=d.meta["last_normal_view"],
+            commit_hint=d.commit_hint,
+            corrupt_from=corrupt_from,
+            snapshot=d.snapshot,
+            restarted=True,
+        )
+        if r.view < self.last_view[i]:
+            self.fail(f"{self.names[i]} restarted in view {r.view} < {self.last_view[i]}")
+        self.replicas[i] = r
+        self.incarnation[i] += 1
+        self.last_commit[i] = r.commit
+        self.checked[i] = 0
+        self.restart_at.pop(i, None)
+        self.note(f"restart {self.names[i]} (corrupt_from={corrupt_from})")
+        self.apply(i, r._drain())
+
+    def corrupt(self) -> None:
+        if any(d.corrupt for d in self.disks):
+            return
+        i = self.rng.randrange(self.n)
+        d = self.disks[i]
+        if not d.log:
+            return
+        op = self.rng.randint(1, len(d.log))
+        d.corrupt.add(op)
+        self.note(f"corrupt {self.names[i]} op {op}")
+        if self.replicas[i] is not None:
+            due = self.now + self.rng.randint(50, 800)
+            self.scrub_due.append((due, i, self.incarnation[i], op))
+
+    def random_faults(self) -> None:
+        r = self.rng.random
+        alive = [i for i in range(self.n) if self.replicas[i] is not None]
+        if alive and r() < self.crash_rate:
+            self.crash(self.rng.choice(alive))
+        if r() < self.partition_rate and not self.blocked:
+            side = set(self.rng.sample(range(self.n), self.rng.randint(1, self.f_plus())))
+            self.blocked = {
+                (a, b) for a in range(self.n) for b in range(self.n) if (a in side) != (b in side)
+            }
+            self.partition_until = self.now + self.rng.randint(300, 4000)
+            self.note(f"partition {sorted(side)}")
+        if self.blocked and self.now >= self.partition_until:
+            self.blocked = set()
+            self.note("partition healed")
+        if r() < self.corrupt_rate:
+            self.corrupt()
+
+    def f_plus(self) -> int:
+        return (self.n - 1) // 2 + 1
+
+    # -------------------------------------------------------------- stepping
+    def step(self) -> None:
+        self.steps += 1
+        self.now += self.step_ms
+        if self.faults:
+            self.random_faults()
+        for i, at in list(self.restart_at.items()):
+            if self.now >= at:
+                self.restart(i)
+        for due, i, inc, op in list(self.scrub_due):
+            if self.now >= due:
+                self.scrub_due.remove((due, i, inc, op))
+                r = self.replicas[i]
+                if r is not None and self.incarnation[i] == inc and op in self.disks[i].corrupt:
+                    self.apply(i, r.on_corruption(op))
+        if self.steps % 50 == 0:  # the scrubber's tour: re-reports what is still corrupt
+            for i, r in enumerate(self.replicas):
+                d = self.disks[i]
+                if r is not None and d.corrupt and r.clean:
+                    self.apply(i, r.on_corruption(min(d.corrupt)))
+        while self.net and self.net[0][0] <= self.now:
+            _, _, src, dst, msg = heapq.heappop(self.net)
+            r = self.replicas[dst]
+            if r is None or (src, dst) in self.blocked:
+                continue
+            self.apply(dst, r.on_message(msg, self.now))
+        for i, r in enumerate(self.replicas):
+            if r is not None:
+                self.apply(i, r.tick(self.now))
+                if self.rng.random() < 0.3:
+                    self.disks[i].commit_hint = r.commit
+        self.drive_clients()
+        self.check()
+
+    def drive_clients(self) -> None:
+        for c in self.clients:
+            if not c.pending and self.rng.random() < 0.05:
+                c.req += 1
+                c.pending = True
+                c.sent_at = -(10**9)
+            if c.pending and self.now - c.sent_at >= 300:
+                c.sent_at = self.now
+                r = self.replicas[c.target]
+                if r is None or self.rng.random() < 0.2:
+                    c.target = self.rng.randrange(self.n)
+                    r = self.replicas[c.target]
+                if r is not None:
+                    body = {"stream": f"s{c.req % 3}", "event": f"{c.cid}-{c.req}"}
+                    self.apply(c.target, r.on_request(c.cid, c.req, body, (c.cid, c.req)))
+
+    # -------------------------------------------------------------- invariants
+    def check(self) -> None:
+        full = self.steps % 50 == 0
+        normal_primary: dict[int, Replica] = {}
+        for i, r in enumerate(self.replicas):
+            if r is None:
+                continue
+            if r.view < self.last_view[i]:
+                self.fail(f"{r.name} view went down {self.last_view[i]} -> {r.view}")
+            self.last_view[i] = r.view
+            if r.commit < self.last_commit[i]:
+                self.fail(f"{r.name} commit went down {self.last_commit[i]} -> {r.commit}")
+            self.last_commit[i] = r.commit
+            if r.executed > max(r.commit, r.sm.op) or r.commit > r.op:
+                self.fail(f"{r.name} executed {r.executed} commit {r.commit} op {r.op}")
+            start = 0 if full else self.checked[i]
+            for e in r.log[start : r.commit]:
+                eid = entry_id(e)
+                have = self.committed.setdefault(e["op"], eid)
+                if have != eid:
+                    self.fail(
+                        f"agreement: op {e['op']} committed as {have} and as {eid} ({r.name})"
+                    )
+            self.checked[i] = r.commit
+            if r.status == NORMAL and r.is_primary:
+                prev = self.primaries.setdefault(r.view, i)
+                if prev != i:
+                    self.fail(f"two primaries in view {r.view}: {prev} and {i}")
+                if r.view in normal_primary:
+                    self.fail(f"two normal primaries in view {r.view}")
+                normal_primary[r.view] = r
+        for (cid, req), (op, ack_view) in self.acked.items():
+            if op not in self.committed:
+                self.fail(f"durability: acknowledged {cid}/{req} at op {op} not committed anywhere")
+            if self.committed[op][2:] != (cid, req):
+                self.fail(
+                    f"durability: acknowledged {cid}/{req} but op {op} is {self.committed[op]}"
+                )
+            for p in normal_primary.values():
+                if p.view < ack_view:
+                    continue  # a stale primary of an older view (partitioned); cannot commit
+                if op > p.op or entry_id(p.log[op - 1]) != self.committed[op]:
+                    self.fail(f"durability: primary {p.name} view {p.view} lost acked op {op}")
+        if full:
+            for r in self.replicas:
+                if r is None or r.status != NORMAL or r.is_primary:
+                    continue
+                p = normal_primary.get(r.view)
+                if p is None:
+                    continue
+                for a, b in zip(r.log, p.log, strict=False):
+                    if entry_id(a) != entry_id(b):
+                        self.fail(
+                            f"{r.name}'s log is not a prefix of primary {p.name}'s, view {r.view}"
+                        )
+
+    # -------------------------------------------------------------- run
+    def run(self) -> dict:
+        while self.now < self.fault_ms:
+            self.step()
+        self.faults = False
+        self.blocked = set()
+        for i in range(self.n):
+            if self.replicas[i] is None:
+                self.restart_at[i] = self.now
+        healed_at = self.now
+        probe = Client("probe")
+        self.clients.append(probe)
+        converged = False
+        while self.now < healed_at + self.heal_ms:
+            self.step()
+            if self.converged():
+                if not probe.pending and probe.req == 0:
+                    probe.req, probe.pending, probe.sent_at = 1, True, -(10**9)
+                elif not probe.pending and self.converged():
+                    converged = True
+                    break
+        if not converged:
+            states = [
+                (r.name, r.status, r.view, r.op, r.commit, r.corrupt_from) if r else None
+                for r in self.replicas
+            ]
+            self.fail(f"liveness: no convergence {self.heal_ms}ms after heal: {states}")
+        for c in self.clients:
+            c.pending = False
+        self.check_final()
+        return {
+            "seed": self.seed,
+            "ops": max(r.commit for r in self.replicas if r),
+            "acked": len(self.acked),
+            "views": max(r.view for r in self.replicas if r),
+            "sim_ms": self.now,
+        }
+
+    def converged(self) -> bool:
+        rs = self.replicas
+        if any(r is None or r.status != NORMAL for r in rs):
+            return False
+        return len({r.view for r in rs}) == 1 and len({(r.op, r.commit) for r in rs}) == 1
+
+    def check_final(self) -> None:
+        self.check()
+        leader = next(r for r in self.replicas if r.is_primary)
+        seen: dict[str, int] = {}
+        for events in leader.sm.streams.values():
+            for ev, _op in events:
+                seen[ev] = seen.get(ev, 0) + 1
+        for cid, req in self.acked:
+            if seen.get(f"{cid}-{req}", 0) != 1:
+                self.fail(
+                    f"acknowledged write {cid}-{req} present {seen.get(f'{cid}-{req}', 0)} times"
+                )
+        dups = [ev for ev, k in seen.items() if k > 1]
+        if dups:
+            self.fail(f"duplicated events after exactly-once client table: {dups[:5]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--n", type=int, default=3)
+    ap.add_argument("--fault-ms", type=int, default=15000)
+    ap.add_argument("--drop", type=float, default=0.05)
+    ap.add_argument("--crash-rate", type=float, default=0.0015)
+    ap.add_argument("--partition-rate", type=float, default=0.001)
+    ap.add_argument("--corrupt-rate", type=float, default=0.0008)
+    ap.add_argument("--count", type=int, default=1, help="run seeds seed..seed+count-1")
+    args = ap.parse_args(argv)
+    rc = 0
+    for seed in range(args.seed, args.seed + args.count):
+        try:
+            sim = Simulation(
+                seed,
+                n=args.n,
+                fault_ms=args.fault_ms,
+                drop=args.drop,
+                crash_rate=args.crash_rate,
+                partition_rate=args.partition_rate,
+                corrupt_rate=args.corrupt_rate,
+            )
+            print(sim.run())
+        except InvariantViolation as exc:
+            print(f"FAIL {exc}", file=sys.stderr)
+            rc = 1
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""Durable state of a replica: a checksummed log, meta, commit hint and checkpoints.
+
+Layout of ``data_dir``::
+
+    log.dat                  records, one per op, in op order
+    meta.json                {"view", "last_normal_view"} (fsync'd, atomic rename)
+    commit.json              {"commit"}: a lower bound of the commit number (written lazily)
+    checkpoints/checkpoint-<op>.json   state-machine snapshots, the last K kept
+
+A log record is a 28-byte header ``<4sIIQQ`` (magic ``VSR1``, body length, CRC-32, op, view)
+followed by the JSON body (the entry). The CRC covers length, op, view and body. A mismatch found
+at start-up, on a read (:meth:`Log.read`) or by the scrubber (:meth:`Log.scrub`) is reported to
+the caller; the replica then never serves the range (see ``core.Replica.on_corruption``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import struct
+import zlib
+from pathlib import Path
+
+MAGIC = b"VSR1"
+HEADER = struct.Struct("<4sIIQQ")
+MAX_BODY = 16 * 1024 * 1024
+
+
+def _crc(length: int, op: int, view: int, body: bytes) -> int:
+    return zlib.crc32(struct.pack("<IQQ", length, op, view) + body) & 0xFFFFFFFF
+
+
+def encode(entry: dict) -> bytes:
+    body = json.dumps(entry, separators=(",", ":"), sort_keys=True).encode()
+    crc = _crc(len(body), entry["op"], entry["view"], body)
+    return HEADER.pack(MAGIC, len(body), crc, entry["op"], entry["view"]) + body
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: dict, fsync: bool = True) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(data, fh)
+        if fsync:
+            fh.flush()
+            os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    if fsync:
+        _fsync_dir(path.parent)
+
+
+class LoadResult:
+    def __init__(self) -> None:
+        self.entries: list[dict] = []
+        self.corrupt: list[int] = []  # ops whose checksum failed
+        self.torn_tail = False
+
+
+class Log:
+    """The append-only (truncatable) log file with an in-memory offset index."""
+
+    def __init__(self, data_dir: str | os.PathLike) -> None:
+        self.dir = Path(data_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / "log.dat"
+        self.path.touch(exist_ok=True)
+        self.offsets: list[int] = []  # offsets[op-1] = start of record op
+        self.end = 0
+
+    # -------------------------------------------------------------- loading / verifying
+    def load(self) -> LoadResult:
+        """Read and verify the whole file. Returns the entries up to the first bad record, and
+        the ops whose checksum failed (the first one ends the usable prefix)."""
+        res = LoadResult()
+        data = self.path.read_bytes()
+        pos, op = 0, 1
+        self.offsets = []
+        while pos < len(data):
+            if len(data) - pos < HEADER.size:
+                res.torn_tail = True
+                break
+            magic, length, crc, rop, rview = HEADER.unpack_from(data, pos)
+            if magic != MAGIC or length > MAX_BODY:
+                res.corrupt.append(op)
+                break
+            if pos + HEADER.size + length > len(data):
+                res.torn_tail = True
+                break
+            body = data[pos + HEADER.size : pos + HEADER.size + length]
+            if rop != op or _crc(length, rop, rview, body) != crc:
+                res.corrupt.append(op)
+                # keep indexing so the scrubber/reads know where later records are
+                self.offsets.append(pos)
+                pos += HEADER.size + length
+                op += 1
+                continue
+            self.offsets.append(pos)
+            if not res.corrupt:
+                res.entries.append(json.loads(body))
+            pos += HEADER.size + length
+            op += 1
+        if res.corrupt:
+            first = res.corrupt[0]
+            # the range from the first bad record on is unusable until repaired (it is rewritten
+            # then); keep the damaged file as evidence before cutting it
+            self.end = self.offsets[first - 1] if first <= len(self.offsets) else pos
+            self.offsets = self.offsets[: first - 1]
+            evidence = self.path.with_name(f"log.dat.corrupt-op{first}")
+            evidence.write_bytes(data)
+        else:
+            self.end = pos
+        if res.torn_tail or res.corrupt:
+            with open(self.path, "r+b") as fh:
+                fh.truncate(self.end)
+                fh.flush()
+                os.fsync(fh.fileno())
+        return res
+
+    def read(self, op: int) -> dict:
+        """Read and verify one entry; raises :class:`ChecksumError` on a mismatch."""
+        if op < 1 or op > len(self.offsets):
+            raise IndexError(op)
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offsets[op - 1])
+            head = fh.read(HEADER.size)
+            magic, length, crc, rop, rview = HEADER.unpack(head)
+            if magic != MAGIC or length > MAX_BODY:
+                raise ChecksumError(op)
+            body = fh.read(length)
+        if rop != op or len(body) != length or _crc(length, rop, rview, body) != crc:
+            raise ChecksumError(op)
+        return json.loads(body)
+
+    def verify_range(self, first: int, last: int) -> list[int]:
+        """Checksum-verify ops first..last; returns the failing ops."""
+        bad = []
+        last = min(last, len(self.offsets))
+        if first > last:
+            return bad
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offsets[first - 1])
+            data = fh.read(self.end - self.offsets[first - 1])
+        pos = 0
+        for op in range(first, last + 1):
+            if len(data) - pos < HEADER.size:
+                bad.append(op)
+                break
+            magic, length, crc, rop, rview = HEADER.unpack_from(data, pos)
+            if magic != MAGIC or length > MAX_BODY:
+                bad.append(op)
+                break
+            body = data[pos + HEADER.size : pos + HEADER.size + length]
+            if rop != op or _crc(length, rop, rview, body) != crc:
+                bad.append(op)
+            pos += HEADER.size + length
+        return bad
+
+    def scrub(self) -> list[int]:
+        """One scrubber tour over the whole log."""
+        return self.verify_range(1, len(self.offsets))
+
+    # -------------------------------------------------------------- writing
+    def write(self, from_op: int, entries: list[dict]) -> None:
+        """Make the file hold ``log[:from_op-1] + entries``; fsync before returning."""
+        from_op = min(from_op, len(self.offsets) + 1)
+        start = self.offsets[from_op - 1] if from_op <= len(self.offsets) else self.end
+        blob = b"".join(encode(e) for e in entries)
+        with open(self.path, "r+b") as fh:
+            if start != self.end:
+                fh.truncate(start)
+            fh.seek(start)
+            fh.write(blob)
+            fh.flush()
+            os.fsync(fh.fileno())
+        del self.offsets[from_op - 1 :]
+        pos = start
+        for e in entries:
+            self.offsets.append(pos)
+            pos += HEADER.size + len(json.dumps(e, separators=(",", ":"), sort_keys=True).encode())
+        self.end = pos
+
+    def size(self) -> int:
+        return self.end
+
+
+class ChecksumError(Exception):
+    def __init__(self, op: int) -> None:
+        super().__init__(f"checksum mismatch in log entry op={op}")
+        self.op = op
+
+
+# ---------------------------------------------------------------------- meta, hint, checkpoints
+def load_meta(data_dir: Path) -> dict | None:
+    p = Path(data_dir) / "meta.json"
+    if not p.exists():
+        return None
+    return json.loads(p.read_text())
+
+
+def save_meta(data_dir: Path, meta: dict) -> None:
+    write_json_atomic(Path(data_dir) / "meta.json", meta, fsync=True)
+
+
+def load_commit_hint(data_dir: Path) -> int:
+    try:
+        return int(json.loads((Path(data_dir) / "commit.json").read_text())["commit"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def save_commit_hint(data_dir: Path, commit: int) -> None:
+    write_json_atomic(Path(data_dir) / "commit.json", {"commit": commit}, fsync=False)
+
+
+def _ckpt_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "checkpoints"
+
+
+def write_checkpoint(data_dir: Path, op: int, state: dict, keep: int) -> Path:
+    d = _ckpt_dir(data_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    body = json.dumps(state, separators=(",", ":"), sort_keys=True)
+    crc = zlib.crc32(body.encode()) & 0xFFFFFFFF
+    path = d / f"checkpoint-{op:012d}.json"
+    write_json_atomic(path, {"op": op, "crc32": crc, "state": body}, fsync=True)
+    for old in sorted(d.glob("checkpoint-*.json"))[:-keep] if keep > 0 else []:
+        with contextlib.suppress(OSError):
+            old.unlink()
+    return path
+
+
+def list_checkpoints(data_dir: Path) -> list[dict]:
+    out = []
+    for p in sorted(_ckpt_dir(data_dir).glob("checkpoint-*.json")):
+        info = {"file": str(p), "size": p.stat().st_size, "mtime": p.stat().st_mtime}
+        try:
+            doc = json.loads(p.read_text())
+            info["op"] = doc["op"]
+            info["valid"] = zlib.crc32(doc["state"].encode()) & 0xFFFFFFFF == doc["crc32"]
+        except (OSError, ValueError, KeyError):
+            info["op"], info["valid"] = None, False
+        out.append(info)
+    return out
+
+
+def load_latest_checkpoint(data_dir: Path) -> dict | None:
+    for info in reversed(list_checkpoints(data_dir)):
+        if info["valid"]:
+            doc = json.loads(Path(info["file"]).read_text())
+            return json.loads(doc["state"])
+    return None
+
+
+# ---------------------------------------------------------------------- fault injection helper
+def corrupt_entry(data_dir: str | os.PathLike, op: int | None = None, seed: int = 0) -> int:
+    """Flip bits inside the body of a committed entry (default: a middle committed op).
+
+    Used by ``lab fault corrupt``; returns the op number damaged."""
+    log = Log(data_dir)
+    data = log.path.read_bytes()
+    offsets, pos = [], 0
+    while pos + HEADER.size <= len(data):
+        _, length, _, _, _ = HEADER.unpack_from(data, pos)
+        if pos + HEADER.size + length > len(data):
+            break
+        offsets.append((pos, length))
+        pos += HEADER.size + length
+    commit = min(load_commit_hint(Path(data_dir)), len(offsets))
+    if commit < 1:
+        raise RuntimeError(f"no committed entry to corrupt in {data_dir}")
+    if op is None:
+        op = max(1, commit // 2 + (seed % max(1, commit // 2)))
+    if op > commit:
+        raise RuntimeError(f"op {op} is not committed (commit hint {commit})")
+    start, length = offsets[op - 1]
+    target = start + HEADER.size + length // 2
+    with open(log.path, "r+b") as fh:
+        fh.seek(target)
+        b = fh.read(1)
+        fh.seek(target)
+        fh.write(bytes([b[0] ^ 0x5A]))
+        fh.flush()
+        os.fsync(fh.fileno())
+    return op

@@ -1,0 +1,329 @@
+"""The lab in processes mode: real replica processes on 127.0.41.x, real faults."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from firebreak.lab import workload
+from firebreak.lab.backend import http_json
+from firebreak.lab.processes import ProcessesBackend
+
+pytestmark = pytest.mark.lab
+
+NET = 41
+SCRUB_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    d = tmp_path_factory.mktemp("lab")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FIREBREAK_LAB_DIR", str(d))
+    be = ProcessesBackend(d)
+    try:
+        be.up(replicas=3, net=NET, scrub_interval_s=SCRUB_S, checkpoint_interval=50)
+        yield be
+    finally:
+        try:
+            be.down()
+        finally:
+            for pid in _leftover_pids(d):
+                subprocess.run(["kill", "-9", str(pid)], check=False)
+            mp.undo()
+
+
+def _leftover_pids(d: Path) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                cmd = (p / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"firebreak.lab" in cmd and str(d).encode() in cmd:
+                out.append(int(p.name))
+    return out
+
+
+def _status(be, name: str) -> dict | None:
+    m = next(r for r in be.state()["replicas"] if r["name"] == name)
+    try:
+        code, s = http_json(m["api_url"] + "/admin/status", timeout=1)
+        return s if code == 200 else None
+    except OSError:
+        return None
+
+
+def _wait(pred, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last})")
+
+
+def _all_normal_same_commit(be) -> bool:
+    sts = [_status(be, m["name"]) for m in be.state()["replicas"]]
+    if any(s is None or s["status"] != 0 for s in sts):
+        return False
+    return len({(s["view"], s["commit"]) for s in sts}) == 1 and sts
+
+
+def _metric(url: str, name: str) -> float:
+    """The value of a metric; NaN while the replica does not answer (restarting)."""
+    try:
+        with urllib.request.urlopen(url + "/metrics", timeout=2) as resp:
+            body = resp.read().decode()
+    except OSError:
+        return float("nan")
+    m = re.search(rf"^{name}\{{[^}}]*\}} (\S+)$", body, re.M)
+    assert m, f"{name} not in metrics"
+    return float(m.group(1))
+
+
+def _check_workload(be) -> dict:
+    workload.stop(be.dir)
+    _wait(lambda: _all_normal_same_commit(be), 20, "convergence")
+    res = workload.check(be.dir)
+    assert res["acknowledged"] > 0
+    assert res["lost"] == 0, res
+    assert res["duplicated"] == 0 and res["unexpected"] == 0, res
+    return res
+
+
+def test_seed_smoke_test_and_operational_surface(lab) -> None:
+    host = f"127.0.{NET}.1"
+    w = subprocess.run(
+        [
+            "curl",
+            "-s",
+            "-X",
+            "POST",
+            f"http://{host}:8080/api/write",
+            "-d",
+            '{"stream":"test","event":"recovery-test"}',
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(w.stdout)["acknowledged"] is True
+    r = subprocess.run(
+        ["curl", "-s", f"http://{host}:8080/api/read?stream=test"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "recovery-test" in json.loads(r.stdout)["events"]
+    metrics = subprocess.run(
+        ["curl", "-s", f"http://{host}:9090/metrics"], capture_output=True, text=True, check=True
+    ).stdout
+    for name in (
+        "vsr_replica_status",
+        "vsr_view_number",
+        "vsr_op_number",
+        "vsr_commit_number",
+        "vsr_operations_total",
+        "vsr_checksum_failures_total",
+        "vsr_pending_requests",
+        "vsr_client_latency_ms_bucket",
+        "vsr_prepare_latency_ms_bucket",
+        "vsr_clock_offset_ms",
+        "vsr_messages_sent_prepare",
+        "vsr_reconfig_state",
+        "vsr_scrub_tours_completed",
+    ):
+        assert re.search(rf'^{name}\{{.*replica="replica-1".*\}} ', metrics, re.M) or re.search(
+            rf'^{name}\{{.*cluster="lab".*replica="replica-1".*\}} ', metrics, re.M
+        ), name
+    assert http_json(f"http://{host}:9090/health")[0] == 200
+    assert http_json(f"http://{host}:9090/ready")[0] == 200
+    admin = subprocess.run(
+        [sys.executable, "-m", "firebreak.lab.admin", "--host", host, "--port", "8080", "status"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(admin.stdout)["replica"] == "replica-1"
+    log = Path(lab.state()["replicas"][0]["log"]).read_text()
+    assert "Replica started" in log and "Entering Normal status" in log
+    assert re.search(r"replica-\d is primary \(leader\) for view \d+", log)
+
+
+def test_kill_leader_under_workload(lab) -> None:
+    workload.start(lab.dir, rate=30, streams=3, workers=3)
+    time.sleep(2)
+    leader = lab.resolve("leader")
+    view0 = _status(lab, leader)["view"]
+    t0 = time.monotonic()
+    lab.fault("kill", leader)
+
+    def new_view():
+        for m in lab.state()["replicas"]:
+            s = _status(lab, m["name"])
+            if s and s["status"] == 0 and s["view"] > view0 and s["is_primary"]:
+                return s
+        return None
+
+    s = _wait(new_view, 10, "a new view in normal status")
+    assert s["replica"] != leader
+    elapsed = time.monotonic() - t0
+    time.sleep(2)
+    lab.heal()
+    res = _check_workload(lab)
+    print(f"new view {s['view']} after {elapsed:.2f}s; workload {res}")
+
+
+def test_corrupt_backup_detected_and_repaired(lab) -> None:
+    workload.start(lab.dir, rate=30, streams=3, workers=3)
+    time.sleep(1.5)
+    victim = lab.resolve("backup")
+    m = next(r for r in lab.state()["replicas"] if r["name"] == victim)
+    before = _metric(m["metrics_url"], "vsr_checksum_failures_total")
+    done = lab.fault("corrupt", victim)
+    t0 = time.monotonic()
+    _wait(
+        lambda: _metric(m["metrics_url"], "vsr_checksum_failures_total") > before,
+        SCRUB_S + 1.5,
+        "vsr_checksum_failures_total to rise",
+    )
+    assert time.monotonic() - t0 <= SCRUB_S + 1.5
+    log = Path(m["log"]).read_text()
+    assert re.search(rf"ERROR .*checksum.*op={done['op']}\b", log), log[-2000:]
+    _wait(lambda: "state transfer repaired" in Path(m["log"]).read_text(), 10, "repair")
+    _wait(
+        lambda: (s := _status(lab, victim)) and s["status"] == 0 and s["corrupt_from"] is None,
+        10,
+        "the victim back to normal",
+    )
+    code, scrub = http_json(m["api_url"] + "/admin/scrub", "POST", {})
+    assert code == 200 and scrub["checksum_failures"] == []
+    _check_workload(lab)
+
+
+def test_restart_replica_recovers_and_catches_up(lab) -> None:
+    victim = lab.resolve("backup")
+    lab.fault("stop", victim)
+    leader = lab.resolve("leader")
+    lm = next(r for r in lab.state()["replicas"] if r["name"] == leader)
+    for k in range(30):
+        code, _ = http_json(
+            lm["api_url"] + "/api/write", "POST", {"stream": "restart", "event": f"r{k}"}, timeout=6
+        )
+        assert code == 200
+    lab.heal()
+    _wait(lambda: _all_normal_same_commit(lab), 15, "the restarted replica to catch up")
+    m = next(r for r in lab.state()["replicas"] if r["name"] == victim)
+    code, data = http_json(m["api_url"] + "/api/read?stream=restart&local=1")
+    assert code == 200 and data["events"] == [f"r{k}" for k in range(30)]
+    assert "recovering" in Path(m["log"]).read_text().lower()
+
+
+def test_minority_partition_cannot_commit(lab) -> None:
+    leader = lab.resolve("leader")
+    lab.fault("partition", leader)
+    lm = next(r for r in lab.state()["replicas"] if r["name"] == leader)
+    t0 = time.monotonic()
+    code, resp = http_json(
+        lm["api_url"] + "/api/write", "POST", {"stream": "part", "event": "minority"}, timeout=15
+    )
+    assert code == 503 and resp["acknowledged"] is False
+    assert time.monotonic() - t0 < 10
+    others = [r for r in lab.state()["replicas"] if r["name"] != leader]
+    code, resp = http_json(
+        others[0]["api_url"] + "/api/write",
+        "POST",
+        {"stream": "part", "event": "majority"},
+        timeout=15,
+    )
+    assert code == 200, resp
+    lab.heal()
+    _wait(lambda: _all_normal_same_commit(lab), 15, "the healed minority to catch up")
+    code, data = http_json(lm["api_url"] + "/api/read?stream=part")
+    assert code == 200 and "majority" in data["events"]
+
+
+def test_paused_leader_is_replaced_and_rejoins(lab) -> None:
+    leader = lab.resolve("leader")
+    view0 = _status(lab, lab.resolve("backup"))["view"]
+    lab.fault("pause", leader)
+    others = [r for r in lab.state()["replicas"] if r["name"] != leader]
+    _wait(
+        lambda: any(
+            (s := _status(lab, r["name"])) and s["status"] == 0 and s["view"] > view0
+            for r in others
+        ),
+        10,
+        "a new view without the paused leader",
+    )
+    code, resp = http_json(
+        others[0]["api_url"] + "/api/write", "POST", {"stream": "pause", "event": "p1"}, timeout=10
+    )
+    assert code == 200, resp
+    lab.heal()  # SIGCONT: the old primary resumes in an old view and must follow the new one
+    _wait(lambda: _all_normal_same_commit(lab), 15, "the resumed replica to rejoin")
+
+
+def test_clock_skew_shows_in_clock_offset(lab) -> None:
+    victim = lab.resolve("backup")
+    lab.fault("clock-skew", victim, "1500")
+    m = next(r for r in lab.state()["replicas"] if r["name"] == victim)
+    _wait(
+        lambda: abs(_metric(m["metrics_url"], "vsr_clock_offset_ms") - 1500) < 300,
+        10,
+        "vsr_clock_offset_ms near 1500 on the skewed replica",
+    )
+    lab.heal()
+    _wait(lambda: _all_normal_same_commit(lab), 15, "convergence after clock-skew heal")
+    _wait(
+        lambda: abs(_metric(m["metrics_url"], "vsr_clock_offset_ms")) < 100,
+        10,
+        "clock offset back near 0",
+    )
+
+
+def test_disk_full_backup_fails_stop_and_recovers(lab) -> None:
+    victim = lab.resolve("backup")
+    lab.fault("disk-full", victim, "8")
+    leader = lab.resolve("leader")
+    lm = next(r for r in lab.state()["replicas"] if r["name"] == leader)
+    m = next(r for r in lab.state()["replicas"] if r["name"] == victim)
+    for k in range(150):
+        code, resp = http_json(
+            lm["api_url"] + "/api/write",
+            "POST",
+            {"stream": "disk", "event": f"d{k}"},
+            timeout=10,
+        )
+        assert code == 200, resp  # the cluster keeps committing without the full replica
+        if lab.replica_pids()[victim] is None:
+            break
+    _wait(lambda: lab.replica_pids()[victim] is None, 10, "the full replica to fail stop")
+    assert "No space left on device" in Path(m["log"]).read_text()
+    lab.heal()
+    _wait(lambda: _all_normal_same_commit(lab), 20, "the healed replica to catch up")
+
+
+def test_whole_cluster_restart_keeps_committed_writes(lab) -> None:
+    lm = next(r for r in lab.state()["replicas"] if r["name"] == lab.resolve("leader"))
+    for k in range(5):
+        code, _ = http_json(
+            lm["api_url"] + "/api/write", "POST", {"stream": "all", "event": f"a{k}"}, timeout=10
+        )
+        assert code == 200
+    for r in lab.state()["replicas"]:
+        lab.fault("kill", r["name"])
+    lab.heal()
+    _wait(lambda: _all_normal_same_commit(lab), 20, "the restarted cluster to be normal")
+    code, data = http_json(lm["api_url"] + "/api/read?stream=all", timeout=5)
+    assert code == 200 and data["events"] == [f"a{k}" for k in range(5)]

@@ -1,0 +1,104 @@
+"""The lab CLI's parser, backend dispatch and inventory (no processes started)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import yaml
+from firebreak.lab import backend, cli
+
+pytestmark = pytest.mark.unit
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    cli.add_parser(sub)
+    return ap.parse_args(["lab", *argv])
+
+
+def test_add_parser_registers_lab_group() -> None:
+    ns = _parse("up", "--mode", "processes", "--replicas", "5")
+    assert (ns.lab_cmd, ns.mode, ns.replicas) == ("up", "processes", 5)
+    assert _parse("status", "--json").json
+    assert _parse("workload", "check", "--json").action == "check"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("fault", "clock-skew", "--replica", "replica-3", "1500"),
+        ("fault", "clock-skew", "1500", "--replica", "replica-3"),
+    ],
+)
+def test_fault_argument_in_either_position(argv) -> None:
+    ns = _parse(*argv)
+    target, *rest = ns.replica
+    assert (ns.kind, target, ns.arg or rest[0]) == ("clock-skew", "replica-3", "1500")
+
+
+def test_lab_dir_env_override(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("FIREBREAK_LAB_DIR", str(tmp_path))
+    assert backend.lab_dir() == tmp_path
+    monkeypatch.delenv("FIREBREAK_LAB_DIR")
+    assert backend.lab_dir() == backend.REPO / ".lab"
+
+
+def test_status_without_lab_fails_clearly(monkeypatch, tmp_path, capsys) -> None:
+    monkeypatch.setenv("FIREBREAK_LAB_DIR", str(tmp_path))
+    assert cli.main(["status"]) == 2
+    assert "no lab is running" in capsys.readouterr().err
+
+
+def test_processes_backend_is_dispatched_and_unknown_mode_refused(tmp_path) -> None:
+    assert backend.get_backend("processes", tmp_path).mode == "processes"
+    with pytest.raises(backend.LabError):
+        backend.get_backend("vms", tmp_path)
+
+
+def test_inventory_shape(tmp_path) -> None:
+    reps = [
+        {
+            "name": f"replica-{i}",
+            "api_url": f"http://127.0.20.{i}:8080",
+            "metrics_url": f"http://127.0.20.{i}:9090",
+            "data_dir": f"/d/{i}",
+            "service": "kimberlite-vsr",
+        }
+        for i in (1, 2, 3)
+    ]
+    path = backend.write_inventory(
+        {"mode": "processes", "cluster": "lab", "replicas": reps}, tmp_path / "inv.yml"
+    )
+    inv = yaml.safe_load(path.read_text())
+    hosts = inv["all"]["children"]["kimberlite_vsr"]["hosts"]
+    assert list(hosts) == ["replica-1", "replica-2", "replica-3"]
+    h = hosts["replica-2"]
+    assert h["ansible_connection"] == "local"
+    assert h["vsr_api_url"] == "http://127.0.20.2:8080"
+    assert h["vsr_metrics_url"] == "http://127.0.20.2:9090"
+    assert (h["vsr_replica_name"], h["vsr_data_dir"], h["vsr_service_name"]) == (
+        "replica-2",
+        "/d/2",
+        "kimberlite-vsr",
+    )
+
+
+def test_replica_config_keeps_contract_keys() -> None:
+    cfg = backend.replica_config(
+        "lab",
+        [{"name": "replica-1", "host": "h", "api_port": 8080, "metrics_port": 9090}],
+        "replica-1",
+        "/data",
+    )
+    for key in (
+        "cluster",
+        "replica",
+        "replicas",
+        "data_dir",
+        "checkpoint_interval",
+        "checkpoint_keep",
+        "scrub_interval_s",
+    ):
+        assert key in cfg

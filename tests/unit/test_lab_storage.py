@@ -1,0 +1,89 @@
+"""The checksummed log, meta and checkpoints on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from firebreak.lab import storage
+
+pytestmark = pytest.mark.unit
+
+
+def _entries(n: int, view: int = 0, start: int = 1) -> list[dict]:
+    return [
+        {"op": op, "view": view, "client": None, "req": None, "body": {"stream": "s", "event": op}}
+        for op in range(start, start + n)
+    ]
+
+
+def test_roundtrip_and_truncating_rewrite(tmp_path) -> None:
+    log = storage.Log(tmp_path)
+    log.load()
+    log.write(1, _entries(5))
+    log.write(4, _entries(3, view=1, start=4))
+    res = storage.Log(tmp_path).load()
+    assert [e["op"] for e in res.entries] == [1, 2, 3, 4, 5, 6]
+    assert [e["view"] for e in res.entries] == [0, 0, 0, 1, 1, 1]
+    assert res.corrupt == [] and not res.torn_tail
+    assert storage.Log(tmp_path).read is not None
+
+
+def test_checksum_mismatch_found_at_startup_on_read_and_by_scrub(tmp_path) -> None:
+    log = storage.Log(tmp_path)
+    log.load()
+    log.write(1, _entries(10))
+    storage.save_commit_hint(tmp_path, 10)
+    op = storage.corrupt_entry(tmp_path, 4)
+    assert op == 4
+    assert log.scrub() == [4]
+    with pytest.raises(storage.ChecksumError, match="op=4"):
+        log.read(4)
+    assert log.read(5)["op"] == 5
+    fresh = storage.Log(tmp_path)
+    res = fresh.load()
+    assert res.corrupt[0] == 4
+    assert [e["op"] for e in res.entries] == [1, 2, 3]
+    assert (tmp_path / "log.dat.corrupt-op4").exists(), "evidence kept"
+    fresh.write(4, _entries(7, start=4))  # repair from a healthy replica
+    assert fresh.scrub() == []
+    assert len(storage.Log(tmp_path).load().entries) == 10
+
+
+def test_torn_tail_is_dropped_not_counted(tmp_path) -> None:
+    log = storage.Log(tmp_path)
+    log.load()
+    log.write(1, _entries(3))
+    with open(tmp_path / "log.dat", "ab") as fh:
+        fh.write(storage.encode(_entries(1, start=4)[0])[:20])
+    res = storage.Log(tmp_path).load()
+    assert res.torn_tail and res.corrupt == [] and len(res.entries) == 3
+
+
+def test_corrupt_refuses_uncommitted(tmp_path) -> None:
+    log = storage.Log(tmp_path)
+    log.load()
+    log.write(1, _entries(3))
+    storage.save_commit_hint(tmp_path, 2)
+    with pytest.raises(RuntimeError, match="not committed"):
+        storage.corrupt_entry(tmp_path, 3)
+
+
+def test_checkpoints_every_n_keep_k_listable(tmp_path) -> None:
+    for op in (100, 200, 300, 400):
+        storage.write_checkpoint(tmp_path, op, {"op": op, "streams": {}}, keep=3)
+    cps = storage.list_checkpoints(tmp_path)
+    assert [c["op"] for c in cps] == [200, 300, 400]
+    assert all(c["valid"] for c in cps)
+    assert storage.load_latest_checkpoint(tmp_path)["op"] == 400
+    # a damaged checkpoint is skipped
+    path = cps[-1]["file"]
+    p = Path(path)
+    p.write_text(p.read_text().replace("400", "401"))
+    assert storage.load_latest_checkpoint(tmp_path)["op"] == 300
+
+
+def test_meta_roundtrip(tmp_path) -> None:
+    assert storage.load_meta(tmp_path) is None
+    storage.save_meta(tmp_path, {"view": 4, "last_normal_view": 3})
+    assert storage.load_meta(tmp_path) == {"view": 4, "last_normal_view": 3}
