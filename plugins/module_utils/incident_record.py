@@ -1,0 +1,581 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The incident record's hash chain: one implementation, shared by the collection's
+``incident_record`` module and the ``firebreak.record`` Python package.
+
+Standard library only: it runs inside the module on the controller (AWX included), and is
+loaded by file path from the wrapper. The format is described in docs/record.md.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import copy
+import hashlib
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+
+__metaclass__ = type
+
+SCHEMA_VERSION = 1
+HASH_ALGORITHM = "sha256"
+# The first entry's prev_hash: a fixed, documented constant (SHA-256 of this label).
+GENESIS_LABEL = "firebreak.incident record genesis v1"
+GENESIS_HASH = hashlib.sha256(GENESIS_LABEL.encode("utf-8")).hexdigest()
+
+SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4")
+STATES = (
+    "detected",
+    "acknowledged",
+    "investigating",
+    "mitigating",
+    "mitigated",
+    "resolved",
+    "escalated",
+)
+ENTRY_TYPES = (
+    "fault",  # the fault began (rehearsal injection time, or a known start); feeds MTTD
+    "state",  # the incident moved to `outcome` (one of STATES)
+    "severity",  # the severity became `outcome` (one of SEVERITIES)
+    "classification",  # the suspected failure mode became `outcome`
+    "observation",  # something read (diagnose): `detail` holds the values
+    "guard",  # a guard decided: `decision` is allow / deny / skip, `detail` the inputs
+    "action",  # something done to `target`; `outcome` tells how it went
+    "evidence",  # an evidence item was attached; `detail` carries its id and sha256
+    "run",  # a playbook run started/finished (detail: playbook, status)
+    "note",  # free text in `detail.text`
+)
+EVIDENCE_KINDS = ("metric_snapshot", "log_excerpt", "file_hash", "command_output", "other")
+ENTRY_FIELDS = (
+    "type",
+    "at",
+    "phase",
+    "host",
+    "action",
+    "target",
+    "decision",
+    "outcome",
+    "detail",
+    "run_id",
+)
+EVIDENCE_FIELDS = ("kind", "phase", "host", "target", "at", "summary", "data")
+MILESTONES = ("fault_started", "detected", "acknowledged", "mitigated", "resolved")
+
+
+class RecordError(Exception):
+    """Bad input or a record that cannot be read; the message names what is wrong."""
+
+
+def canonical_json(obj):
+    """The bytes that are hashed: sorted keys, no whitespace, UTF-8."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
+
+
+def sha256_of(obj):
+    return hashlib.sha256(canonical_json(obj)).hexdigest()
+
+
+def entry_hash(entry):
+    """SHA-256 of an entry's canonical JSON, its own `hash` field left out."""
+    return sha256_of(dict((k, v) for k, v in entry.items() if k != "hash"))
+
+
+def utc_now():
+    return format_time(datetime.now(timezone.utc))
+
+
+def format_time(dt):
+    dt = dt.astimezone(timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (dt.microsecond // 1000)
+
+
+def parse_time(value, what="time"):
+    """An ISO-8601 string with a zone (or a trailing Z) -> aware datetime, in UTC."""
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        text = str(value).strip()
+        if text.endswith("Z") or text.endswith("z"):
+            text = text[:-1] + "+00:00"
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError:
+            raise RecordError("%s %r is not an ISO-8601 timestamp" % (what, value)) from None
+    if dt.tzinfo is None:
+        raise RecordError("%s %r has no time zone; use UTC (a trailing Z)" % (what, value))
+    return dt.astimezone(timezone.utc)
+
+
+def normalize_time(value, what="time"):
+    return format_time(parse_time(value, what))
+
+
+def new_record(incident_id, cluster, now=None):
+    if not incident_id or not str(incident_id).strip():
+        raise RecordError("incident id is empty")
+    now = now or utc_now()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "id": str(incident_id),
+        "cluster": str(cluster or "unknown"),
+        "failure_mode": None,
+        "severity": None,
+        "state": None,
+        "created_at": now,
+        "updated_at": now,
+        "milestones": dict((m, None) for m in MILESTONES),
+        "metrics": {"mttd_seconds": None, "mttr_seconds": None},
+        "evidence": [],
+        "timeline": [],
+        "chain": {"algorithm": HASH_ALGORITHM, "genesis": GENESIS_HASH, "head": GENESIS_HASH},
+    }
+
+
+def _clean_text(value):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value if value != "" else None
+    return str(value)
+
+
+def normalize_entry(raw, default_at, default_host=None, run_id=None):
+    """A role's event dict -> a timeline entry with every field present (None when absent)."""
+    if not isinstance(raw, dict):
+        raise RecordError("a record event must be a mapping, got %r" % (raw,))
+    unknown = sorted(set(raw) - set(ENTRY_FIELDS))
+    if unknown:
+        raise RecordError(
+            "record event %r has unknown key(s) %s; allowed: %s"
+            % (raw.get("action") or raw.get("type"), ", ".join(unknown), ", ".join(ENTRY_FIELDS))
+        )
+    etype = raw.get("type") or "action"
+    if etype not in ENTRY_TYPES:
+        raise RecordError("record event type %r is not one of %s" % (etype, ", ".join(ENTRY_TYPES)))
+    entry = {}
+    entry["type"] = etype
+    entry["at"] = normalize_time(raw.get("at") or default_at, "event time")
+    for key in ("phase", "action", "target", "decision", "outcome"):
+        entry[key] = _clean_text(raw.get(key))
+    entry["host"] = _clean_text(raw.get("host")) or default_host
+    detail = raw.get("detail")
+    if detail is None or detail == "":
+        detail = {}
+    if not isinstance(detail, dict):
+        detail = {"text": str(detail)}
+    entry["detail"] = copy.deepcopy(detail)
+    entry["run_id"] = _clean_text(raw.get("run_id")) or run_id
+    if etype == "state" and entry["outcome"] not in STATES:
+        raise RecordError(
+            "state event outcome %r is not one of %s" % (entry["outcome"], ", ".join(STATES))
+        )
+    if etype == "severity" and entry["outcome"] not in SEVERITIES:
+        raise RecordError(
+            "severity event outcome %r is not one of %s" % (entry["outcome"], ", ".join(SEVERITIES))
+        )
+    if etype == "classification" and not entry["outcome"]:
+        raise RecordError("classification event needs the failure mode in `outcome`")
+    return entry
+
+
+def normalize_evidence(raw, default_at, default_host=None):
+    if not isinstance(raw, dict):
+        raise RecordError("an evidence item must be a mapping, got %r" % (raw,))
+    unknown = sorted(set(raw) - set(EVIDENCE_FIELDS))
+    if unknown:
+        raise RecordError(
+            "evidence item has unknown key(s) %s; allowed: %s"
+            % (", ".join(unknown), ", ".join(EVIDENCE_FIELDS))
+        )
+    kind = raw.get("kind") or "other"
+    if kind not in EVIDENCE_KINDS:
+        raise RecordError("evidence kind %r is not one of %s" % (kind, ", ".join(EVIDENCE_KINDS)))
+    return {
+        "kind": kind,
+        "phase": _clean_text(raw.get("phase")),
+        "host": _clean_text(raw.get("host")) or default_host,
+        "target": _clean_text(raw.get("target")),
+        "at": normalize_time(raw.get("at") or default_at, "evidence time"),
+        "summary": _clean_text(raw.get("summary")),
+        "data": copy.deepcopy(raw.get("data")),
+    }
+
+
+def merge_host_items(items_by_host):
+    """{host: [item, ...]} -> [(item, host_or_None)], in order, identical items once.
+
+    A `run_once` set_fact lands on every host of the play; such an item is kept once and
+    attributed to no host (unless it names one itself)."""
+    order = []
+    hosts_of = {}
+    for host in sorted(items_by_host or {}):
+        for item in items_by_host[host] or []:
+            key = canonical_json(item)
+            if key not in hosts_of:
+                hosts_of[key] = []
+                order.append((key, item))
+            if host not in hosts_of[key]:
+                hosts_of[key].append(host)
+    merged = []
+    for key, item in order:
+        hosts = hosts_of[key]
+        merged.append((item, hosts[0] if len(hosts) == 1 else None))
+    # Stable sort by event time so that interleaved hosts read in order.
+    return merged
+
+
+def _sort_key(pair, default_at):
+    item = pair[0]
+    at = item.get("at") if isinstance(item, dict) else None
+    try:
+        return parse_time(at or default_at)
+    except RecordError:
+        return parse_time(default_at)
+
+
+def derive(record):
+    """Fields computed from the chained timeline: state, severity, failure mode, milestones,
+    MTTD and MTTR. `verify` recomputes them to catch an edit outside the chain."""
+    state = severity = failure_mode = None
+    milestones = dict((m, None) for m in MILESTONES)
+    for entry in record.get("timeline", []):
+        etype, outcome, at = entry.get("type"), entry.get("outcome"), entry.get("at")
+        if etype == "fault" and milestones["fault_started"] is None:
+            milestones["fault_started"] = at
+        elif etype == "state":
+            state = outcome
+            if outcome in milestones and milestones[outcome] is None:
+                milestones[outcome] = at
+        elif etype == "severity":
+            severity = outcome
+        elif etype == "classification":
+            failure_mode = outcome
+    metrics = {"mttd_seconds": None, "mttr_seconds": None}
+    if milestones["detected"] and milestones["fault_started"]:
+        metrics["mttd_seconds"] = _seconds(milestones["fault_started"], milestones["detected"])
+    if milestones["detected"] and milestones["resolved"]:
+        metrics["mttr_seconds"] = _seconds(milestones["detected"], milestones["resolved"])
+    return {
+        "state": state,
+        "severity": severity,
+        "failure_mode": failure_mode,
+        "milestones": milestones,
+        "metrics": metrics,
+    }
+
+
+def _seconds(start, end):
+    return round((parse_time(end) - parse_time(start)).total_seconds(), 3)
+
+
+def _chain_entry(record, entry):
+    timeline = record["timeline"]
+    entry = dict(entry)
+    entry["seq"] = len(timeline)
+    entry["prev_hash"] = timeline[-1]["hash"] if timeline else GENESIS_HASH
+    entry["hash"] = entry_hash(entry)
+    timeline.append(entry)
+    record["chain"]["head"] = entry["hash"]
+    return entry
+
+
+def append(
+    record,
+    events_by_host=None,
+    evidence_by_host=None,
+    severity=None,
+    failure_mode=None,
+    state=None,
+    fault_started_at=None,
+    run_id=None,
+    now=None,
+):
+    """Append a run's contribution to `record` (in place) and return the new entries.
+
+    Order: the incident-level changes the run asks for (fault start, classification,
+    severity) first, then the hosts' events and evidence by time, then the final state."""
+    now = now or utc_now()
+    added = []
+    current = derive(record)
+
+    if fault_started_at and current["milestones"]["fault_started"] is None:
+        added.append(
+            _chain_entry(
+                record,
+                normalize_entry(
+                    {"type": "fault", "at": fault_started_at, "phase": "inject"},
+                    now,
+                    run_id=run_id,
+                ),
+            )
+        )
+    if failure_mode and failure_mode != current["failure_mode"]:
+        added.append(
+            _chain_entry(
+                record,
+                normalize_entry(
+                    {"type": "classification", "outcome": failure_mode}, now, run_id=run_id
+                ),
+            )
+        )
+    if severity and severity != current["severity"]:
+        added.append(
+            _chain_entry(
+                record,
+                normalize_entry({"type": "severity", "outcome": severity}, now, run_id=run_id),
+            )
+        )
+
+    items = []
+    for raw, host in merge_host_items(events_by_host):
+        items.append((_sort_key((raw, host), now), 0, "event", raw, host))
+    for raw, host in merge_host_items(evidence_by_host):
+        items.append((_sort_key((raw, host), now), 1, "evidence", raw, host))
+    items.sort(key=lambda t: (t[0], t[1]))
+    for _at, _rank, what, raw, host in items:
+        if what == "event":
+            added.append(_chain_entry(record, normalize_entry(raw, now, host, run_id)))
+            continue
+        item = normalize_evidence(raw, now, host)
+        item["id"] = "ev-%04d" % (len(record["evidence"]) + 1)
+        record["evidence"].append(item)
+        added.append(
+            _chain_entry(
+                record,
+                normalize_entry(
+                    {
+                        "type": "evidence",
+                        "at": item["at"],
+                        "phase": item["phase"],
+                        "target": item["target"],
+                        "outcome": item["kind"],
+                        "detail": {"evidence_id": item["id"], "sha256": sha256_of(item)},
+                    },
+                    now,
+                    item["host"],
+                    run_id,
+                ),
+            )
+        )
+
+    if state and state != derive(record)["state"]:
+        added.append(
+            _chain_entry(
+                record, normalize_entry({"type": "state", "outcome": state}, now, run_id=run_id)
+            )
+        )
+
+    record.update(derive(record))
+    record["updated_at"] = now
+    return added
+
+
+def verify(record):
+    """Problems found in `record`, the first bad entry first; [] when the chain holds.
+
+    Each problem is a dict {seq, index, reason}; index is the entry's position (or None
+    for a problem outside the timeline)."""
+    problems = []
+    if not isinstance(record, dict):
+        return [{"index": None, "seq": None, "reason": "the record is not a JSON object"}]
+    timeline = record.get("timeline")
+    if not isinstance(timeline, list):
+        return [{"index": None, "seq": None, "reason": "the record has no timeline list"}]
+    chain = record.get("chain") or {}
+    if chain.get("genesis") != GENESIS_HASH:
+        problems.append({"index": None, "seq": None, "reason": "chain.genesis is not the genesis"})
+    prev = GENESIS_HASH
+    for index, entry in enumerate(timeline):
+        if not isinstance(entry, dict):
+            problems.append({"index": index, "seq": None, "reason": "entry is not an object"})
+            return problems
+        seq = entry.get("seq")
+        label = _label(entry)
+        if seq != index:
+            problems.append(
+                {
+                    "index": index,
+                    "seq": seq,
+                    "reason": "entry %s is at position %d: an entry was deleted, inserted "
+                    "or moved" % (label, index),
+                }
+            )
+            return problems
+        if entry.get("hash") != entry_hash(entry):
+            problems.append(
+                {
+                    "index": index,
+                    "seq": seq,
+                    "reason": "entry %s was edited: its content does not match its hash" % label,
+                }
+            )
+            return problems
+        if entry.get("prev_hash") != prev:
+            problems.append(
+                {
+                    "index": index,
+                    "seq": seq,
+                    "reason": "entry %s does not follow the entry before it (prev_hash "
+                    "mismatch): the chain was rewritten before it" % label,
+                }
+            )
+            return problems
+        prev = entry["hash"]
+    if chain.get("head") != prev:
+        problems.append(
+            {
+                "index": len(timeline) - 1 if timeline else None,
+                "seq": len(timeline) - 1 if timeline else None,
+                "reason": "chain.head does not match the last entry: entries were removed "
+                "from the end or the last entry was replaced",
+            }
+        )
+        return problems
+    evidence = record.get("evidence") or []
+    referenced = {}
+    for entry in timeline:
+        if entry.get("type") == "evidence":
+            referenced[entry["detail"].get("evidence_id")] = entry
+    for item in evidence:
+        ref = referenced.pop(item.get("id") if isinstance(item, dict) else None, None)
+        if ref is None:
+            problems.append(
+                {
+                    "index": None,
+                    "seq": None,
+                    "reason": "evidence %r is not in the timeline" % (item.get("id"),),
+                }
+            )
+        elif ref["detail"].get("sha256") != sha256_of(item):
+            problems.append(
+                {
+                    "index": ref["seq"],
+                    "seq": ref["seq"],
+                    "reason": "evidence %s was edited (sha256 differs from entry %s)"
+                    % (item.get("id"), _label(ref)),
+                }
+            )
+    for eid, ref in referenced.items():
+        problems.append(
+            {
+                "index": ref["seq"],
+                "seq": ref["seq"],
+                "reason": "evidence %s of entry %s is missing" % (eid, _label(ref)),
+            }
+        )
+    derived = derive(record)
+    for key in ("state", "severity", "failure_mode", "milestones", "metrics"):
+        if record.get(key) != derived[key]:
+            problems.append(
+                {
+                    "index": None,
+                    "seq": None,
+                    "reason": "%s %r does not match the timeline (%r)"
+                    % (key, record.get(key), derived[key]),
+                }
+            )
+    return problems
+
+
+def _label(entry):
+    what = entry.get("action") or entry.get("outcome") or ""
+    return "#%s (%s %s%s)" % (
+        entry.get("seq"),
+        entry.get("at"),
+        entry.get("type"),
+        (" " + what) if what else "",
+    )
+
+
+def load(path):
+    try:
+        with open(path, "rb") as handle:
+            data = json.loads(handle.read().decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RecordError("cannot read incident record %s: %s" % (path, exc)) from exc
+    if not isinstance(data, dict):
+        raise RecordError("incident record %s is not a JSON object" % path)
+    return data
+
+
+def dumps(record):
+    return json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def save(path, record):
+    """Atomic replace: a reader never sees half a record."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o750)
+    fd, tmp = tempfile.mkstemp(prefix=".record-", suffix=".json", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(dumps(record))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o640)
+        os.replace(tmp, path)
+    except Exception:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class _Lock:
+    """An exclusive lock beside the record, so two runs appending at once both land."""
+
+    def __init__(self, path):
+        self.path = path + ".lock"
+        self.handle = None
+
+    def __enter__(self):
+        import fcntl
+
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            os.makedirs(directory, 0o750)
+        self.handle = open(self.path, "a")
+        fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        import fcntl
+
+        fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
+        self.handle.close()
+
+
+def record_path(incident_dir, incident_id):
+    if "/" in incident_id or incident_id in (".", "..") or "\x00" in incident_id:
+        raise RecordError("incident id %r cannot name a file" % incident_id)
+    return os.path.join(incident_dir, incident_id + ".json")
+
+
+def append_to_file(path, incident_id, cluster, write=True, **changes):
+    """Load (or create) the record at `path`, refuse a broken chain, append, save.
+
+    Returns (record, added_entries, created)."""
+    with _Lock(path):
+        created = not os.path.exists(path)
+        if created:
+            record = new_record(incident_id, cluster, changes.get("now"))
+        else:
+            record = load(path)
+            if record.get("id") != incident_id:
+                raise RecordError(
+                    "%s holds incident %r, not %r" % (path, record.get("id"), incident_id)
+                )
+            if cluster and record.get("cluster") != cluster:
+                raise RecordError(
+                    "%s is for cluster %r, not %r" % (path, record.get("cluster"), cluster)
+                )
+            problems = verify(record)
+            if problems:
+                raise RecordError("refusing to append to %s: %s" % (path, problems[0]["reason"]))
+        added = append(record, **changes)
+        if write and (added or created):
+            save(path, record)
+        return record, added, created

@@ -1,0 +1,433 @@
+"""The `firebreak` command: parse, call, print (a table for people, --json for machines).
+
+Exit codes
+  run       0 successful, 1 failed, 2 usage/setup error, 3 timeout, 130 canceled
+  triage    0 healthy, 1 SEV4, 2 SEV3, 3 SEV2, 4 SEV1 (by the suspected severity);
+            setup errors also exit 2: read `error` in --json output to tell them apart
+  rehearse  0 passed, 1 failed, 2 setup error (unknown FM, missing runbook, no lab)
+  report    0 rendered, 1 record does not verify / template not applicable, 2 usage error
+  record verify  0 chain intact, 1 tampered or unreadable
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from firebreak import runner
+from firebreak.runner import FirebreakError, RunResult
+
+EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_TIMEOUT, EXIT_CANCELED = 0, 1, 2, 3, 130
+RUN_EXIT = {
+    "successful": EXIT_OK,
+    "failed": EXIT_FAILED,
+    "timeout": EXIT_TIMEOUT,
+    "canceled": EXIT_CANCELED,
+}
+TRIAGE_EXIT = {None: 0, "none": 0, "SEV4": 1, "SEV3": 2, "SEV2": 3, "SEV1": 4}
+DEFAULT_INCIDENT_DIR = runner.REPO_ROOT / "incidents"
+
+
+class UsageError(FirebreakError):
+    pass
+
+
+def parse_extra_vars(items: Sequence[str] | None) -> dict[str, Any]:
+    """-e k=v (a string, as ansible-playbook takes it), -e '{"k": 1}' (JSON/YAML), -e @file."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if item.startswith("@"):
+            path = Path(item[1:])
+            if not path.is_file():
+                raise UsageError(f"extra vars file not found: {path}")
+            data = yaml.safe_load(path.read_text("utf-8")) or {}
+        elif item.lstrip().startswith("{"):
+            data = yaml.safe_load(item)
+        else:
+            data = {}
+            for pair in item.split():
+                key, sep, value = pair.partition("=")
+                if not sep or not key:
+                    raise UsageError(f"extra var {pair!r} is not key=value")
+                data[key] = value
+        if not isinstance(data, dict):
+            raise UsageError(f"extra vars {item!r} are not a mapping")
+        out.update(data)
+    return out
+
+
+def _emit_json(data: Any, out: TextIO) -> None:
+    out.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _error(message: str, err: TextIO) -> int:
+    err.write(f"firebreak: error: {message.splitlines()[0] if message else 'unknown error'}\n")
+    return EXIT_ERROR
+
+
+def _with_cancel(call: Callable[[threading.Event], Any]) -> Any:
+    """Ctrl-C cancels the run (runner kills it) instead of killing us mid-way."""
+    cancel = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        return call(cancel)
+    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    try:
+        return call(cancel)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run(args: argparse.Namespace, playbook: str, out: TextIO, **extra: Any) -> RunResult:
+    from firebreak.progress import ProgressPrinter
+
+    printer = None if args.json else ProgressPrinter(out)
+    return _with_cancel(
+        lambda cancel: runner.run_playbook(
+            playbook,
+            inventory=args.inventory,
+            extra_vars=parse_extra_vars(getattr(args, "extra_vars", None)),
+            tags=_split(getattr(args, "tags", None)),
+            skip_tags=_split(getattr(args, "skip_tags", None)),
+            limit=getattr(args, "limit", None),
+            check=getattr(args, "check", False),
+            timeout=args.timeout,
+            incident_id=getattr(args, "incident_id", None),
+            incident_dir=getattr(args, "incident_dir", None),
+            on_task=printer,
+            cancel=cancel,
+            **extra,
+        )
+    )
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _unreachable_message(result: RunResult) -> str:
+    hosts = result.unreachable_hosts
+    why = next((t.message for t in result.tasks if t.status == "unreachable" and t.message), "")
+    return f"cannot reach the cluster: {', '.join(hosts)} unreachable ({why})"
+
+
+def _summary(result: RunResult, out: TextIO) -> None:
+    if result.stats:
+        out.write(
+            f"\n{'host':<20} {'ok':>4} {'changed':>8} {'failed':>7} {'unreach':>8} {'skipped':>8}\n"
+        )
+        for host, s in sorted(result.stats.items()):
+            out.write(
+                f"{host:<20} {s.ok:>4} {s.changed:>8} {s.failures:>7} {s.unreachable:>8} "
+                f"{s.skipped:>8}\n"
+            )
+    for task in result.failed_tasks:
+        out.write(f"FAILED {task.host}: {task.task}: {task.message or '(no message)'}\n")
+    if result.error:
+        out.write(f"ERROR {result.error}\n")
+    if result.leftover_killed:
+        out.write(f"killed {len(result.leftover_killed)} leftover process(es) of the run\n")
+    out.write(
+        f"{result.status} (rc {result.rc}) in {result.duration:.1f}s"
+        f"{' [check mode]' if result.check else ''}; artifacts: {result.private_data_dir}\n"
+    )
+    if result.record_path:
+        out.write(f"incident record: {result.record_path}\n")
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    result = _run(args, args.playbook, out)
+    if args.json:
+        _emit_json(result.to_dict(), out)
+    else:
+        _summary(result, out)
+    if result.all_unreachable:
+        return _error(_unreachable_message(result), err)
+    if result.error and not result.tasks:
+        return _error(f"{args.playbook}: {result.error}", err)
+    return RUN_EXIT[result.status]
+
+
+TRIAGE_COLUMNS = (
+    ("replica", ("name", "replica", "host")),
+    ("status", ("status_name", "status")),
+    ("view", ("view",)),
+    ("op", ("op",)),
+    ("commit", ("commit",)),
+    ("lag", ("lag",)),
+    ("checksum failures", ("checksum_failures",)),
+)
+
+
+def triage_table(triage: dict[str, Any]) -> str:
+    rows = []
+    for replica in triage.get("replicas") or []:
+        row = []
+        for _title, keys in TRIAGE_COLUMNS:
+            value = next((replica[k] for k in keys if k in replica and replica[k] is not None), "-")
+            row.append(str(value))
+        rows.append(row)
+    titles = [t for t, _ in TRIAGE_COLUMNS]
+    widths = [
+        max(len(t), *(len(r[i]) for r in rows)) if rows else len(t) for i, t in enumerate(titles)
+    ]
+    lines = ["  ".join(t.ljust(w) for t, w in zip(titles, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.append("")
+    failure_mode = triage.get("failure_mode")
+    if failure_mode in (None, "", "none"):
+        lines.append("suspected failure mode: none (healthy)")
+    else:
+        name = f" {triage['name']}" if triage.get("name") else ""
+        runbook = triage.get("runbook")
+        runbook = f" (runbook {runbook})" if runbook and runbook != "none" else ""
+        lines.append(f"suspected failure mode: {failure_mode}{name}{runbook}")
+    lines.append(f"severity: {triage.get('severity') or 'none'}")
+    if triage.get("summary"):
+        lines.append(f"summary: {triage['summary']}")
+    targets = triage.get("targets") or []
+    if targets:
+        lines.append(f"targets: {', '.join(str(t) for t in targets)}")
+    evidence = triage.get("evidence") or []
+    if isinstance(evidence, dict):
+        evidence = [f"{k}: {v}" for k, v in evidence.items()]
+    for item in evidence:
+        lines.append(f"evidence: {item if isinstance(item, str) else json.dumps(item)}")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_triage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    args.tags = args.skip_tags = args.limit = None
+    args.check = False
+    args.extra_vars = args.extra_vars or []
+    result = _run(args, "triage", out)
+    if result.all_unreachable:
+        if args.json:
+            _emit_json({"error": _unreachable_message(result), "run": result.to_dict()}, out)
+        return _error(_unreachable_message(result), err)
+    triage = result.facts("firebreak_triage")
+    if result.status != "successful" or not isinstance(triage, dict):
+        why = (
+            f"triage {result.status}"
+            if result.status != "successful"
+            else "playbooks/triage.yml did not set the fact firebreak_triage"
+        )
+        if result.failed_tasks:
+            t = result.failed_tasks[0]
+            why += f": {t.host}: {t.task}: {t.message}"
+        if args.json:
+            _emit_json({"error": why, "run": result.to_dict()}, out)
+        return _error(why, err)
+    severity = triage.get("severity") or None
+    if severity not in TRIAGE_EXIT:
+        return _error(f"triage reported an unknown severity {severity!r}", err)
+    if args.json:
+        _emit_json(
+            {
+                "triage": triage,
+                "exit_code": TRIAGE_EXIT[severity],
+                "error": None,
+                "run_id": result.run_id,
+                "record_path": result.record_path,
+            },
+            out,
+        )
+    else:
+        out.write("\n" + triage_table(triage))
+    return TRIAGE_EXIT[severity]
+
+
+def cmd_rehearse(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from firebreak import rehearsal
+    from firebreak.progress import ProgressPrinter
+
+    def on_step(step: rehearsal.Step) -> None:
+        if not args.json:
+            extra = f": {step.detail['error']}" if "error" in step.detail else ""
+            out.write(f"== {step.name}: {step.status}{extra}\n")
+
+    try:
+        result = _with_cancel(
+            lambda _cancel: rehearsal.rehearse(
+                args.failure_mode,
+                args.incident_dir,
+                on_task=None if args.json else ProgressPrinter(out),
+                on_step=on_step,
+                timeout=args.timeout,
+                keep_lab=args.keep_lab,
+                lab_dir=args.lab_dir,
+                net=args.net,
+            )
+        )
+    except FirebreakError as exc:
+        return _error(str(exc), err)
+    if args.json:
+        _emit_json(asdict(result), out)
+    else:
+        why = f" ({result.error})" if result.error else ""
+        out.write(f"rehearsal {result.failure_mode}: {result.status}{why}\n")
+        if result.record_path:
+            out.write(f"incident record: {result.record_path}\n")
+        if result.report_path:
+            out.write(f"post-mortem draft: {result.report_path}\n")
+    return EXIT_OK if result.status == "passed" else EXIT_FAILED
+
+
+def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from firebreak.comms import CommsError, render
+    from firebreak.record import RecordError, load
+
+    try:
+        record = load(args.record)
+        text = render(record, args.template, args.format)
+    except (RecordError, CommsError) as exc:
+        err.write(f"firebreak: {exc}\n")
+        return EXIT_FAILED
+    if args.json:
+        _emit_json(
+            {"record": args.record, "template": args.template, "format": args.format, "text": text},
+            out,
+        )
+    else:
+        out.write(text)
+    return EXIT_OK
+
+
+def cmd_record_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from firebreak.record import verify_file
+
+    result = verify_file(args.record)
+    if args.json:
+        _emit_json(asdict(result), out)
+    elif result.ok:
+        out.write(f"OK {result.path}: {result.entries} entries, head {result.head}\n")
+    else:
+        first = result.problems[0]
+        where = (
+            f"entry #{first.seq if first.seq is not None else first.index}: "
+            if first.index is not None
+            else ""
+        )
+        err.write(f"TAMPERED {result.path}: {where}{first.reason}\n")
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _lab_unavailable(reason: str) -> Callable[..., int]:
+    def handler(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+        return _error(f"lab not available: {reason}", err)
+
+    return handler
+
+
+def _add_lab(subparsers: argparse._SubParsersAction) -> None:
+    try:
+        lab_cli = importlib.import_module("firebreak.lab.cli")
+        add_parser = lab_cli.add_parser
+    except ImportError:
+        reason = "the firebreak.lab CLI (firebreak.lab.cli) is not installed"
+    except Exception as exc:  # a broken lab must not take `record verify` down with it
+        reason = f"firebreak.lab.cli failed to load: {exc}"
+    else:
+        add_parser(subparsers)
+        return
+    p = subparsers.add_parser("lab", help="the VSR lab (not available)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_lab_unavailable(reason), json=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="firebreak",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[1:]),
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser, inventory: bool = True) -> None:
+        if inventory:
+            p.add_argument("-i", "--inventory", help="inventory path (default: ansible.cfg's)")
+            p.add_argument(
+                "--timeout",
+                type=float,
+                default=None,
+                help="seconds before the run is stopped (status timeout, nothing left running)",
+            )
+        p.add_argument("--json", action="store_true", help="machine output only, no progress")
+
+    p = sub.add_parser("run", help="run a playbook of the collection")
+    p.add_argument("playbook", help="path, short name (fm003_corruption) or FQCN")
+    common(p)
+    p.add_argument("-e", "--extra-vars", action="append", default=[], metavar="K=V|@FILE|JSON")
+    p.add_argument("--check", action="store_true", help="check mode: predict, change nothing")
+    p.add_argument("--tags", help="comma-separated tags (e.g. diagnose)")
+    p.add_argument("--skip-tags", help="comma-separated tags to skip")
+    p.add_argument("--limit", help="host pattern")
+    p.add_argument("--incident-id", help="sets firebreak_incident_id")
+    p.add_argument("--incident-dir", help="sets firebreak_incident_dir")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("triage", help="run playbooks/triage.yml and show the suspected failure")
+    common(p)
+    p.add_argument("-e", "--extra-vars", action="append", default=[], metavar="K=V|@FILE|JSON")
+    p.add_argument("--incident-id", help="also record the triage in this incident")
+    p.add_argument("--incident-dir", default=None)
+    p.set_defaults(func=cmd_triage)
+
+    p = sub.add_parser("rehearse", help="rehearse a failure mode end to end in the lab")
+    p.add_argument("failure_mode", metavar="FM", help="e.g. fm003_corruption (or fm003)")
+    p.add_argument("--incident-dir", default=str(DEFAULT_INCIDENT_DIR))
+    p.add_argument("--timeout", type=float, default=900, help="per playbook run, seconds")
+    p.add_argument("--keep-lab", action="store_true", help="leave the lab up afterwards")
+    p.add_argument("--net", type=int, help="lab network 127.0.NET.i (default: the lab's)")
+    p.add_argument("--lab-dir", help="lab state directory (default: one per rehearsal)")
+    common(p, inventory=False)
+    p.set_defaults(func=cmd_rehearse)
+
+    p = sub.add_parser("report", help="render a communication from an incident record")
+    p.add_argument("record")
+    p.add_argument(
+        "--template", default="initial", choices=["initial", "update", "resolution", "postmortem"]
+    )
+    p.add_argument("--format", default="md", choices=["md", "txt"])
+    common(p, inventory=False)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("record", help="incident record tools")
+    record_sub = p.add_subparsers(dest="record_command", required=True)
+    v = record_sub.add_parser("verify", help="check the record's schema and hash chain")
+    v.add_argument("record")
+    common(v, inventory=False)
+    v.set_defaults(func=cmd_record_verify)
+
+    _add_lab(sub)
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        # The lab group's handlers (firebreak.lab.cli) may take (args) only.
+        if len(inspect.signature(args.func).parameters) >= 3:
+            return int(args.func(args, out, err) or 0)
+        return int(args.func(args) or 0)
+    except FirebreakError as exc:
+        return _error(str(exc), err)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

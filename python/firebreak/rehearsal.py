@@ -1,0 +1,320 @@
+"""Rehearsals: lab up, workload, inject, detect, remediate, verify, report, lab down.
+
+A registry maps each failure mode to its runbook playbook and the lab fault that provokes it.
+The lab is driven through its CLI (``firebreak lab ... --json``), the runbooks through
+:func:`firebreak.runner.run_playbook`; everything lands in one incident record, whose fault
+start is the injection time (so MTTD is measured, not guessed).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from firebreak import runner
+from firebreak.comms import CommsError, render
+from firebreak.record import RecordError, load
+from firebreak.record import io as record_io
+from firebreak.runner import FirebreakError, PlaybookNotFound, RunResult, TaskResult, utc_now
+
+TRIAGE_PLAYBOOK = "triage"
+
+
+@dataclass(frozen=True)
+class Rehearsal:
+    failure_mode: str  # the runbook's short name, e.g. fm003_corruption
+    faults: tuple[tuple[str, ...], ...]  # `firebreak lab fault ...` argv, in order
+    severity: str  # seed 000's severity for this failure mode
+    description: str
+    extra_vars: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def playbook(self) -> str:
+        return self.failure_mode
+
+    @property
+    def fm(self) -> str:
+        """FM-003 for fm003_corruption, as triage reports it."""
+        return "FM-" + self.failure_mode.split("_")[0][2:]
+
+
+def _fault(*argv: str) -> tuple[str, ...]:
+    return argv
+
+
+# Seed 000's failure mode catalog, each with the lab faults that provoke it
+# (`firebreak lab fault KIND --replica TARGET [ARG]`; FAULT_KINDS in firebreak.lab.backend).
+REGISTRY: dict[str, Rehearsal] = {
+    r.failure_mode: r
+    for r in (
+        Rehearsal(
+            "fm001_quorum_lost",
+            (_fault("kill", "--replica", "replica-2"), _fault("kill", "--replica", "replica-3")),
+            "SEV1",
+            "two of three replicas down",
+        ),
+        Rehearsal(
+            "fm002_viewchange_stuck",
+            (_fault("partition", "--replica", "leader"),),
+            "SEV2",
+            "leader cut off, view change",
+        ),
+        Rehearsal(
+            "fm003_corruption",
+            (_fault("corrupt", "--replica", "backup"),),
+            "SEV1",
+            "checksum failures on one replica",
+        ),
+        Rehearsal(
+            "fm004_latency",
+            (_fault("latency", "--replica", "leader", "200"),),
+            "SEV2",
+            "latency spike",
+        ),
+        Rehearsal(
+            "fm005_replica_crash",
+            (_fault("kill", "--replica", "backup"),),
+            "SEV3",
+            "one replica crashed",
+        ),
+        Rehearsal(
+            "fm006_commit_lag",
+            (_fault("pause", "--replica", "backup"),),
+            "SEV3",
+            "a backup lags behind commit",
+        ),
+        Rehearsal(
+            "fm007_disk_full",
+            (_fault("disk-full", "--replica", "backup"),),
+            "SEV2",
+            "a replica's disk is full",
+        ),
+        Rehearsal(
+            "fm008_clock_drift",
+            (_fault("clock-skew", "--replica", "backup", "500"),),
+            "SEV3",
+            "clock offset beyond tolerance",
+        ),
+    )
+}
+
+
+@dataclass
+class Step:
+    name: str
+    status: str  # ok, failed
+    started_at: str
+    finished_at: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RehearsalResult:
+    failure_mode: str
+    incident_id: str
+    status: str  # passed, failed
+    steps: list[Step]
+    record_path: str | None = None
+    fault_started_at: str | None = None
+    error: str | None = None  # why the rehearsal failed (the first failed step)
+    report_path: str | None = None  # the post-mortem draft rendered from the record
+
+
+def lookup(name: str) -> Rehearsal:
+    short = name.removeprefix(runner.COLLECTION_PREFIX)
+    if short in REGISTRY:
+        return REGISTRY[short]
+    by_number = [r for r in REGISTRY.values() if r.failure_mode.split("_")[0] == short.lower()]
+    if len(by_number) == 1:
+        return by_number[0]
+    raise FirebreakError(f"unknown failure mode {name!r}; known: {', '.join(REGISTRY)}")
+
+
+def lab_available() -> bool:
+    return importlib.util.find_spec("firebreak.lab.cli") is not None
+
+
+def lab(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> dict[str, Any]:
+    """`firebreak lab ARGS`: its JSON answer when it prints JSON, else {"output": text}."""
+    cmd = [sys.executable, "-m", "firebreak.cli", "lab", *args]
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+    if proc.returncode != 0:
+        last = (proc.stderr or proc.stdout).strip().splitlines()
+        raise FirebreakError(
+            f"lab {' '.join(args)} failed: {last[-1] if last else proc.returncode}"
+        )
+    try:
+        answer = json.loads(proc.stdout)
+    except ValueError:
+        return {"output": proc.stdout.strip()}
+    return answer if isinstance(answer, dict) else {"output": answer}
+
+
+def rehearse(
+    name: str,
+    incident_dir: str | Path,
+    *,
+    on_task: Callable[[TaskResult], None] | None = None,
+    on_step: Callable[[Step], None] | None = None,
+    timeout: float = 900,
+    keep_lab: bool = False,
+    lab_dir: str | Path | None = None,
+    net: int | None = None,
+) -> RehearsalResult:
+    """Run one rehearsal end to end. Preconditions are checked before the lab starts."""
+    rehearsal = lookup(name)
+    try:
+        runner.resolve_playbook(rehearsal.playbook)
+    except PlaybookNotFound as exc:
+        raise FirebreakError(
+            f"no runbook for {rehearsal.failure_mode}: playbooks/{rehearsal.playbook}.yml is "
+            "missing"
+        ) from exc
+    try:
+        runner.resolve_playbook(TRIAGE_PLAYBOOK)
+    except PlaybookNotFound as exc:
+        raise FirebreakError("no triage runbook: playbooks/triage.yml is missing") from exc
+    if not lab_available():
+        raise FirebreakError("lab not available: firebreak.lab.cli is not installed")
+
+    incident_id = f"REH-{rehearsal.failure_mode}-{uuid.uuid4().hex[:8]}"
+    # A lab of its own (FIREBREAK_LAB_DIR / FIREBREAK_LAB_NET), never someone else's.
+    lab_env = {"FIREBREAK_LAB_DIR": str(lab_dir or Path(incident_dir) / f".lab-{incident_id}")}
+    if net is not None:
+        lab_env["FIREBREAK_LAB_NET"] = str(net)
+    result = RehearsalResult(rehearsal.failure_mode, incident_id, "failed", [])
+
+    def step(step_name: str, action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        started = utc_now()
+        try:
+            detail = action()
+        except FirebreakError as exc:
+            done = Step(step_name, "failed", started, utc_now(), {"error": str(exc)})
+            result.steps.append(done)
+            if on_step:
+                on_step(done)
+            raise
+        done = Step(step_name, "ok", started, utc_now(), detail)
+        result.steps.append(done)
+        if on_step:
+            on_step(done)
+        return detail
+
+    def run(playbook: str, inventory: str, **extra: Any) -> RunResult:
+        outcome = runner.run_playbook(
+            playbook,
+            inventory=inventory,
+            incident_id=incident_id,
+            incident_dir=incident_dir,
+            extra_vars={"firebreak_fault_started_at": result.fault_started_at or "", **extra},
+            on_task=on_task,
+            timeout=timeout,
+        )
+        if outcome.record_path:
+            result.record_path = outcome.record_path
+        if outcome.status != "successful":
+            failed = outcome.failed_tasks[:1]
+            why = f"{failed[0].host}: {failed[0].task}: {failed[0].message}" if failed else ""
+            raise FirebreakError(f"{playbook} {outcome.status} {why}".strip())
+        return outcome
+
+    started_lab = False
+    try:
+        up_args = ("up",) if net is None else ("up", "--net", str(net))
+        step("lab up", lambda: lab(*up_args, env=lab_env))
+        started_lab = True
+        inventory = step("inventory", lambda: lab("inventory", env=lab_env))["output"]
+        step("workload", lambda: lab("workload", "start", env=lab_env))
+
+        def inject() -> dict[str, Any]:
+            result.fault_started_at = utc_now()
+            return {"faults": [lab("fault", *argv, env=lab_env) for argv in rehearsal.faults]}
+
+        step("inject", inject)
+
+        def detect() -> dict[str, Any]:
+            triage = (
+                run(TRIAGE_PLAYBOOK, inventory, firebreak_incident_state="detected").facts(
+                    "firebreak_triage"
+                )
+                or {}
+            )
+            if rehearsal.playbook not in (triage.get("runbook"), triage.get("failure_mode")) and (
+                triage.get("failure_mode") != rehearsal.fm
+            ):
+                raise FirebreakError(
+                    f"triage found {triage.get('failure_mode')!r}, not {rehearsal.fm}"
+                )
+            return {"failure_mode": triage.get("failure_mode"), "severity": triage.get("severity")}
+
+        step("detect", detect)
+        step(
+            "remediate",
+            lambda: {"run": run(rehearsal.playbook, inventory, **rehearsal.extra_vars).status},
+        )
+
+        def verify() -> dict[str, Any]:
+            triage = run(TRIAGE_PLAYBOOK, inventory).facts("firebreak_triage") or {}
+            if triage.get("severity") not in (None, "", "none"):
+                found = f"{triage.get('failure_mode')} ({triage.get('severity')})"
+                raise FirebreakError(f"still {found} after remediation")
+            check = lab("workload", "check", "--json", env=lab_env)
+            if not check.get("ok", False):
+                raise FirebreakError(f"workload check failed: {check}")
+            # The rehearsal driver is the responder here: it declares the incident resolved,
+            # through the same chain code the record phase uses.
+            record_io.append_file(
+                incident_dir,
+                incident_id,
+                "",
+                events_by_host={
+                    "localhost": [
+                        {
+                            "type": "state",
+                            "outcome": "resolved",
+                            "phase": "verify",
+                            "detail": {"by": "firebreak rehearse", "triage": triage.get("summary")},
+                        }
+                    ]
+                },
+            )
+            return {"triage": triage.get("summary"), "workload": check}
+
+        step("verify", verify)
+        result.status = "passed"
+    except FirebreakError as exc:
+        # Preconditions were checked above (exit 2); from here on it is the rehearsal failing.
+        result.error = str(exc)
+    finally:
+        if started_lab and not keep_lab:
+            try:
+                lab("workload", "stop", env=lab_env)
+                step("lab down", lambda: lab("down", env=lab_env))
+            except FirebreakError as exc:
+                result.status = "failed"
+                result.error = result.error or str(exc)
+    record = Path(incident_dir) / f"{incident_id}.json"
+    if record.is_file():
+        result.record_path = str(record)
+        try:
+            report = Path(incident_dir) / f"{incident_id}.postmortem.md"
+            report.write_text(render(load(record), "postmortem", "md"), encoding="utf-8")
+            result.report_path = str(report)
+        except (RecordError, CommsError) as exc:
+            result.status, result.error = "failed", result.error or f"report: {exc}"
+    return result

@@ -1,0 +1,147 @@
+"""The wrapper against real ansible-playbook runs (localhost, connection local)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from firebreak import runner
+from firebreak.runner import InventoryNotFound, PlaybookNotFound, run_playbook
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(autouse=True)
+def _private_data_dirs_under_tmp_path(tmp_path, monkeypatch):
+    """Each run's private data dir lands in pytest's tmp_path, not in /tmp for ever."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+
+HERE = Path(__file__).resolve().parent
+PLAYBOOKS = HERE / "playbooks"
+INVENTORY = PLAYBOOKS / "inventory" / "hosts.yml"
+
+
+def _pids_with_cmdline(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_successful_run_carries_the_module_return_values():
+    seen = []
+    result = run_playbook(PLAYBOOKS / "selftest_ok.yml", inventory=INVENTORY, on_task=seen.append)
+    assert (result.status, result.rc) == ("successful", 0)
+    assert [t.task for t in seen] == [t.task for t in result.tasks]
+    echo, fact, stat = result.tasks
+    assert echo.action == "ansible.builtin.command" and echo.host == "localhost"
+    assert echo.result["stdout"] == "selftest-marker-42" and echo.result["rc"] == 0
+    assert fact.result["ansible_facts"] == {"selftest_answer": 18}
+    assert result.facts("selftest_answer") == 18
+    assert stat.result["stat"]["exists"] and len(stat.result["stat"]["checksum"]) == 64
+    assert all(t.duration is not None and t.duration >= 0 for t in result.tasks)
+    assert result.stats["localhost"].ok == 3 and result.stats["localhost"].failures == 0
+    assert not any(k.startswith("_ansible") for t in result.tasks for k in t.result)
+
+
+def test_a_failing_task_surfaces_host_task_and_message():
+    result = run_playbook(PLAYBOOKS / "selftest_fail.yml", inventory=INVENTORY)
+    assert result.status == "failed" and result.rc == 2
+    (failed,) = result.failed_tasks
+    assert failed.host == "localhost"
+    assert failed.task == "Selftest | a task that fails with a known message"
+    assert failed.message == "selftest failure message 7f3a"
+    assert failed.action == "ansible.builtin.fail"
+    assert "never reached" not in [t.task for t in result.tasks]
+    assert result.stats["localhost"].failures == 1
+
+
+def test_a_run_over_its_timeout_comes_back_as_timeout_and_leaves_nothing_running():
+    marker = f"fb-timeout-{uuid.uuid4().hex}"
+    t0 = time.monotonic()
+    result = run_playbook(
+        PLAYBOOKS / "selftest_sleep.yml",
+        inventory=INVENTORY,
+        timeout=3,
+        extra_vars={"selftest_marker": marker, "selftest_sleep_seconds": 300},
+    )
+    elapsed = time.monotonic() - t0
+    assert result.status == "timeout"
+    assert elapsed < 20, f"took {elapsed:.1f}s to stop a run with a 3 s timeout"
+    # The sleeping module child and the ansible workers (which setsid) are gone.
+    time.sleep(0.5)
+    assert _pids_with_cmdline(marker) == []
+    assert runner._processes_with_marker(result.run_id) == []
+    assert result.leftover_killed, "the sleep was running; something must have been killed"
+
+
+def test_a_canceled_run_comes_back_as_canceled_and_leaves_nothing_running():
+    marker = f"fb-cancel-{uuid.uuid4().hex}"
+    cancel = threading.Event()
+    timer = threading.Timer(2.0, cancel.set)
+    timer.start()
+    try:
+        result = run_playbook(
+            PLAYBOOKS / "selftest_sleep.yml",
+            inventory=INVENTORY,
+            cancel=cancel,
+            extra_vars={"selftest_marker": marker},
+        )
+    finally:
+        timer.cancel()
+    assert result.status == "canceled"
+    time.sleep(0.5)
+    assert _pids_with_cmdline(marker) == []
+
+
+def test_check_mode_and_tags_reach_ansible_playbook():
+    result = run_playbook(PLAYBOOKS / "selftest_ok.yml", inventory=INVENTORY, check=True)
+    assert result.status == "successful" and result.check
+    command = next(t for t in result.tasks if t.action == "ansible.builtin.command")
+    assert command.status in ("skipped", "ok")  # command skips in check mode
+    result = run_playbook(PLAYBOOKS / "selftest_ok.yml", inventory=INVENTORY, tags=["nothing"])
+    assert result.status == "successful" and result.tasks == []
+
+
+def test_playbook_names_resolve_by_path_short_name_and_fqcn():
+    path = runner.REPO_ROOT / "playbooks" / "record_selftest.yml"
+    assert runner.resolve_playbook("record_selftest") == path
+    assert runner.resolve_playbook("firebreak.incident.record_selftest") == path
+    assert runner.resolve_playbook(str(path)) == path
+    with pytest.raises(PlaybookNotFound, match="unknown playbook 'fm999_nothing'"):
+        run_playbook("fm999_nothing", inventory=INVENTORY)
+    with pytest.raises(PlaybookNotFound):
+        runner.resolve_playbook("../etc/passwd")
+
+
+def test_a_missing_inventory_is_an_error_before_anything_runs(tmp_path):
+    with pytest.raises(InventoryNotFound, match="inventory not found"):
+        run_playbook(PLAYBOOKS / "selftest_ok.yml", inventory=tmp_path / "none.yml")
+
+
+def test_an_unreachable_host_is_reported_as_such():
+    result = run_playbook(
+        PLAYBOOKS / "selftest_ping.yml", inventory=PLAYBOOKS / "inventory" / "unreachable.yml"
+    )
+    assert result.status == "failed"
+    assert result.unreachable_hosts == ["replica-unreachable"] and result.all_unreachable
+    assert result.stats["replica-unreachable"].unreachable == 1
+
+
+def test_the_run_uses_the_repository_ansible_cfg_and_the_venv_ansible_playbook():
+    result = run_playbook(PLAYBOOKS / "selftest_ok.yml", inventory=INVENTORY)
+    command = next(Path(result.private_data_dir, "artifacts").glob("*/command")).read_text()
+    assert str(runner.ANSIBLE_CFG) in command
+    assert f'"cwd": "{runner.REPO_ROOT}"' in command
+    assert str(Path(runner.ansible_playbook_binary()).parent) in command
