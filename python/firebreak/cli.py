@@ -2,8 +2,8 @@
 
 Exit codes
   run       0 successful, 1 failed, 2 usage/setup error, 3 timeout, 130 canceled
-  triage    0 healthy, 1 SEV4, 2 SEV3, 3 SEV2, 4 SEV1 (by the suspected severity);
-            setup errors also exit 2: read `error` in --json output to tell them apart
+  triage    0 healthy, 10 + N for SEV N (11 SEV1, 12 SEV2, 13 SEV3, 14 SEV4), 2 usage/setup
+            error or a cluster that cannot be read: no severity ever shares a code with an error
   rehearse  0 passed, 1 failed, 2 setup error (unknown FM, missing runbook, no lab)
   report    0 rendered, 1 record does not verify / template not applicable, 2 usage error
   record verify  0 chain intact, 1 tampered or unreadable
@@ -35,7 +35,7 @@ RUN_EXIT = {
     "timeout": EXIT_TIMEOUT,
     "canceled": EXIT_CANCELED,
 }
-TRIAGE_EXIT = {None: 0, "none": 0, "SEV4": 1, "SEV3": 2, "SEV2": 3, "SEV1": 4}
+TRIAGE_EXIT = {None: 0, "none": 0, "SEV1": 11, "SEV2": 12, "SEV3": 13, "SEV4": 14}
 DEFAULT_INCIDENT_DIR = runner.REPO_ROOT / "incidents"
 
 

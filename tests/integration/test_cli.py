@@ -281,7 +281,7 @@ def test_report_refuses_a_tampered_record(record_file, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("severity", "code"), [("SEV1", 4), ("SEV2", 3), ("SEV3", 2), ("SEV4", 1), ("none", 0)]
+    ("severity", "code"), [("SEV1", 11), ("SEV2", 12), ("SEV3", 13), ("SEV4", 14), ("none", 0)]
 )
 def test_triage_prints_the_table_and_exits_by_severity(severity, code):
     env = {"FIREBREAK_PLAYBOOK_DIR": str(PLAYBOOKS / "triage_fixture")}
