@@ -70,12 +70,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from firebreak.lab import backend as _backend
 from firebreak.lab import image as lab_image
 from firebreak.lab.backend import (
+    REPO,
     SERVICE_NAME,
     Backend,
     LabError,
     http_json,
+    lab_dir,
     replica_config,
     write_inventory,
 )
@@ -91,17 +94,8 @@ FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 CLOCK_DROPIN = f"/etc/systemd/system/{UNIT}.service.d/50-firebreak-clock-skew.conf"
 NFT_TABLE = "firebreak_partition"
 FILL_FILE = ".firebreak-fill"
-FAULT_KINDS = (
-    "kill",
-    "stop",
-    "pause",
-    "partition",
-    "corrupt",
-    "disk-full",
-    "clock-skew",
-    "latency",
-)
-REPO_ROOT = Path(__file__).resolve().parents[3]
+FAULT_KINDS = tuple(k for k in _backend.FAULT_KINDS if k != "heal")
+REPO_ROOT = REPO
 
 
 class ContainerLabError(LabError):
@@ -122,8 +116,7 @@ CONFIG_OPTS = (
 
 
 def default_lab_dir() -> Path:
-    env = os.environ.get("FIREBREAK_LAB_DIR")
-    return Path(env) if env else REPO_ROOT / ".lab"
+    return lab_dir()
 
 
 def _lab_id(lab_dir: Path, prefix: str, network: str) -> str:
