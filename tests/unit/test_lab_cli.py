@@ -38,6 +38,12 @@ def test_fault_argument_in_either_position(argv) -> None:
     assert (ns.kind, target, ns.arg or rest[0]) == ("clock-skew", "replica-3", "1500")
 
 
+def test_reconfig_parser() -> None:
+    ns = _parse("reconfig", "add", "replica-4", "--wait", "10")
+    assert (ns.lab_cmd, ns.action, ns.replica, ns.wait) == ("reconfig", "add", "replica-4", 10)
+    assert _parse("reconfig", "remove", "replica-2").wait == 30
+
+
 def test_lab_dir_env_override(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("FIREBREAK_LAB_DIR", str(tmp_path))
     assert backend.lab_dir() == tmp_path

@@ -187,3 +187,156 @@ def test_wiped_replica_relearns_and_never_votes_with_empty_state() -> None:
     net.run(3000)
     assert all(r.status == NORMAL for r in net.r)
     assert [e["body"]["event"] for e in net.r[2].log] == [f"e{k}" for k in range(4)]
+
+
+# ---------------------------------------------------------------- reconfiguration (joint)
+UNIVERSE = [*NAMES, "replica-4"]
+
+
+class RNet(Net):
+    """Net over a universe of four names; replica-4 is not provisioned until ``provision``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.r = [
+            Replica(UNIVERSE, i, timing=Timing(), seed=i, members=NAMES) for i in range(3)
+        ] + [None]
+        self.up = [True, True, True, False]
+        self.disk = [[], [], [], []]
+
+    def provision(self) -> None:
+        self.r[3] = Replica(UNIVERSE, 3, seed=3, fresh=True, now=self.now, members=NAMES)
+        self.up[3] = True
+        self.effects(3, self.r[3]._drain())
+
+    def reconfig(self, i: int, action: str, name: str) -> None:
+        body = {"kind": "reconfig", "action": action, "replica": name}
+        self.effects(i, self.r[i].on_request(None, None, body, f"reconfig-{action}-{name}"))
+
+    def leader(self) -> int:
+        (i,) = [i for i, r in enumerate(self.r) if r and r.status == NORMAL and r.is_primary]
+        return i
+
+
+def _replies(net, token) -> list:
+    return [x[3] for x in net.replies if x[1] == "reply" and x[2] == token]
+
+
+def test_remove_goes_joint_then_stable_and_new_quorum_rules() -> None:
+    net = RNet()
+    net.run(200)
+    net.write(0, "a")
+    net.run(200)
+    net.reconfig(0, "remove", "replica-3")
+    net.run(300)
+    (res,) = _replies(net, "reconfig-remove-replica-3")
+    assert res["reconfig"] == "joint" and res["new"] == ["replica-1", "replica-2"]
+    for r in net.r[:3]:
+        assert r.cfg == (("replica-1", "replica-2"), None)  # stable, from the log
+        assert r.sm.config == ["replica-1", "replica-2"] and r.stable_entered == 1
+    assert not net.r[2].member and net.r[0].member and net.r[1].member
+    # replica-3 alone cannot help any more: with replica-2 down nothing commits (2 of 2)
+    net.up[1] = False
+    net.write(0, "b")
+    net.run(500)
+    assert net.r[0].commit == net.r[0].op - 1
+    net.up[1] = True
+    net.run(500)
+    assert net.r[0].commit == net.r[0].op
+    # and with replica-3 down (removed) writes commit with replica-1 and replica-2
+    net.up[2] = False
+    net.write(0, "c")
+    net.run(300)
+    assert [e for e, _ in net.r[0].sm.streams["s"]] == ["a", "b", "c"]
+
+
+def test_joint_commit_needs_a_majority_of_both_configurations() -> None:
+    net = RNet()
+    net.run(200)
+    net.up[1] = False  # new configuration {1, 2} needs replica-2; old {1, 2, 3} has 1 + 3
+    net.reconfig(0, "remove", "replica-3")
+    net.run(1000)
+    r0 = net.r[0]
+    assert r0.cfg[1] is not None and r0.commit < r0.op  # joint proposed, not committed
+    assert not _replies(net, "reconfig-remove-replica-3")
+    assert net.r[2].op == r0.op  # replica-3 holds it: a majority of the old, not of the new
+    net.up[1] = True
+    net.r[1].last_heard = net.now  # it was down, not partitioned: no view change
+    net.run(1000)
+    assert _replies(net, "reconfig-remove-replica-3")
+    assert all(r.cfg == (("replica-1", "replica-2"), None) for r in net.r[:3])
+
+
+def test_add_catches_up_as_learner_then_counts() -> None:
+    net = RNet()
+    net.run(200)
+    for k in range(5):
+        net.write(0, f"e{k}")
+    net.run(300)
+    net.reconfig(0, "add", "replica-4")  # not provisioned yet: waits as a learner
+    net.run(500)
+    assert net.r[0].learner and net.r[0].cfg == (tuple(NAMES), None)
+    net.provision()
+    net.run(800)
+    (res,) = _replies(net, "reconfig-add-replica-4")
+    assert res["new"] == UNIVERSE
+    r4 = net.r[3]
+    assert r4.status == NORMAL and r4.member and r4.commit == net.r[0].commit
+    assert [e["body"].get("event") for e in r4.log[:5]] == [f"e{k}" for k in range(5)]
+    # the new configuration {1,2,3,4} needs 3: replica-4 counts
+    net.up[1] = net.up[2] = False
+    net.write(0, "x")
+    net.run(300)
+    assert net.r[0].commit < net.r[0].op
+    net.up[1] = True
+    net.run(500)
+    assert net.r[0].commit == net.r[0].op
+
+
+def test_fresh_replica_not_in_configuration_stays_recovering() -> None:
+    net = RNet()
+    net.run(200)
+    net.write(0, "a")
+    net.run(200)
+    net.provision()
+    net.run(2000)
+    r4 = net.r[3]
+    assert r4.status == RECOVERING and not r4.member and r4.op == 0
+
+
+def test_removed_leader_steps_down_and_members_elect() -> None:
+    net = RNet()
+    net.run(200)
+    net.write(0, "a")
+    net.run(200)
+    net.reconfig(0, "remove", "replica-1")
+    net.run(3000)
+    assert _replies(net, "reconfig-remove-replica-1")
+    r1 = net.r[0]
+    assert not r1.member and not r1.is_primary
+    leader = net.leader()
+    assert leader in (1, 2) and net.r[leader].view >= 1
+    assert net.r[leader].cfg == (("replica-2", "replica-3"), None)
+    net.write(leader, "b")
+    net.run(300)
+    assert net.r[1].sm.streams["s"] == [["a", 1], ["b", net.r[1].op]]
+    # the removed replica cannot disrupt: its StartViewChange for a higher view is ignored
+    view = net.r[leader].view
+    net.effects(1, net.r[1].on_message({"type": "svc", "view": view + 5, "from": "replica-1"}))
+    assert net.r[1].view == view
+
+
+def test_configuration_is_recovered_from_the_log_on_restart() -> None:
+    net = RNet()
+    net.run(200)
+    net.reconfig(0, "remove", "replica-3")
+    net.run(300)
+    net.up[1] = False
+    net.r[1] = Replica(
+        UNIVERSE, 1, log=net.disk[1], restarted=True, now=net.now, members=NAMES, seed=5
+    )
+    assert net.r[1].cfg == (("replica-1", "replica-2"), None)
+    net.up[1] = True
+    net.effects(1, net.r[1]._drain())
+    net.run(500)
+    assert net.r[1].status == NORMAL and net.r[1].member

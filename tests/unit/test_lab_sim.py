@@ -47,3 +47,39 @@ def test_violation_message_has_replay_command() -> None:
     assert "replay: .venv/bin/python -m firebreak.lab.sim --seed 3 --n 5 --drop 0.15" in str(
         err.value
     )
+
+
+RECONFIG = {"reconfig_rate": 0.003}
+
+
+@pytest.mark.parametrize("seed", range(100, 140))
+def test_reconfiguration_with_faults(seed: int) -> None:
+    res = _run(seed, **RECONFIG)
+    assert res["acked"] > 0 and res["members"]
+
+
+@pytest.mark.parametrize("seed", range(1200, 1206))
+def test_reconfiguration_rough_network_and_disks(seed: int) -> None:
+    _run(seed, **ROUGH, reconfig_rate=0.005)
+
+
+@pytest.mark.parametrize("seed", range(1300, 1304))
+def test_reconfiguration_five_replicas_and_down_to_two(seed: int) -> None:
+    _run(seed, n=5, reconfig_rate=0.004)
+    _run(seed, reconfig_rate=0.004, min_members=2, corrupt_rate=0.0)
+
+
+def test_reconfiguration_happens_and_replays_exactly() -> None:
+    a = Simulation(11, reconfig_rate=0.004).run()
+    assert a == Simulation(11, reconfig_rate=0.004).run()
+    assert a["reconfigs"] >= 1
+
+
+def test_reconfig_replay_command() -> None:
+    sim = Simulation(5, reconfig_rate=0.003, min_members=2)
+    with pytest.raises(InvariantViolation) as err:
+        sim.fail("synthetic")
+    assert (
+        "replay: .venv/bin/python -m firebreak.lab.sim --seed 5 --reconfig-rate 0.003 "
+        "--min-members 2" in str(err.value)
+    )

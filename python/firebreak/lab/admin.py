@@ -7,7 +7,8 @@ default to this replica's address from ``/etc/kimberlite/replica.json`` (or ``--
 Commands::
 
     kimberlite-admin status                     # JSON status of the replica
-    kimberlite-admin reconfig add|remove NAME   # joint consensus: vsr_reconfig_state 1 then 0
+    kimberlite-admin reconfig add|remove NAME [--address HOST[:API_PORT[:METRICS_PORT]]] [--wait S]
+                                                # joint consensus: vsr_reconfig_state 1 then 0
     kimberlite-admin state-transfer             # force a state transfer (status 3 while it runs)
     kimberlite-admin checkpoints                # list checkpoints (op, file, size, valid)
     kimberlite-admin checkpoint                 # write a checkpoint now
@@ -22,6 +23,7 @@ import http.client
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 DEFAULT_CONFIG = "/etc/kimberlite/replica.json"
@@ -50,6 +52,22 @@ def call(host: str, port: int, method: str, path: str, body: dict | None = None,
         return resp.status, {"raw": raw.decode(errors="replace")}
 
 
+def _wait_stable(host: str, port: int, action: str, name: str, timeout: float) -> bool:
+    """Poll /admin/status until the committed configuration is stable and reflects the change."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            code, st = call(host, port, "GET", "/admin/status", timeout=5)
+        except OSError:
+            code, st = 0, {}
+        if code == 200 and st.get("reconfig_state") == 0:
+            members = st.get("configuration") or []
+            if (name in members) == (action == "add"):
+                return True
+        time.sleep(0.05)
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="kimberlite-admin", description="Kimberlite VSR admin")
     ap.add_argument("--config", help=f"replica config (default {DEFAULT_CONFIG})")
@@ -60,6 +78,18 @@ def main(argv: list[str] | None = None) -> int:
     rc = sub.add_parser("reconfig")
     rc.add_argument("action", choices=["add", "remove"])
     rc.add_argument("replica")
+    rc.add_argument(
+        "--address",
+        help="add: where the new replica listens, HOST[:API_PORT[:METRICS_PORT]] "
+        "(default: its entry in the config file)",
+    )
+    rc.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="S",
+        help="then wait up to S seconds for the stable configuration (vsr_reconfig_state 0)",
+    )
     sub.add_parser("state-transfer")
     sub.add_parser("checkpoints")
     sub.add_parser("checkpoint")
@@ -74,7 +104,13 @@ def main(argv: list[str] | None = None) -> int:
             code, out = call(host, port, "GET", f"/admin/{args.cmd}")
         elif args.cmd == "reconfig":
             body = {"action": args.action, "replica": args.replica}
-            code, out = call(host, port, "POST", "/admin/reconfig", body)
+            if args.address:
+                body["address"] = args.address
+            code, out = call(host, port, "POST", "/admin/reconfig", body, timeout=40)
+            if code == 200 and args.wait > 0:
+                out["stable"] = _wait_stable(host, port, args.action, args.replica, args.wait)
+                if not out["stable"]:
+                    code = 1
         else:
             code, out = call(host, port, "POST", f"/admin/{args.cmd}")
     except OSError as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import time
 import urllib.parse
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -181,6 +182,71 @@ class Backend(ABC):
     def replica_pids(self) -> dict[str, int | None]:
         """Main pid of each replica (None when not running)."""
 
+    def add_replica(self, name: str | None = None, **opts) -> dict:
+        """Provision and start one more replica (empty data dir, not yet a member: it stays
+        Recovering until ``reconfig("add", name)``). Returns its state entry (with ``host``,
+        ``api_port``, ``metrics_port``, ``api_url``, ``metrics_url``)."""
+        raise LabError(f"add_replica is not supported in {self.mode} mode")
+
+    def reconfig(self, action: str, name: str, wait: float = 30.0) -> dict:
+        """``add`` (provisioning the replica first when the lab does not have it) or ``remove``
+        ``name`` through a member's ``/admin/reconfig``; then wait for the stable configuration
+        (``reconfig_state`` 0 with the change in it) on that member."""
+        if action not in ("add", "remove"):
+            raise LabError("reconfig action must be add or remove")
+        st = self.state()
+        names = [r["name"] for r in st["replicas"]]
+        body: dict = {"action": action, "replica": name}
+        if action == "add":
+            m = next((r for r in st["replicas"] if r["name"] == name), None)
+            if m is None:
+                m = self.add_replica(name)
+                st = self.state()
+            body["address"] = {
+                "host": m["host"],
+                "api_port": int(m["api_port"]),
+                "metrics_port": int(m["metrics_port"]),
+            }
+        elif name not in names:
+            raise LabError(f"unknown replica {name!r} (have {names})")
+        via = self._reconfig_via(st, exclude=name)
+        code, resp = http_json(via["api_url"] + "/admin/reconfig", "POST", body, timeout=45)
+        if code != 200:
+            raise LabError(f"reconfig {action} {name} via {via['name']}: {code} {resp}")
+        out = {"action": action, "replica": name, "via": via["name"], "joint": resp}
+        deadline = time.monotonic() + wait
+        last: dict = {}
+        while time.monotonic() < deadline:
+            try:
+                code, last = http_json(via["api_url"] + "/admin/status", timeout=2)
+            except OSError:
+                code = 0
+            stable = code == 200 and last.get("reconfig_state") == 0
+            if stable and (name in last.get("configuration", [])) == (action == "add"):
+                out["stable"] = last["configuration"]
+                return out
+            time.sleep(0.05)
+        raise LabError(f"reconfig {action} {name}: not stable after {wait}s (last {last})")
+
+    def _reconfig_via(self, st: dict, exclude: str) -> dict:
+        """A running member in normal status (the leader if it answers), not ``exclude``."""
+        best = None
+        for r in st["replicas"]:
+            if r["name"] == exclude:
+                continue
+            try:
+                code, s = http_json(r["api_url"] + "/admin/status", timeout=1.0)
+            except OSError:
+                continue
+            if code != 200 or s.get("status") != 0 or not s.get("member", True):
+                continue
+            if s.get("is_primary"):
+                return r
+            best = best or r
+        if best is None:
+            raise LabError("no member in normal status answers; cannot reconfigure")
+        return best
+
     # shared helpers ---------------------------------------------------------
     def state(self) -> dict:
         st = load_state(self.dir)
@@ -202,7 +268,7 @@ class Backend(ABC):
                 code, s = http_json(r["api_url"] + "/admin/status", timeout=1.0)
             except OSError:
                 continue
-            if code == 200 and s.get("status") == 0:
+            if code == 200 and s.get("status") == 0 and s.get("member", True):
                 views.setdefault(s["view"], []).append(s)
         if not views:
             raise LabError("no replica in normal status answers; cannot find the leader")

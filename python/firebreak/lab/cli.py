@@ -1,4 +1,4 @@
-"""``lab`` commands: up, status, down, inventory, fault, heal, workload.
+"""``lab`` commands: up, status, down, inventory, fault, heal, workload, reconfig.
 
 ``add_parser(subparsers)`` registers the ``lab`` group on the top-level ``firebreak`` CLI;
 ``python -m firebreak.lab.cli ...`` runs it standalone (``main(argv)``).
@@ -44,6 +44,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     f.add_argument("--replica", nargs="+", default=["leader"], help="NAME, leader or backup")
     f.add_argument("arg", nargs="?", help="MS for clock-skew/latency, op for corrupt, ...")
     sub.add_parser("heal", help="undo faults, restart stopped replicas")
+    rc = sub.add_parser(
+        "reconfig",
+        help="joint-consensus reconfiguration: add (provisions the replica when the lab does "
+        "not have it yet) or remove a replica, then wait for the stable configuration",
+    )
+    rc.add_argument("action", choices=["add", "remove"])
+    rc.add_argument("replica", help="replica name (e.g. replica-4)")
+    rc.add_argument("--wait", type=float, default=30, help="seconds to wait for Stable (30)")
     w = sub.add_parser("workload", help="background workload: start, stop, check")
     w.add_argument("action", choices=["start", "stop", "check"])
     w.add_argument("--json", action="store_true")
@@ -65,6 +73,10 @@ def _print_status(rows: list[dict]) -> None:
             notes.append(f"fault={r['fault']['fault']}")
         if r.get("corrupt_from"):
             notes.append(f"corrupt from op {r['corrupt_from']}")
+        if r.get("member") is False:
+            notes.append("not a member")
+        if r.get("reconfig_state"):
+            notes.append("reconfig Joint")
         if r.get("error"):
             notes.append(r["error"])
         status = r.get("status_name") or ("down" if not r.get("running") else "?")
@@ -115,6 +127,9 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if cmd == "heal":
             print(json.dumps(be.heal()))
+            return 0
+        if cmd == "reconfig":
+            print(json.dumps(be.reconfig(args.action, args.replica, wait=args.wait)))
             return 0
         if cmd == "workload":
             if args.action == "start":

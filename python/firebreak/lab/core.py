@@ -43,6 +43,32 @@ Deviations from the paper, all on the side of a durable, checksummed log:
 * PrepareOK is cumulative (``op`` means "I hold the primary's log up to op"), and the primary
   retransmits unacknowledged prepares on every heartbeat, so drops are repaired without
   state transfer for small gaps.
+
+Reconfiguration (joint consensus; see ``README.md`` "Reconfiguration" for the proof sketch):
+
+* the configuration is replicated state: it is *derived from the log* (``reconfig_begin`` entries
+  carry ``old`` and ``new``; ``reconfig_end`` closes them), so it is durable, recovered on restart
+  and carried by view change, recovery and state transfer like any entry. ``cfg(L[:k])`` is the
+  configuration after applying the configuration entries of the log prefix up to op ``k``:
+  ``Stable(C)`` or ``Joint(old, new)``; a *quorum* of it is a majority of C, or a majority of
+  old *and* a majority of new;
+* commit: op ``k`` commits when the replicas holding it (cumulative PrepareOKs plus the primary)
+  form a quorum of ``cfg(L[:k])``;
+* a new ``reconfig_begin`` is only proposed when the log's configuration is stable and its last
+  configuration entry is committed; the primary proposes ``reconfig_end`` once the begin has
+  committed (also after a view change);
+* view change: a replica sends its DOVIEWCHANGE for view v to ``leader(v, cfg(own log))`` (one
+  target per view: a vote); the receiver D computes the best log B of what it got and starts the
+  view only if the senders form a quorum of ``cfg(B)`` and ``leader(v, cfg(B)) == D``;
+  ``leader(v, Stable(C)) = C[v % |C|]`` and ``leader(v, Joint(old, new)) = old[v % |old|]``.
+  The primary of a view is fixed when the view starts (``self.leader``); a configuration entry
+  appended later in the view does not move it, a primary removed by a committed ``reconfig_end``
+  steps down and the new configuration elects the next view;
+* a replica takes part (votes, starts view changes, answers recoveries) while it belongs to
+  ``cfg(log)`` or to ``cfg(log[:commit])``: a removed replica stops once the stable op commits;
+  replicas ignore view-change traffic from replicas that do not take part in their configuration;
+  an added replica counts only for the ops it holds (cumulative PrepareOK), and a fresh one stays
+  Recovering until a primary whose configuration includes it gives it the log.
 """
 
 from __future__ import annotations
@@ -69,11 +95,69 @@ class Timing:
     catchup_threshold: int = 256
     max_batch: int = 64
     checkpoint_interval: int = 100
+    learner_timeout_ms: int = 10000
 
 
 def entry_id(e: dict) -> tuple:
     """Identity of a log entry: the proposal (view, op) and the request it carries."""
     return (e["view"], e["op"], e.get("client"), e.get("req"))
+
+
+def cfg_apply(cfg: tuple, e: dict) -> tuple:
+    """The configuration after entry ``e``: ``(members, None)`` stable, ``(old, new)`` joint."""
+    body = e.get("body") or {}
+    kind = body.get("kind")
+    if kind == "reconfig_begin":
+        return (tuple(body["old"]), tuple(body["new"]))
+    if kind == "reconfig_end" and cfg[1] is not None:
+        return (cfg[1], None)
+    return cfg
+
+
+def is_config_entry(e: dict) -> bool:
+    return (e.get("body") or {}).get("kind") in ("reconfig_begin", "reconfig_end")
+
+
+def cfg_of_log(entries: list[dict], base: tuple) -> tuple:
+    cfg = base
+    for e in entries:
+        if is_config_entry(e):
+            cfg = cfg_apply(cfg, e)
+    return cfg
+
+
+def cfg_members(cfg: tuple) -> list[str]:
+    out = list(cfg[0])
+    for x in cfg[1] or ():
+        if x not in out:
+            out.append(x)
+    return out
+
+
+def quorum_ok(cfg: tuple, names) -> bool:
+    """Do ``names`` hold a quorum of ``cfg`` (both majorities while joint)?"""
+    have = set(names)
+    for group in (cfg[0], cfg[1]):
+        if group is None:
+            continue
+        if len(have.intersection(group)) < len(group) // 2 + 1:
+            return False
+    return True
+
+
+def cfg_leader(view: int, cfg: tuple) -> str:
+    """Primary of ``view`` under ``cfg``: the old configuration's rotation while joint."""
+    group = cfg[0]
+    return group[view % len(group)]
+
+
+def cfg_json(cfg: tuple) -> dict:
+    return {
+        "members": list(cfg[0]) if cfg[1] is None else list(cfg[1]),
+        "old": list(cfg[0]),
+        "new": None if cfg[1] is None else list(cfg[1]),
+        "joint": cfg[1] is not None,
+    }
 
 
 class StateMachine:
@@ -105,12 +189,17 @@ class StateMachine:
             result = {"op": e["op"], "stream": stream, "index": len(events) - 1}
         elif kind == "reconfig_begin":
             self.reconfig = {"old": body["old"], "new": body["new"]}
-            result = {"op": e["op"], "reconfig": "joint"}
+            result = {
+                "op": e["op"],
+                "reconfig": "joint",
+                "old": list(body["old"]),
+                "new": list(body["new"]),
+            }
         elif kind == "reconfig_end":
             if self.reconfig is not None:
                 self.config = list(self.reconfig["new"])
             self.reconfig = None
-            result = {"op": e["op"], "reconfig": "stable"}
+            result = {"op": e["op"], "reconfig": "stable", "members": self.config}
         else:
             result = {"op": e["op"], "noop": True}
         if client is not None:
@@ -128,7 +217,10 @@ class StateMachine:
 
 
 class Replica:
-    """One VR replica. ``names`` is the configuration (ordered), ``index`` our position."""
+    """One VR replica. ``names`` is the universe of replicas it knows (ordered; indices in effects
+    and messages' destinations are positions in it, and it grows when a reconfiguration names a
+    new replica), ``index`` our position, ``members`` the initial configuration (default: all of
+    ``names``); the configuration in force afterwards comes from the log."""
 
     def __init__(
         self,
@@ -146,16 +238,19 @@ class Replica:
         snapshot: dict | None = None,
         restarted: bool = False,
         fresh: bool = False,
+        members: list[str] | None = None,
     ) -> None:
         self.names = list(names)
-        self.n = len(names)
-        self.f = (self.n - 1) // 2
         self.index = index
         self.name = names[index]
+        self.base_cfg: tuple = (tuple(members or names), None)
+        self.addresses: dict[str, dict] = {}
         self.t = timing or Timing()
         self.rng = random.Random(seed)
         self.now = now
         self.log: list[dict] = list(log or [])
+        self._cfg_points: list[tuple[int, tuple]] = []
+        self._cfg_rebuild(1)
         self.view = view
         self.last_normal_view = last_normal_view
         self.corrupt_from = corrupt_from
@@ -170,13 +265,18 @@ class Replica:
         self.executed = self.sm.op
         self.prepares_sent = 0
         self.ops_executed = 0
+        self.joint_entered = 0
+        self.stable_entered = 0
         self.isolated = False
         # a replica with no durable state at all (new cluster, or wiped data dir) promised
         # nothing, but remembers nothing either: it must learn the state from a normal primary,
         # unless *every* replica is fresh (a brand-new cluster), which bootstraps view 0
         self.fresh = fresh
         self.fresh_peers: set[int] = set()
-        # primary state
+        # the primary of the current view, fixed when the view starts (None: not known)
+        self.leader: str | None = None
+        # primary state (learner: an add waiting for its replica to catch up)
+        self.learner: dict | None = None
         self.acked: dict[int, int] = {}
         self.waiters: dict[int, list] = {}
         self.inflight: dict[tuple, int] = {}
@@ -184,6 +284,8 @@ class Replica:
         self.svc: set[int] = set()
         self.dvc: dict[int, dict] = {}
         self.dvc_sent = False
+        self.dvc_target: int | None = None
+        self.svc_best: tuple = (0, 0, None)
         # recovery / state transfer
         self.nonce = 0
         self.responses: dict[int, dict] = {}
@@ -197,6 +299,9 @@ class Replica:
         self.vc_span = self._vc_timeout()
         self.sent: dict[int, int] = {}
         self.out: list = []
+        self.not_member_logged = False
+        self.status = RECOVERING
+        self._was_member: bool | None = None
         self._execute()
         if restarted or fresh:
             self.status = RECOVERING
@@ -205,6 +310,85 @@ class Replica:
             self.status = STATE_TRANSFER
         else:
             self.status = NORMAL
+            self.leader = cfg_leader(self.view, self.cfg)
+
+    # ------------------------------------------------------------------ configuration
+    def _idx(self, name) -> int:
+        """Universe index of a replica name (learning it if new)."""
+        if isinstance(name, int):
+            return name
+        try:
+            return self.names.index(name)
+        except ValueError:
+            self.names.append(name)
+            return len(self.names) - 1
+
+    def _cfg_rebuild(self, from_op: int) -> None:
+        """Refresh the configuration points after the log changed from ``from_op`` on."""
+        pts = [p for p in self._cfg_points if p[0] < from_op]
+        cfg = pts[-1][1] if pts else None
+        for e in self.log[from_op - 1 :]:
+            if not is_config_entry(e):
+                continue
+            body = e.get("body") or {}
+            if cfg is None:
+                cfg = (tuple(body["old"]), None) if "old" in body else self.base_cfg
+            cfg = cfg_apply(cfg, e)
+            pts.append((e["op"], cfg))
+            for nm in cfg_members(cfg):
+                self._idx(nm)
+            self.addresses.update(body.get("addresses") or {})
+        self._cfg_points = pts
+        if pts and self.base_cfg[0] != self._first_old():
+            self.base_cfg = (self._first_old(), None)
+
+    def _first_old(self) -> tuple:
+        for e in self.log:
+            body = e.get("body") or {}
+            if body.get("kind") == "reconfig_begin":
+                return tuple(body["old"])
+        return self.base_cfg[0]
+
+    def cfg_at(self, op: int) -> tuple:
+        """The configuration in force after op ``op`` of our log."""
+        cfg = self.base_cfg
+        for at, c in self._cfg_points:
+            if at > op:
+                break
+            cfg = c
+        return cfg
+
+    @property
+    def cfg(self) -> tuple:
+        """The configuration of the whole log (committed or not): what we act on."""
+        return self._cfg_points[-1][1] if self._cfg_points else self.base_cfg
+
+    @property
+    def last_cfg_op(self) -> int:
+        return self._cfg_points[-1][0] if self._cfg_points else 0
+
+    def participants(self) -> set[str]:
+        """Who takes part: the members of cfg(log) and of cfg(log[:commit])."""
+        return set(cfg_members(self.cfg)) | set(cfg_members(self.cfg_at(self.commit)))
+
+    @property
+    def member(self) -> bool:
+        return self.name in self.participants()
+
+    @property
+    def n(self) -> int:
+        return len(cfg_members(self.cfg))
+
+    @property
+    def f(self) -> int:
+        return (len(self.cfg[0]) - 1) // 2
+
+    def _audience(self) -> list[int]:
+        parts = self.participants()  # in universe order: deterministic
+        return [i for i, x in enumerate(self.names) if x in parts and i != self.index]
+
+    def _takes_part(self, i: int) -> bool:
+        return self.names[i] in self.participants()
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -212,11 +396,20 @@ class Replica:
         return len(self.log)
 
     def primary_of(self, view: int) -> int:
-        return view % self.n
+        if view == self.view and self.leader is not None:
+            return self._idx(self.leader)
+        return self._idx(cfg_leader(view, self.cfg))
+
+    def leader_name(self) -> str:
+        return self.names[self.primary_of(self.view)]
+
+    def designate(self, view: int) -> int:
+        """leader(view, cfg(our log))."""
+        return self._idx(cfg_leader(view, self.cfg))
 
     @property
     def is_primary(self) -> bool:
-        return self.primary_of(self.view) == self.index
+        return self.leader == self.name and self.member
 
     @property
     def clean(self) -> bool:
@@ -230,11 +423,11 @@ class Replica:
         return out
 
     def _send(self, dest: int, msg: dict) -> None:
-        msg["from"] = self.index
+        msg["from"] = self.name
         self.out.append(("send", dest, msg))
 
     def _broadcast(self, msg: dict) -> None:
-        for i in range(self.n):
+        for i in range(len(self.names)):
             if i != self.index:
                 self._send(i, dict(msg))
 
@@ -243,6 +436,11 @@ class Replica:
 
     def _persist_meta(self) -> None:
         self.out.append(("meta", {"view": self.view, "last_normal_view": self.last_normal_view}))
+
+    def _append(self, e: dict) -> None:
+        self.log.append(e)
+        if is_config_entry(e):
+            self._cfg_rebuild(e["op"])
 
     def _replace_log(self, from_op: int, entries: list[dict], force: bool = False) -> None:
         """Make the log ``log[:from_op-1] + entries``, persisting only what differs.
@@ -260,6 +458,7 @@ class Replica:
         if i < len(new) or len(new) != len(self.log):
             self.out.append(("append", i + 1, new[i:]))
         self.log = new
+        self._cfg_rebuild(i + 1)
 
     def _execute(self) -> None:
         upto = min(self.commit, self.op)
@@ -273,11 +472,47 @@ class Replica:
             self.inflight.pop((e.get("client"), e.get("req")), None)
             if self.t.checkpoint_interval and self.executed % self.t.checkpoint_interval == 0:
                 self.out.append(("checkpoint", self.executed, self.sm.snapshot()))
-            body = e.get("body") or {}
-            if body.get("kind") == "reconfig_begin" and self.is_primary and self.status == NORMAL:
-                self._propose(None, None, {"kind": "reconfig_end"}, None)
+            if is_config_entry(e):
+                cfg = self.cfg_at(e["op"])
+                if cfg[1] is not None:
+                    self.joint_entered += 1
+                    self._log(
+                        "INFO",
+                        f"reconfig: Joint at op {e['op']} (old {list(cfg[0])}, new {list(cfg[1])})",
+                    )
+                else:
+                    self.stable_entered += 1
+                    self._log("INFO", f"reconfig: Stable at op {e['op']} (members {list(cfg[0])})")
+        member = self.member
+        if self._was_member and not member:
+            self._removed()
+        self._was_member = member
+        self._maybe_propose_end()
+
+    def _removed(self) -> None:
+        if self.leader == self.name:
+            self._fail_waiters()
+        self._log(
+            "WARNING",
+            f"{self.name} is not a member of the configuration {list(self.cfg[0])} any more: "
+            "no longer taking part (status and metrics still served)",
+        )
+
+    def _maybe_propose_end(self) -> None:
+        """Primary: close a joint configuration whose begin has committed."""
+        if (
+            self.cfg[1] is not None
+            and self.status == NORMAL
+            and self.is_primary
+            and self.clean
+            and self.last_cfg_op <= self.commit
+        ):
+            self._propose(None, None, {"kind": "reconfig_end"}, None)
 
     def _fail_waiters(self) -> None:
+        if self.learner is not None:
+            self.out.append(("fail", self.learner["token"]))
+            self.learner = None
         for tokens in self.waiters.values():
             for token in tokens:
                 self.out.append(("fail", token))
@@ -291,16 +526,18 @@ class Replica:
             if now - self.last_heartbeat >= self.t.heartbeat_ms:
                 self.last_heartbeat = now
                 self._heartbeat()
+                self._maybe_propose_end()
+                self._maybe_admit_learner()
         elif self.status == NORMAL:
-            if now - self.last_heard > self.vc_span:
+            if self.member and now - self.last_heard > self.vc_span:
                 self._start_view_change(self.view + 1)
         elif self.status == VIEW_CHANGE:
             if now >= self.vc_deadline:
                 self._start_view_change(self.view + 1)
             elif now - self.last_retry >= self.t.retry_ms:
                 self.last_retry = now
-                self._broadcast({"type": "svc", "view": self.view})
-                if self.dvc_sent and not self.is_primary:
+                self._broadcast(self._svc_msg())
+                if self.dvc_sent and self.dvc_target != self.index:
                     self._send_dvc()
         elif self.status == RECOVERING:
             if now - self.last_retry >= self.t.retry_ms:
@@ -308,6 +545,7 @@ class Replica:
             if (
                 self.clean
                 and not self.fresh
+                and self.member
                 and now - self.recovery_started >= self.t.recovery_fallback_ms
             ):
                 self._log(
@@ -317,15 +555,46 @@ class Replica:
         elif self.status == STATE_TRANSFER:
             if now - self.last_retry >= self.t.retry_ms:
                 self._send_getstate(broadcast=True)
-            if self.clean and now - self.last_heard > self.t.view_change_max_ms * 2:
+            if self.clean and self.member and now - self.last_heard > self.t.view_change_max_ms * 2:
                 self._start_view_change(self.view + 1)
         return self._drain()
 
     def on_request(self, client: str | None, req: int | None, body: dict, token) -> list:
-        """A client request. Backups (or a primary not in normal status) answer ``redirect``."""
+        """A client request. Backups (or a primary not in normal status) answer ``redirect``.
+
+        ``{"kind": "reconfig", "action": "add"|"remove", "replica": NAME, ["address": {..}]}``
+        asks the primary for a configuration change: it proposes ``reconfig_begin`` (the reply
+        comes when the joint configuration has committed) or answers ``{"error": ..}``."""
         if self.status != NORMAL or not self.is_primary:
             leader = self.primary_of(self.view) if self.status == NORMAL else None
             self.out.append(("redirect", token, leader))
+            return self._drain()
+        kind = (body or {}).get("kind")
+        if kind in ("reconfig_begin", "reconfig_end"):
+            self.out.append(("reply", token, {"op": None, "error": f"{kind} is internal"}))
+            return self._drain()
+        if kind == "reconfig":
+            begin = self._reconfig_begin(body)
+            if isinstance(begin, str):
+                self.out.append(("reply", token, {"op": None, "error": begin}))
+            elif body.get("action") == "add":
+                # the new replica first catches up as a learner (it gets the log but does not
+                # count); the joint configuration is proposed once it holds the committed prefix
+                who = body["replica"]
+                # it must acknowledge afresh (a name re-added on a new machine)
+                self.acked.pop(self._idx(who), None)
+                self.sent.pop(self._idx(who), None)
+                self.addresses.update(begin.get("addresses") or {})
+                self.learner = {
+                    "name": who,
+                    "begin": begin,
+                    "token": token,
+                    "deadline": self.now + self.t.learner_timeout_ms,
+                }
+                self._log("INFO", f"reconfig: {who} catching up as a learner before it is added")
+                self._maybe_admit_learner()
+            else:
+                self._propose(None, None, begin, token)
             return self._drain()
         if client is not None:
             prev = self.sm.client_table.get(client)
@@ -340,17 +609,60 @@ class Replica:
         self._propose(client, req, body, token)
         return self._drain()
 
+    def reconfig_pending(self) -> bool:
+        """A configuration change is in the log and not yet closed and committed (or an add is
+        waiting for its learner)."""
+        return self.cfg[1] is not None or self.last_cfg_op > self.commit or bool(self.learner)
+
+    def _maybe_admit_learner(self) -> None:
+        ln = self.learner
+        if ln is None or self.status != NORMAL or not self.is_primary:
+            return
+        if self.acked.get(self._idx(ln["name"]), -1) >= self.commit:
+            self.learner = None
+            self._log("INFO", f"reconfig: {ln['name']} caught up (op {self.commit}); joint")
+            self._propose(None, None, ln["begin"], ln["token"])
+        elif self.now >= ln["deadline"]:
+            self.learner = None
+            err = f"{ln['name']} did not catch up within {self.t.learner_timeout_ms} ms"
+            self._log("WARNING", f"reconfig: {err}")
+            self.out.append(("reply", ln["token"], {"op": None, "error": err}))
+
+    def _reconfig_begin(self, body: dict) -> dict | str:
+        if self.learner is not None:
+            return f"an add of {self.learner['name']} is waiting for it to catch up"
+        if self.reconfig_pending():
+            return "a reconfiguration is already in flight (Joint)"
+        current = list(self.cfg[0])
+        who, action = body.get("replica"), body.get("action")
+        if not isinstance(who, str) or not who:
+            return "no replica named"
+        if action == "add":
+            if who in current:
+                return f"{who} is already a member"
+            new = [*current, who]
+        elif action == "remove":
+            if who not in current:
+                return f"{who} is not a member"
+            if len(current) == 1:
+                return "cannot remove the last member"
+            new = [x for x in current if x != who]
+        else:
+            return "action must be add or remove"
+        begin = {"kind": "reconfig_begin", "old": current, "new": new}
+        if body.get("address"):
+            begin["addresses"] = {who: dict(body["address"])}
+        return begin
+
     def _propose(self, client, req, body, token) -> None:
         e = {"op": self.op + 1, "view": self.view, "client": client, "req": req, "body": body}
-        self.log.append(e)
+        self._append(e)
         self.out.append(("append", e["op"], [e]))
         if token is not None:
             self.waiters.setdefault(e["op"], []).append(token)
         if client is not None:
             self.inflight[(client, req)] = e["op"]
-        for i in range(self.n):
-            if i == self.index:
-                continue
+        for i in self._audience():
             sent = self.sent.get(i, -1)
             if sent == e["op"] - 1:
                 self.sent[i] = e["op"]
@@ -364,10 +676,12 @@ class Replica:
         self._send(dest, {"type": "prepare", "view": self.view, "commit": self.commit, "entry": e})
 
     def _heartbeat(self) -> None:
-        for i in range(self.n):
+        for i in range(len(self.names)):
             if i == self.index:
                 continue
             acked = self.acked.get(i, -1)
+            # retransmit to whoever acknowledged in this view and lags (a removed replica too:
+            # it must learn the stable op that removes it)
             if 0 <= acked < self.op:
                 batch = self.log[acked : acked + self.t.max_batch]
                 for e in batch:
@@ -378,18 +692,18 @@ class Replica:
             )
 
     def _try_commit(self) -> None:
-        if self.reconfig_joint_blocked():
-            return
-        acks = sorted((a for i, a in self.acked.items() if i != self.index), reverse=True)
-        if len(acks) < self.f:
-            return
-        k = min(acks[self.f - 1], self.op) if self.f > 0 else self.op
-        if k > self.commit:
-            self.commit = k
-            self._execute()
-
-    def reconfig_joint_blocked(self) -> bool:
-        return False
+        """Commit the highest op held by a quorum of the configuration in force at that op."""
+        holds = {self.name: self.op}
+        for i, a in self.acked.items():
+            if i != self.index:
+                holds[self.names[i]] = min(a, self.op)
+        for k in sorted(set(holds.values()), reverse=True):
+            if k <= self.commit:
+                return
+            if quorum_ok(self.cfg_at(k), [x for x, a in holds.items() if a >= k]):
+                self.commit = k
+                self._execute()
+                return
 
     def on_corruption(self, op: int) -> list:
         """The storage layer found a checksum mismatch in the durable copy of ``op``."""
@@ -413,8 +727,11 @@ class Replica:
         if now is not None:
             self.now = now
         handler = getattr(self, "_on_" + msg.get("type", ""), None)
-        if handler is not None:
-            handler(msg)
+        if handler is not None and "from" in msg:
+            msg = dict(msg)
+            msg["from"] = self._idx(msg["from"])
+            if msg["from"] != self.index:
+                handler(msg)
         return self._drain()
 
     # ------------------------------------------------------------------ normal operation
@@ -428,27 +745,34 @@ class Replica:
         self._from_primary(m, m["op"])
 
     def _from_primary(self, m: dict, their_op: int) -> None:
+        # only the primary of a view sends PREPARE / COMMIT in it (there is one per view)
         v = m["view"]
-        if v < self.view or self.status == RECOVERING or m["from"] != self.primary_of(v):
+        if v < self.view or self.status == RECOVERING:
+            return
+        if v == self.view and self.leader is not None and m["from"] != self._idx(self.leader):
             return
         if v > self.view:
             if self.status == STATE_TRANSFER and not self.clean:
                 self.view = v
+                self.leader = self.names[m["from"]]
                 self._persist_meta()
                 self.st_view = v
                 return
             # we missed a view change: fetch the new view's log after our commit number
+            self.leader = self.names[m["from"]]
             self._enter_state_transfer(v, self.commit)
             return
         if self.status == VIEW_CHANGE:
             return
         self.last_heard = self.now
         if self.status == STATE_TRANSFER:
+            if self.leader is None:
+                self.leader = self.names[m["from"]]
             return
         if m["type"] == "prepare":
             e = m["entry"]
             if e["op"] == self.op + 1:
-                self.log.append(dict(e))
+                self._append(dict(e))
                 self.out.append(("append", e["op"], [dict(e)]))
                 self._send(m["from"], {"type": "prepare_ok", "view": v, "op": self.op})
             elif their_op - self.op > self.t.catchup_threshold:
@@ -480,6 +804,8 @@ class Replica:
                 self._send_prepare(i, e)
             self.sent[i] = batch[-1]["op"]
         self._try_commit()
+        if self.learner is not None:
+            self._maybe_admit_learner()
 
     # ------------------------------------------------------------------ view change
     def _start_view_change(self, v: int) -> None:
@@ -487,26 +813,61 @@ class Replica:
         if was_primary:
             self._fail_waiters()
         self.view = v
+        self.leader = None
         self.status = VIEW_CHANGE
         self.svc = {self.index}
         self.dvc = {}
         self.dvc_sent = False
+        self.dvc_target = None
+        self.svc_best = (self.last_normal_view, self.op, self.cfg)
         self.vc_deadline = self.now + self._vc_timeout()
         self.vc_span = self._vc_timeout()
         self.last_retry = self.now
         self._persist_meta()
         self._log("INFO", f"{self.name} starting view change to view {v}")
-        self._broadcast({"type": "svc", "view": v})
+        self._broadcast(self._svc_msg())
+
+    def _svc_msg(self) -> dict:
+        cfg = [list(self.cfg[0]), None if self.cfg[1] is None else list(self.cfg[1])]
+        return {
+            "type": "svc",
+            "view": self.view,
+            "lnv": self.last_normal_view,
+            "op": self.op,
+            "cfg": cfg,
+        }
+
+    def _votes(self, m: dict) -> bool:
+        """May we vote in a view change? With a clean durable log, yes, even while recovering
+        (what we promised is on disk; the recovery protocol only fetches what we lack) and even
+        when we do not see ourselves in our configuration: a joint configuration in a log we have
+        not received yet may count us (a vote only counts where the voter is a member). A fresh
+        replica (no durable state) never votes."""
+        return self.clean and not self.fresh
+
+    def _escalates(self, m: dict) -> bool:
+        """Does the sender take part in our configuration (may it move us to a higher view)?
+        A removed replica cannot disrupt the configuration that removed it."""
+        return self._takes_part(m["from"])
 
     def _on_svc(self, m: dict) -> None:
-        if not self.clean or self.status == RECOVERING:
+        if not self._votes(m):
             return
         v = m["view"]
         if v > self.view:
+            if not self._escalates(m):
+                return
             self._start_view_change(v)
         if v == self.view and self.status == VIEW_CHANGE:
             self.svc.add(m["from"])
-            if len(self.svc) - 1 >= self.f and not self.dvc_sent:
+            c = m.get("cfg")
+            if c and (m["lnv"], m["op"]) > self.svc_best[:2]:
+                cfg = (tuple(c[0]), None if c[1] is None else tuple(c[1]))
+                self.svc_best = (m["lnv"], m["op"], cfg)
+            voters = [self.names[i] for i in self.svc]
+            if not self.dvc_sent and (
+                quorum_ok(self.cfg, voters) or quorum_ok(self.svc_best[2], voters)
+            ):
                 self.dvc_sent = True
                 self._send_dvc()
 
@@ -521,7 +882,13 @@ class Replica:
         }
 
     def _send_dvc(self) -> None:
-        p = self.primary_of(self.view)
+        # our vote for this view goes to one replica only (dvc_target, never changed in the
+        # view): the leader of the view under the configuration of the best log we heard of in
+        # the STARTVIEWCHANGEs (the log the new primary is likely to pick). Any single target is
+        # safe; this choice makes the replicas agree when some logs lag a reconfiguration.
+        if self.dvc_target is None:
+            self.dvc_target = self._idx(cfg_leader(self.view, self.svc_best[2]))
+        p = self.dvc_target
         if p == self.index:
             self.dvc[self.index] = self._dvc_payload()
             self._maybe_start_view()
@@ -529,29 +896,43 @@ class Replica:
             self._send(p, self._dvc_payload())
 
     def _on_dvc(self, m: dict) -> None:
-        if not self.clean or self.status == RECOVERING:
+        if not self._votes(m):
             return
         v = m["view"]
         if v > self.view:
+            if not self._escalates(m):
+                return
             self._start_view_change(v)
-        if v != self.view or self.primary_of(v) != self.index:
+        if v != self.view:
             return
         if self.status == NORMAL:
-            self._send(m["from"], self._start_view_msg())
+            if self.leader == self.name:
+                self._send(m["from"], self._start_view_msg())
             return
         if self.status != VIEW_CHANGE:
             return
         self.dvc[m["from"]] = m
-        self.dvc[self.index] = self._dvc_payload()
+        if self.dvc_target is None:  # somebody elects us: our vote goes to ourselves
+            self.dvc_target = self.index
+            self.dvc_sent = True
+        if self.dvc_target == self.index:
+            self.dvc[self.index] = self._dvc_payload()
         self._maybe_start_view()
 
     def _maybe_start_view(self) -> None:
-        if len(self.dvc) < self.f + 1 or self.status != VIEW_CHANGE:
+        """Start the view once the DOVIEWCHANGE senders hold a quorum of cfg(best log) and that
+        configuration makes us the primary of the view."""
+        if self.status != VIEW_CHANGE or not self.dvc:
             return
         best = max(self.dvc.values(), key=lambda d: (d["last_normal_view"], d["op"]))
+        cfg_b = cfg_of_log(best["log"], self.base_cfg)
+        voters = [self.names[i] for i in self.dvc]
+        if not quorum_ok(cfg_b, voters) or cfg_leader(self.view, cfg_b) != self.name:
+            return
         commit = max(d["commit"] for d in self.dvc.values())
         self._replace_log(1, best["log"])
         self.status = NORMAL
+        self.leader = self.name
         self.last_normal_view = self.view
         self._persist_meta()
         self.commit = max(self.commit, min(commit, self.op))
@@ -600,6 +981,7 @@ class Replica:
         self.corrupt_from = None
         self.view = v
         self.status = NORMAL
+        self.leader = self.names[src]
         self.last_normal_view = v
         self._persist_meta()
         self.commit = max(self.commit, min(commit, self.op))
@@ -630,7 +1012,7 @@ class Replica:
     def _send_getstate(self, broadcast: bool) -> None:
         self.last_retry = self.now
         msg = {"type": "getstate", "view": self.view, "op": self.st_from}
-        p = self.primary_of(self.view)
+        p = self._idx(self.leader) if self.leader is not None else self.index
         if broadcast or p == self.index:
             self._broadcast(msg)
         else:
@@ -639,7 +1021,8 @@ class Replica:
     def _on_getstate(self, m: dict) -> None:
         if self.status == NORMAL and self.clean and m["view"] > self.view:
             # a higher view exists somewhere (the asker went through view changes we missed)
-            self._start_view_change(m["view"])
+            if self.member and self._takes_part(m["from"]):
+                self._start_view_change(m["view"])
             return
         if self.status != NORMAL or not self.is_primary or not self.clean:
             return
@@ -659,7 +1042,10 @@ class Replica:
     def _on_newstate(self, m: dict) -> None:
         if self.status != STATE_TRANSFER or m["view"] < self.view:
             return
-        if m["from"] != self.primary_of(m["view"]) or m["from_op"] - 1 > self.st_from:
+        same_view = m["view"] == self.view and self.leader is not None
+        if same_view and m["from"] != self._idx(self.leader):
+            return
+        if m["from_op"] - 1 > self.st_from:
             return
         self._adopt(m["view"], m["from_op"], m["entries"], m["commit"], m["from"], "state transfer")
 
@@ -693,44 +1079,76 @@ class Replica:
                 {"type": "recovery_response", "view": 0, "nonce": m["nonce"], "fresh": True},
             )
             return
-        if self.status != NORMAL or not self.clean:
+        if self.status != NORMAL or not self.clean or not self.member:
             return
         if m.get("view", 0) > self.view:
-            self._start_view_change(m["view"])  # the recovering replica saw a higher view
+            if self._takes_part(m["from"]):
+                self._start_view_change(m["view"])  # the recovering replica saw a higher view
             return
-        r = {"type": "recovery_response", "view": self.view, "nonce": m["nonce"]}
+        r = {"type": "recovery_response", "view": self.view, "nonce": m["nonce"], "op": self.op}
         if self.is_primary:
-            k = min(m["commit"], self.commit)
-            r.update(from_op=k + 1, entries=self.log[k:], commit=self.commit)
+            r["config"] = [list(self.cfg[0]), None if self.cfg[1] is None else list(self.cfg[1])]
+            learner = self.learner is not None and self.learner["name"] == self.names[m["from"]]
+            if learner:
+                r["learner"] = True
+            if learner or not (m.get("fresh") and not self._takes_part(m["from"])):
+                k = min(m["commit"], self.commit)
+                r.update(from_op=k + 1, entries=self.log[k:], commit=self.commit)
         self._send(m["from"], r)
 
     def _on_recovery_response(self, m: dict) -> None:
         if self.status != RECOVERING or m["nonce"] != self.nonce:
             return
-        if self.fresh and m["view"] == 0 and (m.get("fresh") or "entries" not in m):
+        if (
+            self.fresh
+            and m["view"] == 0
+            and (m.get("fresh") or ("entries" not in m and "config" not in m and not m.get("op")))
+        ):
             # fresh, or normal in view 0 of a cluster that just bootstrapped without a primary
             self.fresh_peers.add(m["from"])
         if not m.get("fresh"):
             self.responses[m["from"]] = m
+            if "config" in m and "entries" not in m and not self.not_member_logged:
+                self.not_member_logged = True
+                self._log(
+                    "INFO",
+                    f"{self.name} is not a member of the configuration {m['config']} yet: "
+                    "waiting (Recovering) until a reconfiguration adds it",
+                )
             if self._try_recover():
                 return
-        if self.fresh and len(self.fresh_peers) == self.n - 1:
+        base = set(self.base_cfg[0])
+        if (
+            self.fresh
+            and self.name in base
+            and base - {self.name} <= {self.names[i] for i in self.fresh_peers}
+        ):
             self.fresh = False
             self.status = NORMAL
+            self.leader = cfg_leader(0, self.cfg)
             self.last_normal_view = 0
             self._persist_meta()
             self.last_heard = self.now
             self.vc_span = self._vc_timeout()
-            self._log("INFO", f"new cluster: all {self.n} replicas fresh, bootstrapping view 0")
-            self._log("INFO", f"{self.names[0]} is primary (leader) for view 0")
+            self._log("INFO", f"new cluster: all {len(base)} replicas fresh, bootstrapping view 0")
+            self._log("INFO", f"{self.leader} is primary (leader) for view 0")
             self._log("INFO", "Entering Normal status (view 0, op 0)")
 
     def _try_recover(self) -> bool:
         vmax = max(r["view"] for r in self.responses.values())
-        if len(self.responses) < self.f or vmax < self.view:
+        if vmax < self.view:
             return False
-        prim = self.responses.get(self.primary_of(vmax))
-        if prim is None or prim["view"] != vmax or "entries" not in prim:
+        prim = next(
+            (r for r in self.responses.values() if r["view"] == vmax and "entries" in r), None
+        )
+        if prim is None:
+            return False
+        pc = prim.get("config")
+        cfg_p = (tuple(pc[0]), None if pc[1] is None else tuple(pc[1])) if pc else self.cfg
+        voters = {self.names[i] for i in self.responses} | {self.name}
+        # a learner (an add waiting for it to catch up) takes the primary's word alone: it votes
+        # in nothing until a configuration in its log counts it
+        if not prim.get("learner") and not quorum_ok(cfg_p, voters):
             return False
         if prim["from_op"] - 1 > self.commit:
             return False

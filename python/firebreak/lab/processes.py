@@ -19,6 +19,11 @@ Faults, and how they are done here:
   in its ``vsr_clock_offset_ms`` (measured against its peers' heartbeat timestamps).
 * ``latency MS`` delays the replica's outbound protocol sends.
 * ``heal`` undoes what can be undone and restarts killed/stopped replicas.
+
+Reconfiguration: :meth:`ProcessesBackend.add_replica` provisions replica *k* (next free number)
+on ``127.0.N.k`` with an empty data dir and starts it; it stays Recovering (not a member) until
+``reconfig("add", name)`` (``lab reconfig add``) adds it. A removed replica keeps running as a
+non-member (``member: false`` in its status) until ``lab down``.
 """
 
 from __future__ import annotations
@@ -156,6 +161,8 @@ class ProcessesBackend(Backend):
             "cluster": cluster,
             "net": net,
             "replicas": members,
+            "initial_members": [m["name"] for m in members],
+            "replica_opts": extra,
             "faults": {},
             "started": time.time(),
         }
@@ -165,6 +172,75 @@ class ProcessesBackend(Backend):
         save_state(state, self.dir)
         self.wait_ready(state, timeout=float(opts.get("timeout", 20)))
         return state
+
+    def add_replica(self, name: str | None = None, **opts) -> dict:
+        """Provision and start one more replica process (empty data dir, not a member yet)."""
+        st = self.state()
+        net = int(st["net"])
+        taken = {int(r["name"].rsplit("-", 1)[1]) for r in st["replicas"]}
+        if name is None:
+            k = max(taken, default=0) + 1
+            name = f"replica-{k}"
+        else:
+            if any(r["name"] == name for r in st["replicas"]):
+                raise LabError(f"{name} already exists in this lab")
+            try:
+                k = int(name.rsplit("-", 1)[1])
+            except (IndexError, ValueError) as exc:
+                raise LabError(f"replica names are replica-<k> here, not {name!r}") from exc
+        if not 1 <= k <= 254:
+            raise LabError(f"no loopback address for {name}")
+        host = f"127.0.{net}.{k}"
+        for port in (8080, 9090):
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind((host, port))
+                except OSError as exc:
+                    raise LabError(f"{host}:{port} is busy ({exc})") from exc
+        d = self.dir / "replicas" / name
+        if d.exists():
+            shutil.rmtree(d)
+        m = {
+            "name": name,
+            "host": host,
+            "api_port": 8080,
+            "metrics_port": 9090,
+            "api_url": f"http://{host}:8080",
+            "metrics_url": f"http://{host}:9090",
+            "dir": str(d),
+            "data_dir": str(d / "data"),
+            "config": str(d / "replica.json"),
+            "log": str(d / "replica.log"),
+            "service": SERVICE_NAME,
+            "pid": None,
+            "added": time.time(),
+        }
+        d.mkdir(parents=True, exist_ok=True)
+        extra = dict(st.get("replica_opts") or {})
+        extra.update({k2: v for k2, v in opts.items() if v is not None})
+        everyone = [*st["replicas"], m]
+        cfg = replica_config(st["cluster"], everyone, name, m["data_dir"], **extra)
+        cfg["members"] = list(st.get("initial_members") or [r["name"] for r in st["replicas"]])
+        Path(m["config"]).write_text(json.dumps(cfg, indent=2))
+        st["replicas"].append(m)
+        save_state(st, self.dir)
+        self._spawn(st, name)
+        save_state(st, self.dir)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if not _alive(m["pid"]):
+                tail = Path(m["log"]).read_text()[-2000:] if Path(m["log"]).exists() else ""
+                raise LabError(f"{name} exited during start-up; log tail:\n{tail}")
+            try:
+                if http_json(m["metrics_url"] + "/health", timeout=1)[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise LabError(f"{name} did not answer /health within 10s")
+        return m
 
     def _spawn(self, state: dict, name: str, env_extra: dict | None = None) -> int:
         m = self._member(state, name)
@@ -281,7 +357,11 @@ class ProcessesBackend(Backend):
                                     "corrupt_from",
                                     "checksum_failures",
                                     "clock_offset_ms",
+                                    "member",
+                                    "reconfig_state",
+                                    "configuration",
                                 )
+                                if k in s
                             }
                         )
                 except OSError as exc:

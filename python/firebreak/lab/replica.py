@@ -8,7 +8,10 @@ Run with ``python3 -m firebreak.lab.replica --config PATH`` where PATH is a JSON
      "data_dir": "/var/lib/kimberlite", "checkpoint_interval": 100, "checkpoint_keep": 3,
      "scrub_interval_s": 5}
 
-Optional keys: ``bind_host`` (default: this replica's ``host``; "0.0.0.0" in containers),
+Optional keys: ``members`` (the initial configuration, default every name in ``replicas``; a
+replica added later by a reconfiguration lists the cluster's initial members here, or leaves it
+out: it learns the configuration from the log before it takes part),
+``bind_host`` (default: this replica's ``host``; "0.0.0.0" in containers),
 ``heartbeat_ms`` (100), ``view_change_min_ms`` (500), ``view_change_max_ms`` (1000),
 ``request_timeout_s`` (5), ``control_file`` (default ``<data_dir>/control.json``: simulated
 partition / latency faults, see below), ``log_level`` ("INFO").
@@ -27,6 +30,10 @@ Endpoints on ``api_port`` (8080):
 * ``POST /vsr/message``: replica-to-replica protocol traffic (JSON batches).
 * ``/admin/...``: status, state-transfer, checkpoints, checkpoint, isolate, rejoin, scrub, reconfig,
   partition, latency (used by ``kimberlite-admin`` and the lab's fault injection).
+  ``POST /admin/reconfig {"action": "add"|"remove", "replica": NAME, ["address": {"host": ..,
+  "api_port": .., "metrics_port": ..}]}``: joint consensus (see ``core``); answers once the joint
+  configuration has committed (an added replica first catches up as a learner); the stable
+  configuration follows by itself. Addresses of added replicas travel in the log.
 
 On ``metrics_port`` (9090): ``/metrics`` (Prometheus), ``/health``, ``/ready``.
 
@@ -67,7 +74,15 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, UnknownMetricFamily
 
 from firebreak.lab import storage
-from firebreak.lab.core import NORMAL, STATE_TRANSFER, STATUS_NAMES, Replica, Timing
+from firebreak.lab.core import (
+    NORMAL,
+    STATE_TRANSFER,
+    STATUS_NAMES,
+    Replica,
+    Timing,
+    cfg_json,
+    cfg_members,
+)
 
 LOG = logging.getLogger("kimberlite-vsr")
 disable_created_metrics()
@@ -86,7 +101,25 @@ def load_config(path: str | os.PathLike) -> dict:
     cfg.setdefault("view_change_max_ms", 1000)
     cfg.setdefault("request_timeout_s", 5)
     cfg.setdefault("control_file", str(Path(cfg["data_dir"]) / "control.json"))
+    cfg.setdefault("reconfig_timeout_s", 20)
     return cfg
+
+
+def parse_address(addr, default_api: int = 8080, default_metrics: int = 9090) -> dict:
+    """``HOST[:API_PORT[:METRICS_PORT]]`` (or a dict with ``host``) -> an address dict."""
+    if isinstance(addr, dict):
+        out = {"host": str(addr["host"])}
+        out["api_port"] = int(addr.get("api_port", default_api))
+        out["metrics_port"] = int(addr.get("metrics_port", default_metrics))
+        return out
+    parts = str(addr).split(":")
+    if not parts[0] or len(parts) > 3:
+        raise ValueError(f"bad address {addr!r} (HOST[:API_PORT[:METRICS_PORT]])")
+    return {
+        "host": parts[0],
+        "api_port": int(parts[1]) if len(parts) > 1 and parts[1] else default_api,
+        "metrics_port": int(parts[2]) if len(parts) > 2 and parts[2] else default_metrics,
+    }
 
 
 class Waiter:
@@ -145,8 +178,10 @@ class ReplicaNode:
         self.cfg = cfg
         self.name = cfg["replica"]
         self.cluster = cfg["cluster"]
-        self.names = [r["name"] for r in cfg["replicas"]]
+        self.names = [r["name"] for r in cfg["replicas"]]  # the universe known at start
         self.by_name = {r["name"]: r for r in cfg["replicas"]}
+        self.members = list(cfg.get("members") or self.names)
+        self.no_address: set[str] = set()
         self.index = self.names.index(self.name)
         self.me = self.by_name[self.name]
         self.data_dir = Path(cfg["data_dir"])
@@ -187,6 +222,27 @@ class ReplicaNode:
             for r in cfg["replicas"]
             if r["name"] != self.name
         }
+        self.started = False
+
+    def address(self, name: str) -> dict | None:
+        """A replica's address: from the config file, else from the log (reconfig add)."""
+        return self.by_name.get(name) or self.core.addresses.get(name)
+
+    def peer(self, name: str) -> Peer | None:
+        p = self.peers.get(name)
+        if p is None:
+            a = self.address(name)
+            if a is None:
+                if name not in self.no_address:
+                    self.no_address.add(name)
+                    LOG.warning("no address known for %s: not sending to it", name)
+                return None
+            p = Peer(self, name, a["host"], int(a.get("api_port", 8080)))
+            self.peers[name] = p
+            LOG.info("peer %s at %s:%s", name, a["host"], a.get("api_port", 8080))
+            if self.started:
+                p.start()
+        return p
 
     # ------------------------------------------------------------------ boot
     def _boot(self) -> Replica:
@@ -210,6 +266,7 @@ class ReplicaNode:
             self.names,
             self.index,
             timing=timing,
+            members=self.members,
             seed=int.from_bytes(os.urandom(4), "big"),
             now=self.now_ms(),
             log=res.entries,
@@ -262,7 +319,9 @@ class ReplicaNode:
                 if bad:
                     work[:0] = self._report_corruption(bad, "read")
                     continue
-                self.peers[self.names[eff[1]]].q.put(msg)
+                peer = self.peer(self.core.names[eff[1]])
+                if peer is not None:
+                    peer.q.put(msg)
             elif kind == "append":
                 try:
                     if len(eff[2]) == 1 and self.core.is_primary and self.core.status == NORMAL:
@@ -380,7 +439,7 @@ class ReplicaNode:
     # ------------------------------------------------------------------ client requests
     def leader_name(self) -> str | None:
         c = self.core
-        return self.names[c.primary_of(c.view)] if c.status == NORMAL else None
+        return c.leader_name() if c.status == NORMAL else None
 
     def write(self, body: dict, deadline: float, forwarded: bool) -> tuple[int, dict]:
         if self.isolated:
@@ -400,6 +459,8 @@ class ReplicaNode:
                 with self.lock:
                     self.run_effects(self.core.on_request(client, req, payload, w))
                 w.event.wait(max(0.0, deadline - time.monotonic()))
+                if w.result is not None and w.result.get("error"):
+                    return 409, dict(w.result, replica=self.name, acknowledged=False)
                 if w.result is not None:
                     self.h_client.labels(self.name, self.cluster).observe(
                         (time.monotonic() - start) * 1000
@@ -424,12 +485,15 @@ class ReplicaNode:
         finally:
             self.pending -= 1
         return 503, {
-            "error": "not committed before the timeout (no quorum?)",
+            "error": "not committed before the timeout (no quorum?)"
+            + ("" if "kind" not in body else " (a reconfiguration may still complete)"),
             "acknowledged": False,
         }
 
     def _forward_write(self, leader: int, body: dict, deadline: float) -> tuple[int, dict]:
-        r = self.by_name[self.names[leader]]
+        r = self.address(self.core.names[leader])
+        if r is None:
+            return 503, {"error": f"no address for the leader {self.core.names[leader]}"}
         timeout = max(0.1, deadline - time.monotonic())
         try:
             conn = http.client.HTTPConnection(r["host"], int(r["api_port"]), timeout=timeout)
@@ -444,13 +508,13 @@ class ReplicaNode:
             conn.close()
             return resp.status, data
         except (OSError, ValueError, http.client.HTTPException) as exc:
-            return 503, {"error": f"forward to {r['name']} failed: {exc}"}
+            return 503, {"error": f"forward to {self.core.names[leader]} failed: {exc}"}
 
     def read(self, stream: str, local: bool) -> tuple[int, dict]:
         with self.lock:
             c = self.core
             if not local and c.status == NORMAL and not c.is_primary:
-                leader = self.by_name[self.names[c.primary_of(c.view)]]
+                leader = self.address(c.leader_name())
             else:
                 leader = None
                 if c.status != NORMAL or not c.clean:
@@ -480,7 +544,6 @@ class ReplicaNode:
     def status(self) -> dict:
         with self.lock:
             c = self.core
-            sm = c.sm
             return {
                 "replica": self.name,
                 "cluster": self.cluster,
@@ -490,7 +553,7 @@ class ReplicaNode:
                 "view": c.view,
                 "op": c.op,
                 "commit": c.commit,
-                "leader": self.names[c.primary_of(c.view)],
+                "leader": c.leader_name(),
                 "is_primary": c.status == NORMAL and c.is_primary,
                 "isolated": self.isolated,
                 "corrupt_from": c.corrupt_from,
@@ -499,8 +562,14 @@ class ReplicaNode:
                 "partitioned_from": sorted(self.partitioned),
                 "latency_ms": self.latency_ms,
                 "clock_offset_ms": round(self.clock_offset_ms(), 1),
-                "reconfig_state": 1 if sm.reconfig else 0,
-                "configuration": sm.config or self.names,
+                "reconfig_state": self.reconfig_state(),
+                "configuration": cfg_members(c.cfg_at(c.commit)),
+                "config": cfg_json(c.cfg_at(c.commit)),
+                "config_log": cfg_json(c.cfg),
+                "member": c.member,
+                "learner": (c.learner or {}).get("name"),
+                "reconfig_joint_total": c.joint_entered,
+                "reconfig_stable_total": c.stable_entered,
                 "pending_requests": self.pending,
                 "log_bytes": self.log.size(),
                 "data_dir": str(self.data_dir),
@@ -550,29 +619,34 @@ class ReplicaNode:
             return self._reconfig(body)
         return 404, {"error": f"unknown admin action {action}"}
 
+    def reconfig_state(self) -> int:
+        """1 (Joint) while the committed configuration is joint, else 0 (Stable)."""
+        c = self.core
+        return 1 if c.cfg_at(c.commit)[1] is not None else 0
+
     def _reconfig(self, body: dict) -> tuple[int, dict]:
-        op, who = body.get("action"), body.get("replica")
+        action, who = body.get("action"), body.get("replica")
+        if action not in ("add", "remove") or not who:
+            return 400, {"error": "expected action add|remove and replica NAME"}
+        req = {"kind": "reconfig", "action": action, "replica": str(who)}
+        if action == "add":
+            addr = body.get("address")
+            try:
+                if addr:
+                    req["address"] = parse_address(addr)
+                elif self.address(str(who)) is not None:
+                    a = self.address(str(who))
+                    req["address"] = parse_address(a)
+            except (ValueError, KeyError) as exc:
+                return 400, {"error": str(exc)}
+            if "address" not in req:
+                return 400, {"error": f"{who}: no address known; pass address HOST[:API[:METRICS]]"}
         with self.lock:
-            current = list(self.core.sm.config or self.names)
-            if self.core.sm.reconfig:
-                return 409, {"error": "a reconfiguration is already in flight (Joint)"}
-        if op == "add":
-            if who not in self.by_name:
-                return 400, {"error": f"{who} has no address in the replica configuration"}
-            if who in current:
-                return 409, {"error": f"{who} is already a member"}
-            new = [*current, who]
-        elif op == "remove":
-            if who not in current:
-                return 409, {"error": f"{who} is not a member"}
-            new = [r for r in current if r != who]
-        else:
-            return 400, {"error": "action must be add or remove"}
-        deadline = time.monotonic() + float(self.cfg["request_timeout_s"])
-        status, resp = self.write(
-            {"kind": "reconfig_begin", "old": current, "new": new}, deadline, False
-        )
-        return status, dict(resp, old=current, new=new)
+            old = cfg_members(self.core.cfg)
+        LOG.warning("reconfig %s %s requested (configuration %s)", action, who, old)
+        deadline = time.monotonic() + float(self.cfg["reconfig_timeout_s"])
+        status, resp = self.write(req, deadline, False)
+        return status, dict(resp, requested={"action": action, "replica": who})
 
 
 class _Collector:
@@ -601,11 +675,21 @@ class _Collector:
                     n.clock_offset_ms(),
                     "wall clock minus peers' (median), ms",
                 ),
-                "vsr_reconfig_state": (1 if c.sm.reconfig else 0, "0 Stable, 1 Joint"),
+                "vsr_reconfig_state": (n.reconfig_state(), "0 Stable, 1 Joint"),
+                "vsr_config_member": (
+                    1 if c.member else 0,
+                    "1 while this replica belongs to the configuration",
+                ),
+                "vsr_config_size": (len(c.cfg_at(c.commit)[0]), "members of the configuration"),
             }
             counters = {
                 "vsr_operations_total": (c.ops_executed, "operations executed (committed)"),
                 "vsr_checksum_failures_total": (n.checksum_failures, "checksum mismatches found"),
+                "vsr_reconfig_joint_total": (c.joint_entered, "joint configurations executed"),
+                "vsr_reconfig_stable_total": (
+                    c.stable_entered,
+                    "stable configurations executed (reconfig_end)",
+                ),
             }
             untyped = {
                 "vsr_messages_sent_prepare": (c.prepares_sent, "Prepare messages sent"),
@@ -716,8 +800,10 @@ def serve(cfg: dict) -> int:
     bind = cfg.get("bind_host") or node.me["host"]
     api = _Server((bind, int(node.me["api_port"])), _handler(node, metrics=False))
     met = _Server((bind, int(node.me["metrics_port"])), _handler(node, metrics=True))
-    for p in node.peers.values():
-        p.start()
+    with node.lock:
+        for p in list(node.peers.values()):
+            p.start()
+        node.started = True
     c = node.core
     boot = (STATUS_NAMES[c.status], c.view, c.op, c.commit)
     threads = [
@@ -744,7 +830,7 @@ def serve(cfg: dict) -> int:
         node.run_effects(node.boot_effects)
     if boot[0] == "Normal":
         LOG.info("Entering Normal status (view %d, op %d)", c.view, c.op)
-        LOG.info("%s is primary (leader) for view %d", node.names[c.primary_of(c.view)], c.view)
+        LOG.info("%s is primary (leader) for view %d", c.leader_name(), c.view)
     done = threading.Event()
 
     def _stop(signum, _frame):

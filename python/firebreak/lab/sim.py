@@ -2,14 +2,22 @@
 
 One :class:`Simulation` drives ``n`` :class:`~firebreak.lab.core.Replica` objects over a simulated
 network that drops, delays, duplicates and reorders messages, partitions replicas, crashes and
-restarts them (the durable log, meta and checkpoint survive a crash), and flips bits in durable
-log entries (detected later by a simulated scrubber or at restart). Every fault decision comes from
-one ``random.Random(seed)``, so a seed replays exactly:
+restarts them (the durable log, meta and checkpoint survive a crash), flips bits in durable
+log entries (detected later by a simulated scrubber or at restart), and, with ``reconfig_rate``,
+reconfigures the cluster at random points: ``add`` (a spare replica is provisioned with an empty
+disk, before or after the request) and ``remove`` (any member, the primary included; a removed
+replica keeps running as a non-member or is decommissioned once its removal has committed).
+Every fault decision comes from one ``random.Random(seed)``, so a seed replays exactly:
 
-    python -m firebreak.lab.sim --seed 1234
+    python -m firebreak.lab.sim --seed 1234 [--reconfig-rate 0.002]
 
 Invariants are checked after every step (see :meth:`Simulation.check`); after the fault phase
-everything heals and the cluster must return to normal and commit a new write (liveness).
+everything heals and the cluster must return to normal and commit a new write (liveness). With
+reconfigurations the same invariants run over every replica ever started, plus: each log's
+configuration entries alternate begin / end, one member at a time, each begin from the stable
+configuration before it; a normal primary belongs to its configuration; a removed replica never
+reports itself a member; liveness is judged on the members of the final configuration, which must
+be stable.
 """
 
 from __future__ import annotations
@@ -20,7 +28,15 @@ import random
 import sys
 from dataclasses import dataclass, field
 
-from firebreak.lab.core import NORMAL, Replica, Timing, entry_id
+from firebreak.lab.core import (
+    NORMAL,
+    Replica,
+    Timing,
+    cfg_apply,
+    cfg_members,
+    entry_id,
+    is_config_entry,
+)
 
 
 class InvariantViolation(AssertionError):
@@ -65,6 +81,9 @@ class Simulation:
         crash_rate: float = 0.0015,
         partition_rate: float = 0.001,
         corrupt_rate: float = 0.0008,
+        reconfig_rate: float = 0.0,
+        spares: int = 2,
+        min_members: int = 3,
     ) -> None:
         self.seed, self.n = seed, n
         defaults = {
@@ -74,6 +93,8 @@ class Simulation:
             "partition_rate": 0.001,
             "corrupt_rate": 0.0008,
             "fault_ms": 15000,
+            "reconfig_rate": 0.0,
+            "min_members": 3,
         }
         given = {
             "n": n,
@@ -82,6 +103,8 @@ class Simulation:
             "partition_rate": partition_rate,
             "corrupt_rate": corrupt_rate,
             "fault_ms": fault_ms,
+            "reconfig_rate": reconfig_rate,
+            "min_members": min_members,
         }
         self.params = {k: v for k, v in given.items() if v != defaults[k]}
         self.rng = random.Random(seed)
@@ -92,15 +115,32 @@ class Simulation:
             partition_rate,
             corrupt_rate,
         )
-        self.names = [f"replica-{i + 1}" for i in range(n)]
+        self.reconfig_rate = reconfig_rate
+        self.min_members = min_members
+        # the universe: the initial members, then spares that reconfigurations may add
+        self.u = n + (spares if reconfig_rate > 0 else 0)
+        self.names = [f"replica-{i + 1}" for i in range(self.u)]
+        self.initial = self.names[:n]
         self.timing = Timing(checkpoint_interval=20)
         self.now = 0
-        self.disks = [Disk() for _ in range(n)]
+        self.disks = [Disk() for _ in range(self.u)]
         self.replicas: list[Replica | None] = [
-            Replica(self.names, i, timing=self.timing, seed=self.rng.getrandbits(32))
+            Replica(
+                self.names,
+                i,
+                timing=self.timing,
+                seed=self.rng.getrandbits(32),
+                members=self.initial,
+            )
             for i in range(n)
-        ]
-        self.incarnation = [0] * n
+        ] + [None] * (self.u - n)
+        self.provisioned = set(range(n))
+        self.provision_at: dict[int, int] = {}
+        self.decommission: set[int] = set()
+        self.decommissioned: set[int] = set()
+        self.reconfigs_issued = 0
+        self.reconfigs_done: list[str] = []
+        self.incarnation = [0] * self.u
         self.restart_at: dict[int, int] = {}
         self.blocked: set[tuple[int, int]] = set()
         self.partition_until = 0
@@ -110,9 +150,9 @@ class Simulation:
         self.acked: dict[tuple, tuple] = {}  # (client, req) -> (op, view of the ack)
         self.committed: dict[int, tuple] = {}  # op -> entry id
         self.primaries: dict[int, int] = {}  # view -> index seen as normal primary
-        self.last_view = [0] * n
-        self.last_commit = [0] * n
-        self.checked = [0] * n
+        self.last_view = [0] * self.u
+        self.last_commit = [0] * self.u
+        self.checked = [0] * self.u
         self.scrub_due: list = []
         self.steps = 0
         self.trace: list[str] = []
@@ -145,6 +185,9 @@ class Simulation:
                 disk.meta = dict(eff[1])
             elif kind == "checkpoint":
                 disk.snapshot = eff[2]
+            elif kind in ("reply", "redirect", "fail") and eff[1][0] == "reconfig":
+                if kind == "reply":
+                    self.note(f"reconfig {eff[1][1]} by {self.names[i]}: {eff[2]}")
             elif kind == "reply":
                 cid, req = eff[1]
                 c = next(c for c in self.clients if c.cid == cid)
@@ -155,7 +198,7 @@ class Simulation:
                 cid, req = eff[1]
                 c = next(c for c in self.clients if c.cid == cid)
                 leader = eff[2] if kind == "redirect" else None
-                c.target = leader if leader is not None else self.rng.randrange(self.n)
+                c.target = leader if leader is not None else self.rng.randrange(self.u)
             elif kind == "log" and eff[1] != "INFO":
                 self.note(f"{self.names[i]} {eff[1]} {eff[2]}")
 
@@ -192,6 +235,7 @@ class Simulation:
             corrupt_from=corrupt_from,
             snapshot=d.snapshot,
             restarted=True,
+            members=self.initial,
         )
         if r.view < self.last_view[i]:
             self.fail(f"{self.names[i]} restarted in view {r.view} < {self.last_view[i]}")
@@ -206,7 +250,7 @@ class Simulation:
     def corrupt(self) -> None:
         if any(d.corrupt for d in self.disks):
             return
-        i = self.rng.randrange(self.n)
+        i = self.rng.randrange(self.u)
         d = self.disks[i]
         if not d.log:
             return
@@ -223,9 +267,9 @@ class Simulation:
         if alive and r() < self.crash_rate:
             self.crash(self.rng.choice(alive))
         if r() < self.partition_rate and not self.blocked:
-            side = set(self.rng.sample(range(self.n), self.rng.randint(1, self.f_plus())))
+            side = set(self.rng.sample(range(self.u), self.rng.randint(1, self.f_plus())))
             self.blocked = {
-                (a, b) for a in range(self.n) for b in range(self.n) if (a in side) != (b in side)
+                (a, b) for a in range(self.u) for b in range(self.u) if (a in side) != (b in side)
             }
             self.partition_until = self.now + self.rng.randint(300, 4000)
             self.note(f"partition {sorted(side)}")
@@ -234,9 +278,93 @@ class Simulation:
             self.note("partition healed")
         if r() < self.corrupt_rate:
             self.corrupt()
+        if self.reconfig_rate and r() < self.reconfig_rate:
+            self.reconfigure()
 
     def f_plus(self) -> int:
         return (self.n - 1) // 2 + 1
+
+    # -------------------------------------------------------------- reconfiguration
+    def provision(self, j: int) -> None:
+        """A new (or re-added, wiped) replica: empty disk, fresh, not yet a member."""
+        self.provision_at.pop(j, None)
+        self.restart_at.pop(j, None)
+        self.disks[j] = Disk()
+        self.decommission.discard(j)
+        self.decommissioned.discard(j)
+        self.provisioned.add(j)
+        r = Replica(
+            self.names,
+            j,
+            timing=self.timing,
+            seed=self.rng.getrandbits(32),
+            now=self.now,
+            fresh=True,
+            members=self.initial,
+        )
+        self.replicas[j] = r
+        self.incarnation[j] += 1
+        self.last_view[j] = 0
+        self.last_commit[j] = 0
+        self.checked[j] = 0
+        self.note(f"provision {self.names[j]} (empty disk)")
+        self.apply(j, r._drain())
+
+    def committed_cfg(self) -> tuple | None:
+        best = max(
+            (r for r in self.replicas if r is not None), key=lambda r: r.commit, default=None
+        )
+        return best.cfg_at(best.commit) if best is not None else None
+
+    def reconfigure(self) -> None:
+        prims = [
+            (i, r)
+            for i, r in enumerate(self.replicas)
+            if r is not None and r.status == NORMAL and r.is_primary and not r.reconfig_pending()
+        ]
+        if not prims:
+            return
+        i, p = self.rng.choice(prims)
+        cur = list(p.cfg[0])
+        spare = [j for j in range(self.u) if self.names[j] not in cur]
+        if spare and (len(cur) <= self.min_members or (len(cur) < 5 and self.rng.random() < 0.5)):
+            j = self.rng.choice(spare)
+            action = "add"
+            self.decommission.discard(j)
+            # a new replica gets an empty disk: provisioned before the request or a while after;
+            # a removed one still running is re-added as it is or wiped first
+            if self.replicas[j] is not None or j in self.provision_at:
+                if self.rng.random() < 0.5:
+                    self.provision(j)
+            elif self.rng.random() < 0.5:
+                self.provision(j)
+            else:
+                self.provision_at[j] = self.now + self.rng.randint(0, 2000)
+        else:
+            j = self.rng.choice([self._index(x) for x in cur])
+            action = "remove"
+            if self.rng.random() < 0.5:
+                self.decommission.add(j)
+        self.reconfigs_issued += 1
+        k = self.reconfigs_issued
+        self.note(f"reconfig {k}: {action} {self.names[j]} via primary {self.names[i]} {cur}")
+        body = {"kind": "reconfig", "action": action, "replica": self.names[j]}
+        self.apply(i, p.on_request(None, None, body, ("reconfig", k)))
+
+    def _index(self, name: str) -> int:
+        return self.names.index(name)
+
+    def decommission_removed(self) -> None:
+        cfg = self.committed_cfg()
+        if cfg is None or cfg[1] is not None:
+            return
+        for j in list(self.decommission):
+            if self.names[j] not in cfg[0] and self.replicas[j] is not None:
+                self.replicas[j] = None
+                self.restart_at.pop(j, None)
+                self.decommission.discard(j)
+                self.decommissioned.add(j)
+                self.note(f"decommission {self.names[j]} (removal committed)")
 
     # -------------------------------------------------------------- stepping
     def step(self) -> None:
@@ -247,12 +375,17 @@ class Simulation:
         for i, at in list(self.restart_at.items()):
             if self.now >= at:
                 self.restart(i)
+        for j, at in list(self.provision_at.items()):
+            if self.now >= at:
+                self.provision(j)
         for due, i, inc, op in list(self.scrub_due):
             if self.now >= due:
                 self.scrub_due.remove((due, i, inc, op))
                 r = self.replicas[i]
                 if r is not None and self.incarnation[i] == inc and op in self.disks[i].corrupt:
                     self.apply(i, r.on_corruption(op))
+        if self.decommission and self.steps % 10 == 0:
+            self.decommission_removed()
         if self.steps % 50 == 0:  # the scrubber's tour: re-reports what is still corrupt
             for i, r in enumerate(self.replicas):
                 d = self.disks[i]
@@ -282,7 +415,7 @@ class Simulation:
                 c.sent_at = self.now
                 r = self.replicas[c.target]
                 if r is None or self.rng.random() < 0.2:
-                    c.target = self.rng.randrange(self.n)
+                    c.target = self.rng.randrange(self.u)
                     r = self.replicas[c.target]
                 if r is not None:
                     body = {"stream": f"s{c.req % 3}", "event": f"{c.cid}-{c.req}"}
@@ -312,7 +445,11 @@ class Simulation:
                         f"agreement: op {e['op']} committed as {have} and as {eid} ({r.name})"
                     )
             self.checked[i] = r.commit
+            if full and self.reconfig_rate:
+                self.check_config_entries(r)
             if r.status == NORMAL and r.is_primary:
+                if r.name not in r.participants():
+                    self.fail(f"{r.name} is a normal primary but not in its configuration")
                 prev = self.primaries.setdefault(r.view, i)
                 if prev != i:
                     self.fail(f"two primaries in view {r.view}: {prev} and {i}")
@@ -344,14 +481,35 @@ class Simulation:
                             f"{r.name}'s log is not a prefix of primary {p.name}'s, view {r.view}"
                         )
 
+    def check_config_entries(self, r: Replica) -> None:
+        """The configuration entries of a log alternate begin / end, each begin starts from the
+        stable configuration before it and changes one member; at most one change is open."""
+        cfg = (tuple(self.initial), None)
+        for e in r.log:
+            if not is_config_entry(e):
+                continue
+            body = e["body"]
+            if body["kind"] == "reconfig_begin":
+                if cfg[1] is not None or tuple(body["old"]) != cfg[0]:
+                    self.fail(f"{r.name} op {e['op']}: begin {body} while in {cfg}")
+                if len(set(body["old"]) ^ set(body["new"])) != 1:
+                    self.fail(f"{r.name} op {e['op']}: begin changes more than one member")
+            elif cfg[1] is None:
+                self.fail(f"{r.name} op {e['op']}: reconfig_end without a begin")
+            cfg = cfg_apply(cfg, e)
+        if cfg != r.cfg:
+            self.fail(f"{r.name}: cached configuration {r.cfg} != log's {cfg}")
+
     # -------------------------------------------------------------- run
     def run(self) -> dict:
         while self.now < self.fault_ms:
             self.step()
         self.faults = False
         self.blocked = set()
-        for i in range(self.n):
-            if self.replicas[i] is None:
+        for j in list(self.provision_at):
+            self.provision(j)
+        for i in range(self.u):
+            if self.replicas[i] is None and i in self.provisioned and i not in self.decommissioned:
                 self.restart_at[i] = self.now
         healed_at = self.now
         probe = Client("probe")
@@ -367,30 +525,64 @@ class Simulation:
                     break
         if not converged:
             states = [
-                (r.name, r.status, r.view, r.op, r.commit, r.corrupt_from) if r else None
+                (r.name, r.status, r.view, r.op, r.commit, r.corrupt_from, r.cfg) if r else None
                 for r in self.replicas
             ]
             self.fail(f"liveness: no convergence {self.heal_ms}ms after heal: {states}")
         for c in self.clients:
             c.pending = False
         self.check_final()
-        return {
+        res = {
             "seed": self.seed,
             "ops": max(r.commit for r in self.replicas if r),
             "acked": len(self.acked),
             "views": max(r.view for r in self.replicas if r),
             "sim_ms": self.now,
         }
+        if self.reconfig_rate:
+            leader = self.final_leader()
+            res["reconfigs"] = sum(
+                1 for e in leader.log if (e.get("body") or {}).get("kind") == "reconfig_end"
+            )
+            res["members"] = list(leader.cfg[0])
+        return res
+
+    def final_leader(self) -> Replica | None:
+        prims = [r for r in self.replicas if r is not None and r.status == NORMAL and r.is_primary]
+        return max(prims, key=lambda r: r.view, default=None)
 
     def converged(self) -> bool:
-        rs = self.replicas
-        if any(r is None or r.status != NORMAL for r in rs):
+        if not self.reconfig_rate:
+            rs = self.replicas
+            if any(r is None or r.status != NORMAL for r in rs):
+                return False
+            return len({r.view for r in rs}) == 1 and len({(r.op, r.commit) for r in rs}) == 1
+        p = self.final_leader()
+        if p is None or p.reconfig_pending():
             return False
-        return len({r.view for r in rs}) == 1 and len({(r.op, r.commit) for r in rs}) == 1
+        for name in cfg_members(p.cfg):
+            r = self.replicas[self._index(name)]
+            if (
+                r is None
+                or r.status != NORMAL
+                or (r.view, r.op, r.commit)
+                != (
+                    p.view,
+                    p.op,
+                    p.commit,
+                )
+            ):
+                return False
+        return True
 
     def check_final(self) -> None:
         self.check()
-        leader = next(r for r in self.replicas if r.is_primary)
+        leader = self.final_leader()
+        if self.reconfig_rate:
+            for r in self.replicas:
+                removed = r is not None and r.status == NORMAL and r.name not in leader.cfg[0]
+                if removed and r.member and r.commit >= leader.last_cfg_op:
+                    self.fail(f"{r.name} was removed but reports itself a member")
         seen: dict[str, int] = {}
         for events in leader.sm.streams.values():
             for ev, _op in events:
@@ -414,6 +606,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--crash-rate", type=float, default=0.0015)
     ap.add_argument("--partition-rate", type=float, default=0.001)
     ap.add_argument("--corrupt-rate", type=float, default=0.0008)
+    ap.add_argument(
+        "--reconfig-rate",
+        type=float,
+        default=0.0,
+        help="chance per step of an add/remove reconfiguration (e.g. 0.002)",
+    )
+    ap.add_argument("--min-members", type=int, default=3, help="removes keep at least this many")
     ap.add_argument("--count", type=int, default=1, help="run seeds seed..seed+count-1")
     args = ap.parse_args(argv)
     rc = 0
@@ -427,6 +626,8 @@ def main(argv: list[str] | None = None) -> int:
                 crash_rate=args.crash_rate,
                 partition_rate=args.partition_rate,
                 corrupt_rate=args.corrupt_rate,
+                reconfig_rate=args.reconfig_rate,
+                min_members=args.min_members,
             )
             print(sim.run())
         except InvariantViolation as exc:
