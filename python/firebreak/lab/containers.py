@@ -4,9 +4,10 @@ Layout (what an operator of the seed's runbooks sees):
 
 - podman network ``firebreak-lab`` (DNS between containers: replicas address each other, and
   the smoke test addresses ``replica-1``, by name);
-- containers ``replica-1..N`` (hostname ``replica-i``) from ``localhost/firebreak-lab:<hash>``
-  (:mod:`firebreak.lab.image`), started with ``--systemd=always`` and ``--cap-add NET_ADMIN``
-  (nftables partitions inside the container), labelled ``firebreak.lab=1``;
+- containers ``<prefix>replica-1..N`` (hostname and network alias ``replica-i``) from
+  ``localhost/firebreak-lab:<hash>`` (:mod:`firebreak.lab.image`), started with
+  ``--systemd=always`` and ``--cap-add NET_ADMIN`` (nftables partitions inside the container),
+  labelled ``firebreak.lab=1``;
 - in each: ``kimberlite-vsr.service`` (``Restart=no``: a killed replica stays down until the
   operator starts it, as the FM-005 runbook expects), ``journalctl -u kimberlite-vsr``,
   ``/usr/local/bin/kimberlite-admin``, the config ``/etc/kimberlite/replica.json`` and the data
@@ -27,7 +28,8 @@ Entry points: ``firebreak lab up --mode containers`` (through :class:`Containers
 
 State: ``<lab>/state.json`` in the layout the processes mode shares (``mode``, ``cluster``,
 ``replicas`` with ``api_url``/``metrics_url``/``data_dir``, ``faults``) plus this mode's keys
-(``network``, ``prefix``, ``lab_id``, ``image``); ``<lab>/inventory.yml``; and
+(``network``, ``prefix``, ``lab_id``, ``image``, ``initial_members``, ``decommissioned``,
+``replica_opts``); ``<lab>/inventory.yml``; and
 ``<lab>/containers/``: per replica ``etc/replica.json`` (bind-mounted at ``/etc/kimberlite``),
 disk images and mount points. The lab dir is ``$FIREBREAK_LAB_DIR``, default ``<repo>/.lab``.
 ``down`` removes exactly what ``up`` created (containers and network carry the labels
@@ -54,6 +56,28 @@ latency      ``arg`` ms: the replica delays its outbound protocol sends (``laten
 
 ``heal()`` undoes every fault above except ``corrupt`` (that one is the replica's to repair)
 and starts units that are not active.
+
+Reconfiguration (the seed's "Replace Failed Replica"; ``lab reconfig add|remove``):
+
+- ``add_replica(name)`` (``ContainersBackend.add_replica``, called by ``lab reconfig add NAME``
+  when the lab does not have NAME yet) provisions ``replica-k`` as the others: its own data disk,
+  a config listing every replica the lab knows plus itself with ``members`` = the cluster's
+  initial members (as the processes mode), container ``<prefix>replica-k`` on the lab network
+  (alias ``replica-k``) with ``127.0.<net>.k:8080/9090`` published; it waits for the unit to be
+  active and ``/health`` to answer, records it in the state and rewrites the inventory (group
+  ``kimberlite_vsr``). The replica stays Recovering, not a member, until it is added
+  (``kimberlite-admin reconfig add replica-k --address replica-k:8080:9090``).
+- **A removed replica is decommissioned, not left running** (unlike the processes mode, where it
+  keeps running as a non-member): ``lab reconfig remove NAME`` waits for the Stable
+  configuration without NAME and then ``decommission(NAME)`` stops and disables its unit, saves
+  its journal to ``<lab>/containers/NAME/journal.txt`` and stops its container; NAME moves from
+  ``replicas`` to ``decommissioned`` in the state, so the inventory, ``status``, ``heal`` and new
+  workloads no longer see it. Its container (stopped) and its data disk (still loop-mounted on
+  the host) are kept as evidence until ``lab down``, which removes them with the rest. When NAME
+  was removed by hand (``kimberlite-admin reconfig remove`` in a container) ``lab reconfig
+  remove NAME`` only decommissions it; ``decommission`` refuses while a member's committed
+  configuration is joint or still includes NAME. A decommissioned name cannot be re-added in
+  the same lab (its container still exists): add the next number.
 """
 
 from __future__ import annotations
@@ -63,6 +87,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 import urllib.error
@@ -132,6 +157,17 @@ def _run(argv: list[str], check: bool = False, timeout: float = 120, **kw) -> An
     return res
 
 
+def _number(replica: str) -> int:
+    """k of ``replica-k`` (the last octet of its host address)."""
+    try:
+        k = int(replica.rsplit("-", 1)[1])
+    except (IndexError, ValueError) as exc:
+        raise ContainerLabError(f"replica names are replica-<k> here, not {replica!r}") from exc
+    if not 1 <= k <= 254:
+        raise ContainerLabError(f"no loopback address for {replica}")
+    return k
+
+
 def _http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
     with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (loopback only)
         return resp.status, resp.read().decode("utf-8", "replace")
@@ -193,12 +229,25 @@ class ContainerLab:
         self.source_dir = Path(source_dir) if source_dir else REPO_ROOT / "python"
         self.image_ref: str | None = None
         self.faults: dict[str, dict[str, Any]] = {}
+        # After a reconfiguration the replicas are no longer replica-1..n: ``_names`` is the
+        # explicit list then (None: replica-1..n), ``initial_members`` the configuration the
+        # lab came up with, ``decommissioned`` the state entries of replicas removed from the
+        # cluster whose containers were stopped (see :meth:`decommission`).
+        self._names: list[str] | None = None
+        self.initial_members: list[str] | None = None
+        self.decommissioned: list[dict[str, Any]] = []
         self.lab_id = _lab_id(self.lab_dir, self.prefix, self.network)
         self._load_state()
 
     # ------------------------------------------------------------------ names and addresses
     def replica_names(self) -> list[str]:
+        """The lab's replicas (decommissioned ones excluded), in order."""
+        if self._names is not None:
+            return list(self._names)
         return [f"replica-{i}" for i in range(1, self.n + 1)]
+
+    def decommissioned_names(self) -> list[str]:
+        return [d["name"] for d in self.decommissioned]
 
     def container(self, replica: str) -> str:
         return f"{self.prefix}{replica}"
@@ -249,7 +298,13 @@ class ContainerLab:
         st = self._read_state()
         if not st or st.get("mode") != self.mode:
             return
-        self.n = len(st.get("replicas", [])) or self.n
+        names = [r["name"] for r in st.get("replicas", [])]
+        self.n = len(names) or self.n
+        self._names = names or None
+        self.initial_members = st.get("initial_members")
+        self.decommissioned = list(st.get("decommissioned") or [])
+        if not self.config_extra:
+            self.config_extra = dict(st.get("replica_opts") or {})
         self.net = int(st.get("net", self.net))
         self.network = st.get("network", self.network)
         self.prefix = st.get("prefix", self.prefix)
@@ -290,6 +345,9 @@ class ContainerLab:
             "lab_id": self.lab_id,
             "image": self.image_ref,
             "replicas": [self._member(r) for r in self.replica_names()],
+            "initial_members": self.initial_members or self.replica_names(),
+            "decommissioned": self.decommissioned,
+            "replica_opts": self.config_extra,
             "faults": self.faults,
         }
 
@@ -376,11 +434,25 @@ class ContainerLab:
 
     # ------------------------------------------------------------------ config
     def replica_config(self, replica: str) -> dict[str, Any]:
-        members = [self._member(r) for r in self.replica_names()]
+        """The replica's config. A replica that is not one of the initial members (provisioned
+        by :meth:`add_replica`) lists every replica the lab knows, itself and the decommissioned
+        ones included, and ``members`` = the initial members (as the processes mode does): it
+        learns the current configuration from the log before it takes part."""
+        initial = self.initial_members or self.replica_names()
+        if replica in initial:
+            everyone = [self._member(r) for r in self.replica_names()]
+        else:
+            known = {r: self._member(r) for r in self.replica_names()}
+            for d in self.decommissioned:
+                known.setdefault(d["name"], d)
+            everyone = [known[r] for r in sorted(known, key=_number)]
         # In a container the server listens on every interface: port publishing and the podman
         # network both reach it through eth0.
         extra = {"bind_host": "0.0.0.0", **self.config_extra}  # noqa: S104
-        return replica_config(self.cluster, members, replica, DATA_DIR, **extra)
+        cfg = replica_config(self.cluster, everyone, replica, DATA_DIR, **extra)
+        if replica not in initial:
+            cfg["members"] = list(initial)
+        return cfg
 
     def _write_config(self, replica: str) -> Path:
         etc = self._rdir(replica) / "etc"
@@ -429,6 +501,7 @@ class ContainerLab:
         """Create network, disks, configs and containers; wait until every replica serves."""
         if replicas:
             self.n = int(replicas)
+        self._names = None  # a fresh lab is replica-1..n again
         t0 = time.monotonic()
         cur = self._read_state()
         if cur and cur.get("mode") not in (None, self.mode):
@@ -441,6 +514,8 @@ class ContainerLab:
             raise ContainerLabError(f"firebreak source not found under {self.source_dir}")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.faults = {}
+        self.initial_members = self.replica_names()
+        self.decommissioned = []
         self._save_state(status="starting", started=time.time())
         try:
             _run(["podman", "network", "create", *self._labels(), self.network], check=True)
@@ -530,6 +605,153 @@ class ContainerLab:
                 raise ContainerLabError(f"replicas not ready after {timeout:.0f}s:\n{details}")
             time.sleep(0.5)
 
+    # ------------------------------------------------------------------ reconfiguration
+    def add_replica(
+        self, name: str | None = None, *, timeout: float = 60, **opts: Any
+    ) -> dict[str, Any]:
+        """Provision one more replica: data disk, config, container on the lab network with its
+        published ports; wait for its unit to be active and ``/health`` to answer. It is not a
+        member yet (it stays Recovering until ``reconfig add``). Returns its state entry."""
+        self._load_state()
+        st = self._read_state()
+        if not st or st.get("mode") != self.mode or st.get("lab_id") != self.lab_id:
+            raise ContainerLabError(f"no containers lab is running in {self.lab_dir}")
+        names = self.replica_names()
+        gone = self.decommissioned_names()
+        if name is None:
+            name = f"replica-{max(map(_number, names + gone), default=0) + 1}"
+        k = _number(name)
+        if name in names:
+            raise ContainerLabError(f"{name} already exists in this lab")
+        if name in gone:
+            raise ContainerLabError(
+                f"{name} was decommissioned in this lab (its container and disk are kept until "
+                "`lab down`); pick another name"
+            )
+        container = self.container(name)
+        if _run(["podman", "container", "exists", container]).returncode == 0:
+            raise ContainerLabError(f"a container named {container} already exists")
+        addr = f"127.0.{self.net}.{k}"
+        for port in (API_PORT, METRICS_PORT):
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind((addr, port))
+                except OSError as exc:
+                    raise ContainerLabError(f"{addr}:{port} is busy ({exc})") from exc
+        if not self.config_extra:
+            self.config_extra = self._opts_from_configs()
+        self.config_extra.update(
+            {k2: v for k2, v in opts.items() if k2 in CONFIG_OPTS and v is not None}
+        )
+        if not self.initial_members:
+            self.initial_members = names
+        if not self.image_ref:
+            self.image_ref = lab_image.ensure_image(verbose=False)
+        self._names = [*names, name]
+        self.n = len(self._names)
+        try:
+            self._make_disk(name)
+            self._write_config(name)
+            self._start_container(name)
+            self._save_state(status="up")
+            self.wait_ready(timeout=timeout, replicas=[name], normal=False)
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    if _http_get(f"{self.metrics_url(name)}/health", timeout=2)[0] == 200:
+                        break
+                except (OSError, urllib.error.URLError) as exc:
+                    if time.monotonic() > deadline:
+                        raise ContainerLabError(f"{name}: metrics /health: {exc}") from exc
+                time.sleep(0.2)
+        except BaseException as exc:
+            journal = ""
+            with contextlib.suppress(Exception):
+                journal = self.journal(name, 60)
+            _run(["podman", "rm", "--force", "--time", "5", container], timeout=120)
+            self._drop_disk(name)
+            self._names = names
+            self.n = len(names)
+            self._save_state(status="up")
+            if isinstance(exc, ContainerLabError):
+                raise ContainerLabError(f"add {name} failed: {exc}\n{journal}") from exc
+            raise
+        self.write_inventory()
+        return {**self._member(name), "added": time.time()}
+
+    def _opts_from_configs(self) -> dict[str, Any]:
+        """The :data:`CONFIG_OPTS` of a running replica's config (labs from before
+        ``replica_opts`` was recorded in the state)."""
+        for r in self.replica_names():
+            try:
+                cfg = json.loads((self._rdir(r) / "etc" / "replica.json").read_text())
+            except (OSError, ValueError):
+                continue
+            return {k: cfg[k] for k in CONFIG_OPTS if k in cfg}
+        return {}
+
+    def committed_configuration(self, exclude: str | None = None) -> dict[str, Any] | None:
+        """``/admin/status`` of a replica in Normal status that is a member (not ``exclude``),
+        the leader when it answers: ``configuration`` and ``reconfig_state`` are committed."""
+        best = None
+        for r in self.replica_names():
+            if r == exclude:
+                continue
+            try:
+                code, s = http_json(f"{self.api_url(r)}/admin/status", timeout=1)
+            except OSError:
+                continue
+            if code != 200 or s.get("status") != 0 or not s.get("member", True):
+                continue
+            if s.get("is_primary"):
+                return s
+            best = best or s
+        return best
+
+    def decommission(self, name: str, *, force: bool = False) -> dict[str, Any]:
+        """Decommission a replica removed from the cluster: stop and disable its unit, save its
+        journal to ``<lab>/containers/<name>/journal.txt``, stop its container, and move it
+        from ``replicas`` to ``decommissioned`` in the state (so the inventory, ``status``,
+        ``heal`` and new workloads no longer see it). The container and the data disk stay
+        (evidence) until ``lab down``. Refuses while a member's committed configuration is not
+        stable without ``name`` (``force`` skips that check)."""
+        self._load_state()
+        self._index(name)
+        if not force:
+            s = self.committed_configuration(exclude=name)
+            if s is None:
+                raise ContainerLabError(
+                    f"cannot decommission {name}: no member in Normal status answers"
+                )
+            if s.get("reconfig_state") != 0 or name in (s.get("configuration") or []):
+                raise ContainerLabError(
+                    f"refusing to decommission {name}: {s['replica']}'s committed configuration "
+                    f"is {s.get('configuration')} (reconfig_state {s.get('reconfig_state')}); "
+                    f"remove it first (`lab reconfig remove {name}`)"
+                )
+        entry = self._member(name)
+        journal = self._rdir(name) / "journal.txt"
+        if self.container_state(name) == "running":
+            self.systemctl(name, "disable", "--now", UNIT)
+            with contextlib.suppress(Exception):
+                journal.write_text(self.journal(name, 100000))
+            _run(["podman", "stop", "--time", "10", self.container(name)], check=True)
+        self._names = [r for r in self.replica_names() if r != name]
+        self.n = len(self._names)
+        self.faults.pop(name, None)
+        entry.update(
+            {
+                "decommissioned": time.time(),
+                "container_state": self.container_state(name),
+                "journal": str(journal) if journal.exists() else None,
+            }
+        )
+        self.decommissioned.append(entry)
+        self._save_state(status="up")
+        self.write_inventory()
+        return entry
+
     def down(self) -> None:
         """Remove this lab's containers, network and loop mounts. Idempotent."""
         ids = _run(
@@ -570,6 +792,7 @@ class ContainerLab:
         if self.dir.is_dir() and not self._mounts_below(self.dir):
             shutil.rmtree(self.dir, ignore_errors=True)
         self.faults = {}
+        self.decommissioned = []
         st = self._read_state()
         if st and st.get("mode") == self.mode and st.get("lab_id") == self.lab_id:
             self._state_file().unlink(missing_ok=True)
@@ -842,6 +1065,13 @@ class ContainersBackend(Backend):
         super().__init__(lab_dir)
         self.lab = ContainerLab(self.dir)
 
+    def state(self) -> dict:
+        """The saved state; also refreshes :attr:`lab` from it (another ``lab`` command, e.g.
+        ``lab reconfig``, may have changed the lab since this backend was made)."""
+        st = super().state()
+        self.lab._load_state()
+        return st
+
     def up(self, replicas: int = 3, **opts: Any) -> dict:
         net = int(opts.get("net") or os.environ.get("FIREBREAK_CONTAINERS_NET") or DEFAULT_NET)
         if not 1 <= net <= 254 or not 1 <= replicas <= 9:
@@ -902,6 +1132,9 @@ class ContainersBackend(Backend):
                                     "corrupt_from",
                                     "checksum_failures",
                                     "clock_offset_ms",
+                                    "member",
+                                    "reconfig_state",
+                                    "configuration",
                                 )
                             }
                         )
@@ -923,6 +1156,40 @@ class ContainersBackend(Backend):
         self.state()  # raises when no lab is running
         return self.lab.inventory_path()
 
+    def add_replica(self, name: str | None = None, **opts: Any) -> dict:
+        """Provision ``name`` (default the next free ``replica-k``) as a container on
+        ``127.0.<net>.k``; see :meth:`ContainerLab.add_replica`."""
+        self.state()
+        return self.lab.add_replica(name, **opts)
+
+    def reconfig(self, action: str, name: str, wait: float = 30.0) -> dict:
+        """As :meth:`Backend.reconfig`; after a ``remove`` has reached the stable configuration
+        the removed replica is decommissioned (:meth:`ContainerLab.decommission`: unit and
+        container stopped, disk kept until ``lab down``). A replica already removed with
+        ``kimberlite-admin reconfig remove`` (committed configuration stable without it) is
+        only decommissioned."""
+        if action == "remove":
+            names = [r["name"] for r in self.state()["replicas"]]
+            s = self.lab.committed_configuration(exclude=name) if name in names else None
+            if s and s.get("reconfig_state") == 0 and name not in (s.get("configuration") or []):
+                out: dict = {
+                    "action": action,
+                    "replica": name,
+                    "via": s["replica"],
+                    "already_removed": True,
+                    "stable": s["configuration"],
+                }
+                out["decommissioned"] = self._decommission(name)
+                return out
+        out = super().reconfig(action, name, wait=wait)
+        if action == "remove":
+            out["decommissioned"] = self._decommission(name)
+        return out
+
+    def _decommission(self, name: str) -> dict:
+        e = self.lab.decommission(name)
+        return {k: e.get(k) for k in ("container", "container_state", "host_data_dir", "journal")}
+
     def inventory_path(self) -> Path:
         return self.inventory()
 
@@ -936,4 +1203,5 @@ class ContainersBackend(Backend):
         return self.lab.heal()
 
     def replica_pids(self) -> dict[str, int | None]:
+        self.state()
         return {r: self.lab.main_pid(r) for r in self.lab.replica_names()}
