@@ -1,4 +1,4 @@
-"""A throw-away PostgreSQL server for the lab tests, and a helper to run playbooks.
+"""A throw-away PostgreSQL server for the lab tests (playbooks run through playbook_harness).
 
 ``pg_server`` (module-scoped fixture) initdb's a cluster in a temp dir as the ``postgres``
 system user (postgres refuses root), starts it on a free port of 127.0.0.1 with its unix
@@ -8,14 +8,12 @@ It fails loudly when it cannot: no skip.
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
 import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,96 +137,3 @@ def _kill_postmaster(data: Path) -> None:
     if pidfile.exists():
         pid = int(pidfile.read_text().splitlines()[0])
         os.kill(pid, 9)
-
-
-# ---------------------------------------------------------------------------
-# Playbooks
-# ---------------------------------------------------------------------------
-
-
-@dataclass
-class PlaybookRun:
-    rc: int
-    stdout: str
-    stderr: str
-    results: dict
-    seconds: float
-
-
-def run_playbook(tasks: list[dict], workdir: Path, timeout: float = 120) -> PlaybookRun:
-    """Run tasks (each {"name", "module", "args", optional "check_mode", "timed"}) on localhost.
-
-    Every task is registered with ignore_errors, and all results are written by the play
-    itself (copy content=... | to_json) to a file that is read back, so tests assert on
-    what the modules returned. Runs ansible-playbook from the checkout so ansible.cfg applies.
-    """
-    out = workdir / f"results-{time.monotonic_ns()}.json"
-    play_tasks = []
-    for t in tasks:
-        if t.get("timed"):
-            play_tasks.append(
-                {"name": f"start_{t['name']}",
-                 "ansible.builtin.set_fact": {f"t0_{t['name']}": "{{ now().timestamp() }}"}}
-            )  # fmt: skip
-        entry = {
-            "name": t["name"],
-            t["module"]: t.get("args", {}),
-            "register": "r_" + t["name"],
-            "ignore_errors": True,
-        }
-        if t.get("check_mode"):
-            entry["check_mode"] = True
-        play_tasks.append(entry)
-        if t.get("timed"):
-            play_tasks.append(
-                {"name": f"end_{t['name']}",
-                 "ansible.builtin.set_fact": {f"t1_{t['name']}": "{{ now().timestamp() }}"}}
-            )  # fmt: skip
-    # timed tasks also get "<name>_seconds": wall time of the task as the play saw it
-    parts = [f"'{t['name']}': r_{t['name']}" for t in tasks] + [
-        f"'{t['name']}_seconds': (t1_{t['name']} | float) - (t0_{t['name']} | float)"
-        for t in tasks
-        if t.get("timed")
-    ]
-    collected = "{" + ", ".join(parts) + "}"
-    play_tasks.append(
-        {
-            "name": "write_results",
-            "ansible.builtin.copy": {
-                "content": "{{ " + collected + " | to_json }}",
-                "dest": str(out),
-                "mode": "0600",
-            },
-        }
-    )
-    play = [
-        {
-            "name": "lab",
-            "hosts": "localhost",
-            "connection": "local",
-            "gather_facts": False,
-            "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"},
-            "tasks": play_tasks,
-        }
-    ]
-    playbook = workdir / f"play-{time.monotonic_ns()}.yml"
-    playbook.write_text(json.dumps(play, indent=1))
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    started = time.monotonic()
-    proc = subprocess.run(
-        [str(ROOT / ".venv/bin/ansible-playbook"), "-i", "localhost,", str(playbook)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    elapsed = time.monotonic() - started
-    if not out.exists():
-        raise AssertionError(
-            f"playbook wrote no results (rc={proc.returncode})\nstdout:\n{proc.stdout}\n"
-            f"stderr:\n{proc.stderr}"
-        )
-    return PlaybookRun(
-        proc.returncode, proc.stdout, proc.stderr, json.loads(out.read_text()), elapsed
-    )

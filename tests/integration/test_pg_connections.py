@@ -2,8 +2,9 @@
 
 The test opens many sessions with distinct application_name values (idle, idle in
 transaction, active in pg_sleep, a lock holder and its blocked waiter, a superuser session,
-a walsender), runs the module through ansible-playbook, and checks what it returned against
-what pg_stat_activity shows from the test's own (superuser) control connection.
+a walsender), runs the module in playbooks through firebreak.runner (ansible-runner, see
+playbook_harness), and checks what it returned against what pg_stat_activity shows from the
+test's own (superuser) control connection.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from fixtures_pg import (
     SUPERUSER_PASSWORD,
     free_port,
     pg_server,  # noqa: F401  (fixture)
-    run_playbook,
 )
+from playbook_harness import run_tasks
 
 pytestmark = pytest.mark.lab
 
@@ -138,7 +139,7 @@ def test_pg_connections(pg_server, tmp_path):  # noqa: F811
         idle_old = {"action": "terminate", "states": ["idle"], "older_than": OLDER_THAN}
 
         # --- run 1: reading, check mode, refusals --------------------------------------
-        run1 = run_playbook(
+        run1 = run_tasks(
             [
                 {"name": "report", "module": MODULE,
                  "args": {**over_socket, "long_idle_after": OLDER_THAN}},
@@ -241,7 +242,8 @@ def test_pg_connections(pg_server, tmp_path):  # noqa: F811
         assert bad["failed"] is True
         assert "password authentication failed" in bad["msg"], bad["msg"]
         assert f"127.0.0.1:{server.port}" in bad["msg"]
-        assert "Wrong-Pass-9931" not in run1.stdout + run1.stderr + str(r)
+        assert "password authentication failed" in run1.output  # the events are in there
+        assert "Wrong-Pass-9931" not in run1.output + str(r)  # events, their stdout, the command
 
         unr = r["unreachable"]
         assert unr["failed"] is True
@@ -256,7 +258,7 @@ def test_pg_connections(pg_server, tmp_path):  # noqa: F811
         assert alive_by_app(control) == before, "no failing call ended anything"
 
         # --- run 2: the real thing, then again ----------------------------------------
-        run2 = run_playbook(
+        run2 = run_tasks(
             [
                 {"name": "terminate", "module": MODULE, "args": {**login, **idle_old}},
                 {"name": "again", "module": MODULE, "args": {**login, **idle_old}},

@@ -21,7 +21,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fixtures_etcd import etcd_cluster  # noqa: F401  (fixture)
-from fixtures_pg import free_port, run_playbook
+from fixtures_pg import free_port
+from playbook_harness import run_tasks
 
 pytestmark = pytest.mark.lab
 
@@ -159,7 +160,7 @@ def test_raft_status_etcd(etcd_cluster, tmp_path):  # noqa: F811
         expected_ids = {m.name: f"{member_id(m):x}" for m in cluster.members}
 
         # --- run 1: healthy cluster, odd endpoints, bad options ---------------------------
-        run1 = run_playbook(
+        run1 = run_tasks(
             [
                 {"name": "healthy", "module": MODULE, "args": {"endpoints": eps, "timeout": 3}},
                 {"name": "healthy_check", "module": MODULE, "check_mode": True,
@@ -234,7 +235,7 @@ def test_raft_status_etcd(etcd_cluster, tmp_path):  # noqa: F811
         hung = hg["members"][3]
         assert hung["reachable"] is False
         assert "timed out after 1 s" in hung["error"], hung["error"]
-        assert r["hanging_seconds"] < 6, r["hanging_seconds"]  # 1 s timeout + module start
+        assert run1.seconds["hanging"] < 6, run1.seconds["hanging"]  # 1 s timeout + module start
 
         for name in ("html", "html_grey"):
             m = r[name]["members"][0]
@@ -286,7 +287,7 @@ def test_raft_status_etcd(etcd_cluster, tmp_path):  # noqa: F811
         alarmed_id = f"{member_id(alarmed):x}"
         etcd_post(alarmed, "/v3/maintenance/alarm", {"action": "ACTIVATE", **alarm})
         try:
-            run2 = run_playbook(
+            run2 = run_tasks(
                 [{"name": "one_down", "module": MODULE, "args": {"endpoints": eps, "timeout": 2}}],
                 tmp_path,
             )
@@ -315,7 +316,7 @@ def test_raft_status_etcd(etcd_cluster, tmp_path):  # noqa: F811
         cluster.kill(second)
         last = survivors[0]
         wait_health(last, False)
-        run3 = run_playbook(
+        run3 = run_tasks(
             [{"name": "two_down", "module": MODULE, "timed": True,
               "args": {"endpoints": eps, "timeout": 2}}],
             tmp_path,
@@ -337,7 +338,7 @@ def test_raft_status_etcd(etcd_cluster, tmp_path):  # noqa: F811
             m = t["members"][i]
             assert m["reachable"] is False and "connection refused" in m["error"]
             assert m["name"] == cluster.members[i].name
-        assert run3.results["two_down_seconds"] < 10
+        assert run3.seconds["two_down"] < 10
     finally:
         hang.close()
         html.close()

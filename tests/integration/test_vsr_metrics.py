@@ -4,8 +4,9 @@ Local HTTP servers on 127.0.40.x serve the recorded expositions of tests/unit/fi
 (healthy, one down, quorum lost, corrupted, view change, latency, lag, drift, disk full),
 beside an endpoint that accepts and never answers, one that drips its body, one answering
 HTML, one malformed, one failing with HTTP 500, basic/bearer auth and TLS. One playbook runs
-every case (each task registered with ignore_errors, the results written by the play itself
-to a JSON file), and the tests assert on what the module returned.
+every case through firebreak.runner (ansible-runner, see playbook_harness: each task
+registered with ignore_errors, the classifier filter applied in the play), and the tests
+assert on what the module returned, as the runner's task results report it.
 
 When the lab exists (python/firebreak/lab/cli.py), test_real_lab runs the module against
 `python -m firebreak.lab.cli up --mode processes`, healthy and then with a replica killed.
@@ -28,12 +29,17 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from playbook_harness import run_tasks
+
 pytestmark = pytest.mark.lab
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "unit" / "fixtures" / "exposition" / "vsr"
 ORDER = ["replica-1", "replica-2", "replica-3"]
 MODULE = "firebreak.incident.vsr_metrics"
+CLASSIFY = "firebreak.incident.vsr_classify"  # the filter, applied to a result in the play
 SCENARIOS = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())
 STOP = threading.Event()
 
@@ -167,68 +173,6 @@ def _closed_port(host):
         return s.getsockname()[1]  # closed again on exit: connecting is refused
 
 
-def run_playbook(tasks, workdir: Path, timeout=300):
-    """Run tasks ({name, args, check_mode?, filter?}) with ignore_errors on localhost; return
-    {name: registered result} as the play itself wrote it (to_json)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    out = workdir / "results.json"
-    play = []
-    for task in tasks:
-        entry = {
-            "name": task["name"],
-            task.get("module", MODULE): task["args"],
-            "register": "r_" + task["name"],
-            "ignore_errors": True,
-        }
-        if task.get("check_mode"):
-            entry["check_mode"] = True
-        play.append(entry)
-    collected = "{" + ", ".join(f"'{t['name']}': r_{t['name']}" for t in tasks)
-    collected += ", 'classified': {" + ", ".join(
-        f"'{t['name']}': (r_{t['name']} | firebreak.incident.vsr_classify)"
-        for t in tasks
-        if t.get("classify")
-    )
-    collected += "}}"
-    play.append(
-        {
-            "name": "write_results",
-            "ansible.builtin.copy": {
-                "content": "{{ " + collected + " | to_json }}",
-                "dest": str(out),
-                "mode": "0600",
-            },
-        }
-    )
-    playbook = workdir / "play.yml"
-    playbook.write_text(
-        json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": play}], indent=1)
-    )
-    env = dict(
-        os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_RETRY_FILES_ENABLED="0"
-    )
-    env.pop("ANSIBLE_CONFIG", None)
-    cmd = [
-        str(Path(sys.executable).parent / "ansible-playbook"),
-        "-i",
-        "localhost,",
-        "-c",
-        "local",
-        "-e",
-        f"ansible_python_interpreter={sys.executable}",
-        str(playbook),
-    ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    if not out.exists():
-        raise AssertionError(
-            f"playbook wrote no results (rc {proc.returncode}):\n"
-            f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-        )
-    results = json.loads(out.read_text())
-    results["_stdout"] = proc.stdout
-    return results
-
-
 @pytest.fixture(scope="module")
 def servers():
     STOP.clear()
@@ -273,13 +217,13 @@ def _endpoints(servers, scenario):
 
 
 @pytest.fixture(scope="module")
-def results(servers, tmp_path_factory):
+def play(servers, tmp_path_factory):
     r1 = servers["replicas"]["replica-1"]
     tasks = [
         {
             "name": s,
             "args": {"endpoints": _endpoints(servers, s), "replica_order": ORDER, "timeout": 2},
-            "classify": True,
+            "filter": CLASSIFY,
         }
         for s in SCENARIOS
     ]
@@ -364,11 +308,23 @@ def results(servers, tmp_path_factory):
         },
         {"name": "duplicate", "args": {"endpoints": [r1, f"http://{r1}/metrics"]}},
     ]
-    return run_playbook(tasks, tmp_path_factory.mktemp("vsr-play"))
+    return run_tasks(tasks, tmp_path_factory.mktemp("vsr-play"), module=MODULE)
+
+
+@pytest.fixture(scope="module")
+def results(play):
+    """Task name -> what the module returned."""
+    return play.results
+
+
+@pytest.fixture(scope="module")
+def classified(play):
+    """Scenario -> vsr_classify of its result, computed in the play."""
+    return play.filtered
 
 
 # --------------------------------------------------------------------------- scenarios
-def test_healthy(results):
+def test_healthy(results, classified):
     r = results["healthy"]
     assert r["failed"] is False and r["changed"] is False
     c = r["cluster"]
@@ -385,7 +341,7 @@ def test_healthy(results):
     assert all(x["status_name"] == "Normal" and x["error"] is None for x in r["replicas"])
     assert 5 < r["replicas"][0]["client_latency_p95_ms"] < 10
     assert r["msg"] == "3/3 reachable, 3 Normal, quorum 2 kept, view 6, leader replica-1 (Normal)"
-    assert results["classified"]["healthy"]["overall"] == {
+    assert classified["healthy"]["overall"] == {
         "failure_mode": "none",
         "name": "Healthy",
         "severity": "none",
@@ -406,10 +362,10 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("scenario", sorted(EXPECTED))
-def test_scenarios_classified_in_the_play(results, scenario):
+def test_scenarios_classified_in_the_play(results, classified, scenario):
     r = results[scenario]
     assert r["failed"] is False and r["changed"] is False
-    overall = results["classified"][scenario]["overall"]
+    overall = classified[scenario]["overall"]
     fm, severity, targets = EXPECTED[scenario]
     if scenario == "quorum_lost":
         targets = ["replica-1", *targets]  # replica-1 answers, but in ViewChange
@@ -532,9 +488,15 @@ def test_invalid_options_fail_clearly(results, case, words):
         assert "argument 'timeout' is of type str" in r["msg"] and "float" in r["msg"]
 
 
-def test_password_never_in_output(results):
-    assert "hunter2-secret" not in results["_stdout"]
-    assert "s3cret-pw" not in results["_stdout"]
+def test_password_never_in_output(play):
+    """Nowhere in what the run left: the events (results, invocations), their stdout, the
+    command line."""
+    # the text covers the failed calls and the (masked) arguments of the authenticated ones
+    assert "url_password is set but url_username is not" in play.output
+    assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in play.output
+    assert "hunter2-secret" not in play.output
+    assert "s3cret-pw" not in play.output
+    assert "tok-123" not in play.output
 
 
 # --------------------------------------------------------------------------- the real lab
@@ -565,8 +527,9 @@ def test_real_lab(tmp_path):
     args = {"endpoints": endpoints, "replica_order": ORDER, "timeout": 2}
     _lab(lab_dir, "up", "--mode", "processes", "--net", str(LAB_NET))
     try:
-        healthy = run_playbook([{"name": "lab", "args": args, "classify": True}], tmp_path / "p1")
-        r = healthy["lab"]
+        task = {"name": "lab", "module": MODULE, "args": args, "filter": CLASSIFY}
+        healthy = run_tasks([task], tmp_path / "p1")
+        r = healthy.results["lab"]
         assert r["failed"] is False, r.get("msg")
         c = r["cluster"]
         assert (c["reachable_count"], c["normal_count"], c["has_quorum"]) == (3, 3, True), r["msg"]
@@ -574,26 +537,26 @@ def test_real_lab(tmp_path):
         leader = c["expected_leader"]
         assert leader == ORDER[c["agreed_view"] % 3] and c["expected_leader_normal"] is True
         assert [x["name"] for x in r["replicas"]] == ORDER  # from the lab's replica label
-        verdict = healthy["classified"]["lab"]["findings"]
+        verdict = healthy.filtered["lab"]["findings"]
         assert not [f for f in verdict if f["fm"] in ("FM-001", "FM-002", "FM-003", "FM-005")], (
             verdict
         )
 
         killed = json.loads(_lab(lab_dir, "fault", "kill", "--replica", "backup"))["replica"]
         assert killed in ORDER and killed != leader
-        after = run_playbook([{"name": "lab", "args": args, "classify": True}], tmp_path / "p2")
-        r = after["lab"]
+        after = run_tasks([task], tmp_path / "p2")
+        r = after.results["lab"]
         assert r["failed"] is False, r.get("msg")
         down = r["replicas"][ORDER.index(killed)]
         assert down["reachable"] is False and down["error"] == "connection refused"
         assert r["cluster"]["has_quorum"] is True and r["cluster"]["normal_count"] == 2
-        overall = after["classified"]["lab"]["overall"]
+        overall = after.filtered["lab"]["overall"]
         # latency limits of a production cluster do not fit a lab on a shared CI machine;
         # what matters here is the crash: FM-005 is the most severe finding but for FM-004
-        fms = [f["fm"] for f in after["classified"]["lab"]["findings"] if f["fm"] != "FM-004"]
-        assert fms == ["FM-005"], after["classified"]["lab"]
+        fms = [f["fm"] for f in after.filtered["lab"]["findings"] if f["fm"] != "FM-004"]
+        assert fms == ["FM-005"], after.filtered["lab"]
         assert overall["failure_mode"] in ("FM-005", "FM-004")
-        fm005 = next(f for f in after["classified"]["lab"]["findings"] if f["fm"] == "FM-005")
+        fm005 = next(f for f in after.filtered["lab"]["findings"] if f["fm"] == "FM-005")
         assert fm005["replicas"] == [killed] and fm005["severity"] == "SEV3"
     finally:
         _lab(lab_dir, "down", check=False)
