@@ -31,23 +31,28 @@ def _clean_env(collections: Path) -> dict[str, str]:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("collection")
     dist = tmp / "dist"
+    target = tmp / "collections"
+    target.mkdir()
+    # Without the checkout's ansible.cfg: through its .collections/ path ansible-galaxy would
+    # find firebreak.incident "already installed" and install nothing.
+    env = _clean_env(target)
     subprocess.run(
         [BIN / "ansible-galaxy", "collection", "build", "--output-path", dist, ROOT],
         check=True,
         capture_output=True,
         cwd=tmp,
+        env=env,
     )
     tarballs = list(dist.glob("firebreak-incident-*.tar.gz"))
     assert len(tarballs) == 1, tarballs
     version = yaml.safe_load((ROOT / "galaxy.yml").read_text())["version"]
     assert tarballs[0].name == f"firebreak-incident-{version}.tar.gz"
-    target = tmp / "collections"
-    target.mkdir()
     subprocess.run(
         [BIN / "ansible-galaxy", "collection", "install", "--no-deps", "-p", target, tarballs[0]],
         check=True,
         capture_output=True,
         cwd=tmp,
+        env=env,
     )
     return target
 
