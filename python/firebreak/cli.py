@@ -267,6 +267,7 @@ def cmd_rehearse(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 keep_lab=args.keep_lab,
                 lab_dir=args.lab_dir,
                 net=args.net,
+                mode=args.mode,
             )
         )
     except FirebreakError as exc:
@@ -391,6 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-lab", action="store_true", help="leave the lab up afterwards")
     p.add_argument("--net", type=int, help="lab network 127.0.NET.i (default: the lab's)")
     p.add_argument("--lab-dir", help="lab state directory (default: one per rehearsal)")
+    p.add_argument(
+        "--mode",
+        choices=["containers", "processes"],
+        default="containers",
+        help="lab mode (default containers: the runbooks need systemd and journald)",
+    )
     common(p, inventory=False)
     p.set_defaults(func=cmd_rehearse)
 
