@@ -247,6 +247,24 @@ def cmd_triage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return TRIAGE_EXIT[severity]
 
 
+def _record_summary(path: Path) -> str:
+    """Three lines on a record for people: what, how bad, how fast, and whether it verifies."""
+    try:
+        doc = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"  (record unreadable: {exc})\n"
+    from firebreak.record import verify_file
+
+    metrics = doc.get("metrics") or {}
+    chain = verify_file(path)
+    return (
+        f"  {doc.get('id')}: {doc.get('failure_mode')} {doc.get('severity')}, "
+        f"state {doc.get('state')}, {len(doc.get('timeline') or [])} timeline entries\n"
+        f"  MTTD {metrics.get('mttd_seconds')} s, MTTR {metrics.get('mttr_seconds')} s\n"
+        f"  hash chain: {'intact, head ' + str(chain.head)[:16] if chain.ok else 'BROKEN'}\n"
+    )
+
+
 def cmd_rehearse(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from firebreak import rehearsal
     from firebreak.progress import ProgressPrinter
@@ -279,6 +297,7 @@ def cmd_rehearse(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out.write(f"rehearsal {result.failure_mode}: {result.status}{why}\n")
         if result.record_path:
             out.write(f"incident record: {result.record_path}\n")
+            out.write(_record_summary(Path(result.record_path)))
         if result.report_path:
             out.write(f"post-mortem draft: {result.report_path}\n")
     return EXIT_OK if result.status == "passed" else EXIT_FAILED

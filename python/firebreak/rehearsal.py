@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -143,6 +144,8 @@ def lookup(name: str) -> Rehearsal:
 # histograms' lifetime, so a loaded rehearsal machine may still show it; it is reported in the
 # record but does not fail the rehearsal of another failure mode.
 BLOCKING_MODES = {"FM-001", "FM-002", "FM-003", "FM-005"}
+WARM_UP_OPS = 20
+WARM_UP_SECONDS = 60
 
 
 def _found_modes(triage: dict[str, Any]) -> set[str]:
@@ -168,6 +171,13 @@ def lab(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> 
         env={**os.environ, **(env or {})},
     )
     if proc.returncode != 0:
+        try:  # a JSON answer (e.g. a failed workload check) says more than its last line
+            summary = json.loads(proc.stdout)
+        except ValueError:
+            summary = None
+        if isinstance(summary, dict):
+            brief = {k: v for k, v in summary.items() if not k.endswith("_events")}
+            raise FirebreakError(f"lab {' '.join(args)} failed: {json.dumps(brief)}")
         last = (proc.stderr or proc.stdout).strip().splitlines()
         raise FirebreakError(
             f"lab {' '.join(args)} failed: {last[-1] if last else proc.returncode}"
@@ -233,17 +243,17 @@ def rehearse(
             on_step(done)
         return detail
 
-    def run(playbook: str, inventory: str, **extra: Any) -> RunResult:
+    def run(playbook: str, inventory: str, record: bool = True, **extra: Any) -> RunResult:
         outcome = runner.run_playbook(
             playbook,
             inventory=inventory,
-            incident_id=incident_id,
+            incident_id=incident_id if record else None,
             incident_dir=incident_dir,
             extra_vars={"firebreak_fault_started_at": result.fault_started_at or "", **extra},
             on_task=on_task,
             timeout=timeout,
         )
-        if outcome.record_path:
+        if record and outcome.record_path:
             result.record_path = outcome.record_path
         if outcome.status != "successful":
             failed = outcome.failed_tasks[:1]
@@ -257,7 +267,25 @@ def rehearse(
         step("lab up", lambda: lab(*up_args, env=lab_env))
         started_lab = True
         inventory = step("inventory", lambda: lab("inventory", env=lab_env))["output"]
-        step("workload", lambda: lab("workload", "start", env=lab_env))
+
+        def workload() -> dict[str, Any]:
+            # A fault is injected into a cluster with history: every replica has committed
+            # some acknowledged writes first (a corruption needs a committed entry to hit).
+            started = lab("workload", "start", env=lab_env)
+            deadline = time.monotonic() + WARM_UP_SECONDS
+            while True:
+                rows = lab("status", "--json", env=lab_env).get("output") or []
+                commits = [r.get("commit") for r in rows if isinstance(r, dict)]
+                if commits and all(isinstance(c, int) and c >= WARM_UP_OPS for c in commits):
+                    return {**started, "commits_before_fault": commits}
+                if time.monotonic() > deadline:
+                    raise FirebreakError(
+                        f"workload: replicas did not commit {WARM_UP_OPS} ops within "
+                        f"{WARM_UP_SECONDS} s (commits {commits})"
+                    )
+                time.sleep(0.5)
+
+        step("workload", workload)
 
         def inject() -> dict[str, Any]:
             result.fault_started_at = utc_now()
@@ -286,10 +314,15 @@ def rehearse(
         )
 
         def verify() -> dict[str, Any]:
-            triage = run(TRIAGE_PLAYBOOK, inventory).facts("firebreak_triage") or {}
+            # Read-only check, not a new detection: it must not reopen or re-grade the
+            # incident in its record (the resolution below carries its summary).
+            triage = run(TRIAGE_PLAYBOOK, inventory, record=False).facts("firebreak_triage") or {}
             left = _found_modes(triage) & ({rehearsal.fm} | BLOCKING_MODES)
             if left:
                 raise FirebreakError(f"still {sorted(left)} after remediation")
+            # Stop writing first: a write acknowledged after its stream was read back would
+            # look lost.
+            lab("workload", "stop", env=lab_env)
             check = lab("workload", "check", "--json", env=lab_env)
             if not check.get("ok", False):
                 raise FirebreakError(f"workload check failed: {check}")
