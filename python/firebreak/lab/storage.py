@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -260,20 +261,29 @@ def load_latest_checkpoint(data_dir: Path) -> dict | None:
 
 
 # ---------------------------------------------------------------------- fault injection helper
-def corrupt_entry(data_dir: str | os.PathLike, op: int | None = None, seed: int = 0) -> int:
+def corrupt_entry(
+    data_dir: str | os.PathLike, op: int | None = None, seed: int = 0, wait_s: float = 3.0
+) -> int:
     """Flip bits inside the body of a committed entry (default: a middle committed op).
 
-    Used by ``lab fault corrupt``; returns the op number damaged."""
+    Used by ``lab fault corrupt``; returns the op number damaged. The replica persists its
+    commit hint periodically (every 0.5 s), so right after a write it may not be on disk yet:
+    wait up to ``wait_s`` for a committed entry (or for ``op``) to show."""
     log = Log(data_dir)
-    data = log.path.read_bytes()
-    offsets, pos = [], 0
-    while pos + HEADER.size <= len(data):
-        _, length, _, _, _ = HEADER.unpack_from(data, pos)
-        if pos + HEADER.size + length > len(data):
+    deadline = time.monotonic() + wait_s
+    while True:
+        data = log.path.read_bytes()
+        offsets, pos = [], 0
+        while pos + HEADER.size <= len(data):
+            _, length, _, _, _ = HEADER.unpack_from(data, pos)
+            if pos + HEADER.size + length > len(data):
+                break
+            offsets.append((pos, length))
+            pos += HEADER.size + length
+        commit = min(load_commit_hint(Path(data_dir)), len(offsets))
+        if commit >= max(1, op or 1) or time.monotonic() > deadline:
             break
-        offsets.append((pos, length))
-        pos += HEADER.size + length
-    commit = min(load_commit_hint(Path(data_dir)), len(offsets))
+        time.sleep(0.1)
     if commit < 1:
         raise RuntimeError(f"no committed entry to corrupt in {data_dir}")
     if op is None:

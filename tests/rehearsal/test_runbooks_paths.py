@@ -1,0 +1,289 @@
+"""The runbooks' two remaining paths, for real: ansible-playbook against the containers lab.
+
+1. FM-003 with a confirmed wipe: the replica's data directory is emptied and resynced from
+   scratch, its evidence kept (and hashed) before the wipe, the confirmation in the record.
+   The role makes a wipe happen in two ways: ``fm003_corruption_repair=auto`` when the state
+   transfer fails (no input forces that failure), or ``fm003_corruption_repair=wipe``
+   (documented in its argument_specs: "wipe and resync straight away"). The test uses the
+   latter, with ``fm003_corruption_confirm_wipe=true``.
+2. FM-005 with a repeat crash: the restarted replica is killed again inside the watch window
+   (from a background thread, once the restart is done); the run restarts it once, never
+   twice, keeps the crash journal as evidence and ends ``escalated``; the others keep the
+   quorum, untouched.
+
+The helpers come from ``test_runbooks_guards``; the lab is this module's own (containers
+``pth-replica-i``, network ``firebreak-lab-pth``, host addresses ``127.0.37.i``, a lab dir
+under pytest's tmp dir) so that it never collides with another lab on the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from firebreak.lab import storage, workload
+from firebreak.lab.containers import REPO_ROOT, ContainerLab
+from test_runbooks_guards import (
+    REPLICAS,
+    _backup,
+    _cluster,
+    _heal_and_settle,
+    _settle_quiet,
+    _wait_detected,
+    _write,
+    actions,
+    record,
+    run_playbook,
+)
+
+pytestmark = pytest.mark.rehearsal
+
+SENTINEL = "pth-wipe-sentinel"
+
+
+# ----------------------------------------------------------------------------- lab fixture
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory):
+    probe = subprocess.run(["podman", "info"], capture_output=True, text=True, timeout=60)
+    if probe.returncode != 0:
+        pytest.fail(f"podman cannot run here: {probe.stderr[-1000:]}")
+    source = tmp_path_factory.mktemp("paths-source") / "python"
+    shutil.copytree(
+        Path(REPO_ROOT) / "python",
+        source,
+        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+    )
+    lab_dir = tmp_path_factory.mktemp("paths-lab")
+    saved = os.environ.get("FIREBREAK_LAB_DIR")
+    os.environ["FIREBREAK_LAB_DIR"] = str(lab_dir)
+    lab = ContainerLab(
+        lab_dir,
+        replicas=len(REPLICAS),
+        net=37,
+        network="firebreak-lab-pth",
+        name_prefix="pth-",
+        config_extra={"scrub_interval_s": 2},
+        source_dir=source,
+    )
+    try:
+        t0 = time.monotonic()
+        lab.up()
+        print(f"lab up in {time.monotonic() - t0:.1f}s")
+        yield lab
+    finally:
+        with contextlib.suppress(Exception):
+            workload.stop(lab.lab_dir)
+        lab.down()
+        if saved is None:
+            os.environ.pop("FIREBREAK_LAB_DIR", None)
+        else:
+            os.environ["FIREBREAK_LAB_DIR"] = saved
+
+
+@pytest.fixture
+def work(lab: ContainerLab, tmp_path: Path, request: pytest.FixtureRequest):
+    """Per test: its own incident/lock/evidence dirs; a healthy cluster before and after."""
+    _heal_and_settle(lab)
+    dirs = {name: tmp_path / name for name in ("incidents", "locks", "evidence")}
+    failed_before = request.session.testsfailed
+    try:
+        yield dirs
+    finally:
+        if request.session.testsfailed > failed_before:
+            for r in REPLICAS:
+                print(f"----- journal of {r}\n{lab.journal(r, 80)}")
+        with contextlib.suppress(Exception):
+            workload.stop(lab.lab_dir)
+        _heal_and_settle(lab)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _unit_identity(lab: ContainerLab, replica: str) -> str:
+    out = lab.systemctl(
+        replica, "show", "kimberlite-vsr", "--property=MainPID", "--property=InvocationID"
+    )
+    return out.stdout.strip()
+
+
+# ----------------------------------------------------------------------------- FM-003
+def test_fm003_confirmed_wipe_resyncs_from_scratch(
+    lab: ContainerLab, work: dict, tmp_path: Path
+) -> None:
+    _write(lab, 30)
+    target = _backup(lab)
+    _settle_quiet(lab)  # the commit hint on disk (written every 0.5 s) covers the writes
+    damaged_op = lab.fault("corrupt", target)["op"]
+    _wait_detected(lab, target)
+    _settle_quiet(lab)
+    data = lab.data_path(target)
+    log_before = (data / "log.dat").read_bytes()
+    # A file only a wipe removes: the resync rebuilds the log, never this.
+    (data / SENTINEL).write_text("before the wipe\n")
+
+    workload.start(lab.lab_dir, rate=10, streams=2, workers=2)
+    try:
+        run = run_playbook(
+            lab,
+            work,
+            "fm003_corruption",
+            "fm003_corruption_repair=wipe",
+            "fm003_corruption_confirm_wipe=true",
+        )
+    finally:
+        workload.stop(lab.lab_dir)
+    assert run.rc == 0, run
+    assert workload.check(lab.lab_dir)["lost"] == 0
+
+    # Wiped and resynced from scratch: the sentinel is gone, the log rebuilt.
+    assert not (data / SENTINEL).exists(), "the data directory was not wiped"
+    assert (data / "log.dat").exists()
+    assert lab.unit_state(target) == "active"
+    _settle_quiet(lab)
+    c = _cluster(lab)
+    assert c["normal"] == 3 and len(set(c["views"])) == 1, c
+    leader_commit = c["by"][REPLICAS[max(c["views"]) % len(REPLICAS)]]["vsr_commit_number"]
+    assert c["by"][target]["vsr_commit_number"] == leader_commit, c
+    assert sum(c["checksum"]) == 0, c
+
+    # The record: the plan, the confirmation, the wipe, after the evidence.
+    rec = record(work)
+    assert rec["state"] == "mitigated", rec["state"]
+    acts = actions(rec)
+    for step in (
+        "fm003_corruption_plan",
+        "remediation_lock",
+        "quorum_guard",
+        "replica_isolate",
+        "replica_stop",
+        "quorum_without_target",
+        "wipe_confirmation",
+        "replica_wipe",
+        "state_transfer",
+        "replica_rejoin",
+        "cluster_verified",
+    ):
+        assert step in acts, (step, acts)
+    plan = next(e for e in rec["timeline"] if e["action"] == "fm003_corruption_plan")
+    assert plan["detail"]["wipe_confirmed"] in (True, "True"), plan
+    assert plan["detail"]["repair"] == "wipe", plan
+    confirm = next(e for e in rec["timeline"] if e["action"] == "wipe_confirmation")
+    assert confirm["decision"] == "allow" and confirm["outcome"] == "wipe confirmed", confirm
+    wipe = next(e for e in rec["timeline"] if e["action"] == "replica_wipe")
+    assert confirm["seq"] < wipe["seq"]
+    assert acts.index("replica_isolate") < acts.index("replica_stop") < acts.index("replica_wipe")
+    evidence = [e for e in rec["timeline"] if e["type"] == "evidence" and e["phase"] == "act"]
+    assert evidence and max(e["seq"] for e in evidence) < wipe["seq"], (evidence, wipe)
+
+    # The evidence files are there, hash as recorded, and hold the log from before the wipe.
+    folder = work["evidence"] / "INC-T" / target
+    sums = dict(
+        reversed(line.split("  ", 1)) for line in (folder / "SHA256SUMS").read_text().splitlines()
+    )
+    assert {"metrics.json", "journal.txt", "segments/log.dat"} <= set(sums)
+    for rel, digest in sums.items():
+        assert _sha256(folder / rel) == digest, rel
+    recorded = {i["data"]["sha256"] for i in rec["evidence"] if i["kind"] == "file_hash"}
+    assert set(sums.values()) <= recorded
+    # Kept before the wipe: the journal names the damaged op (the lab replica rewrites the
+    # damaged entry itself once its scrubber finds it, so the log copy holds the repaired
+    # entry), and the kept log starts with the log as it was before the run (append-only).
+    journal = (folder / "journal.txt").read_text()
+    assert f"checksum mismatch in log entry op={damaged_op}" in journal, journal[-2000:]
+    kept = (folder / "segments" / "log.dat").read_bytes()
+    assert kept.startswith(log_before), "the kept log is not the replica's pre-wipe log"
+    copy = tmp_path / "evidence-log"
+    copy.mkdir()
+    (copy / "log.dat").write_bytes(kept)
+    loaded = storage.Log(copy).load()
+    assert not loaded.corrupt and len(loaded.entries) >= damaged_op, loaded.corrupt
+    assert _sha256(data / "log.dat") != sums["segments/log.dat"]
+
+
+# ----------------------------------------------------------------------------- FM-005
+def test_fm005_repeat_crash_escalated_not_looped(lab: ContainerLab, work: dict) -> None:
+    target = _backup(lab)
+    others = [r for r in REPLICAS if r != target]
+    others_before = {r: _unit_identity(lab, r) for r in others}
+    lab.fault("kill", target)
+    killed_identity = _unit_identity(lab, target)
+    second: dict = {}
+    stop = threading.Event()
+
+    def crash_again() -> None:
+        """Once the runbook restarted the replica and it caught up, kill it once more."""
+        try:
+            deadline = time.monotonic() + 240
+            steady = 0
+            while not stop.is_set() and time.monotonic() < deadline:
+                if lab.unit_state(target) == "active" and _unit_identity(lab, target) != (
+                    killed_identity
+                ):
+                    c = _cluster(lab)
+                    m = c["by"].get(target) or {}
+                    level = len(set(c["commits"])) == 1
+                    steady = steady + 1 if m.get("vsr_replica_status") == 0 and level else 0
+                    if steady >= 3:
+                        time.sleep(4)  # past the restart role's catch-up check: the watch
+                        lab.fault("kill", target)
+                        second["at"] = time.monotonic()
+                        return
+                time.sleep(0.5)
+        except Exception as exc:
+            second["error"] = repr(exc)
+
+    killer = threading.Thread(target=crash_again, daemon=True)
+    workload.start(lab.lab_dir, rate=10, streams=2, workers=2)
+    killer.start()
+    try:
+        run = run_playbook(lab, work, "fm005_replica_crash", "fm005_replica_crash_watch_seconds=30")
+    finally:
+        stop.set()
+        killer.join(30)
+        workload.stop(lab.lab_dir)
+    assert "at" in second, f"the repeat crash was never injected: {second}"
+
+    assert run.rc != 0, run
+    msg = " ".join(run.failures())
+    assert "crashed again" in msg and "does not restart it a second time" in msg, msg
+    # Not restarted again: the unit stays down after the run.
+    assert lab.unit_state(target) != "active"
+    rec = record(work)
+    assert rec["state"] == "escalated", rec["state"]
+    acts = actions(rec)
+    assert acts.count("replica_start") == 1, acts
+    assert acts.count("replica_stop") <= 1, acts
+    starts = [n for n, _h, res in run.results() if n.endswith("start the unit (seed step 4)")]
+    assert len(starts) == 1, starts
+    watch = next(e for e in rec["timeline"] if e["action"] == "fm005_replica_crash_watch")
+    assert watch["outcome"] == "crashed again within the watch window", watch
+
+    # The crash evidence: the journal (and unit state) kept, hashed, in the record.
+    folder = work["evidence"] / "INC-T" / target
+    items = {
+        Path(i["data"]["path"]).name: i
+        for i in rec["evidence"]
+        if i["kind"] == "file_hash" and Path(i["data"]["path"]).parent == folder
+    }
+    assert {"journal.txt", "systemctl-status.txt"} <= set(items), items
+    for name in ("journal.txt", "systemctl-status.txt"):
+        assert _sha256(folder / name) == items[name]["data"]["sha256"], name
+    journal = (folder / "journal.txt").read_text()
+    assert journal.count("status=9/KILL") >= 2, journal[-3000:]
+
+    # The others were never touched and kept the quorum.
+    assert {r: _unit_identity(lab, r) for r in others} == others_before
+    c = _cluster(lab)
+    assert all((c["by"][r] or {}).get("vsr_replica_status") == 0 for r in others), c
+    assert workload.check(lab.lab_dir)["lost"] == 0
+    print(f"escalated: {json.dumps(watch['detail'])}")
