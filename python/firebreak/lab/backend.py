@@ -95,6 +95,36 @@ def replica_config(
     return cfg
 
 
+# What `lab status` shows of each replica's /admin/status, in both modes.
+STATUS_FIELDS = (
+    "status",
+    "status_name",
+    "view",
+    "op",
+    "commit",
+    "leader",
+    "is_primary",
+    "isolated",
+    "corrupt_from",
+    "checksum_failures",
+    "clock_offset_ms",
+    "member",
+    "reconfig_state",
+    "configuration",
+)
+
+
+def read_admin_status(api_url: str, row: dict) -> None:
+    """Copy a replica's /admin/status fields into its status row; an error goes in row["error"]."""
+    try:
+        code, status = http_json(api_url + "/admin/status", timeout=1)
+    except OSError as exc:
+        row["error"] = str(exc)
+        return
+    if code == 200:
+        row.update({k: status[k] for k in STATUS_FIELDS if k in status})
+
+
 def http_json(url: str, method: str = "GET", body: dict | None = None, timeout: float = 2.0):
     """(status, json) for an HTTP call; raises OSError when the replica is unreachable."""
     u = urllib.parse.urlparse(url)

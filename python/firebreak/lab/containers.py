@@ -104,6 +104,7 @@ from firebreak.lab.backend import (
     LabError,
     http_json,
     lab_dir,
+    read_admin_status,
     replica_config,
     write_inventory,
 )
@@ -1114,32 +1115,7 @@ class ContainersBackend(Backend):
                 "fault": {"fault": ",".join(kinds), **kinds} if kinds else None,
             }
             if row["running"] and not paused:
-                try:
-                    code, s = http_json(m["api_url"] + "/admin/status", timeout=1)
-                    if code == 200:
-                        row.update(
-                            {
-                                k: s.get(k)
-                                for k in (
-                                    "status",
-                                    "status_name",
-                                    "view",
-                                    "op",
-                                    "commit",
-                                    "leader",
-                                    "is_primary",
-                                    "isolated",
-                                    "corrupt_from",
-                                    "checksum_failures",
-                                    "clock_offset_ms",
-                                    "member",
-                                    "reconfig_state",
-                                    "configuration",
-                                )
-                            }
-                        )
-                except OSError as exc:
-                    row["error"] = str(exc)
+                read_admin_status(m["api_url"], row)
                 try:
                     m_ = self.lab.metrics(name, timeout=1)
                     row["metrics"] = {

@@ -45,6 +45,7 @@ from firebreak.lab.backend import (
     LabError,
     http_json,
     load_state,
+    read_admin_status,
     replica_config,
     save_state,
     state_path,
@@ -339,33 +340,7 @@ class ProcessesBackend(Backend):
                 "fault": st["faults"].get(m["name"]),
             }
             if row["running"] and not row["paused"]:
-                try:
-                    code, s = http_json(m["api_url"] + "/admin/status", timeout=1)
-                    if code == 200:
-                        row.update(
-                            {
-                                k: s[k]
-                                for k in (
-                                    "status",
-                                    "status_name",
-                                    "view",
-                                    "op",
-                                    "commit",
-                                    "leader",
-                                    "is_primary",
-                                    "isolated",
-                                    "corrupt_from",
-                                    "checksum_failures",
-                                    "clock_offset_ms",
-                                    "member",
-                                    "reconfig_state",
-                                    "configuration",
-                                )
-                                if k in s
-                            }
-                        )
-                except OSError as exc:
-                    row["error"] = str(exc)
+                read_admin_status(m["api_url"], row)
             out.append(row)
         return out
 
