@@ -17,6 +17,7 @@ import pytest
 from firebreak.lab import cli, workload
 from firebreak.lab.backend import http_json
 from firebreak.lab.processes import ProcessesBackend
+from test_lab_processes import _leftover_pids
 
 pytestmark = pytest.mark.lab
 
@@ -40,19 +41,6 @@ def lab(tmp_path_factory):
             for pid in _leftover_pids(d):
                 subprocess.run(["kill", "-9", str(pid)], check=False)
             mp.undo()
-
-
-def _leftover_pids(d: Path) -> list[int]:
-    out = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                cmd = (p / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"firebreak.lab" in cmd and str(d).encode() in cmd:
-                out.append(int(p.name))
-    return out
 
 
 def _member(be, name: str) -> dict:
