@@ -159,6 +159,12 @@ def lab_available() -> bool:
     return importlib.util.find_spec("firebreak.lab.cli") is not None
 
 
+# A rehearsal's containers lab: rh-replica-i on network firebreak-rehearse, 127.0.31.i.
+REHEARSAL_PREFIX = "rh-"
+REHEARSAL_NETWORK = "firebreak-rehearse"
+REHEARSAL_NET = 31
+
+
 def lab(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> dict[str, Any]:
     """`firebreak lab ARGS`: its JSON answer when it prints JSON, else {"output": text}."""
     cmd = [sys.executable, "-m", "firebreak.cli", "lab", *args]
@@ -264,6 +270,13 @@ def rehearse(
     started_lab = False
     try:
         up_args = ("up", "--mode", mode) + (() if net is None else ("--net", str(net)))
+        if mode == "containers":
+            # Names of its own, apart from a `firebreak lab up` lab's (replica-i, firebreak-lab):
+            # a rehearsal never takes over the operator's lab, and the leftovers of a killed
+            # rehearsal are found (reclaimed, or named as still up) by the next one.
+            up_args += ("--name-prefix", REHEARSAL_PREFIX, "--network", REHEARSAL_NETWORK)
+            if net is None:
+                up_args += ("--net", str(REHEARSAL_NET))
         step("lab up", lambda: lab(*up_args, env=lab_env))
         started_lab = True
         inventory = step("inventory", lambda: lab("inventory", env=lab_env))["output"]

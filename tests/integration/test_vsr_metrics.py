@@ -22,7 +22,6 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -174,14 +173,14 @@ def _closed_port(host):
 
 
 @pytest.fixture(scope="module")
-def servers():
+def servers(tmp_path_factory):
     STOP.clear()
     replicas = {name: _serve(f"127.0.40.{i + 1}", name) for i, name in enumerate(ORDER)}
     # accepts connections (the kernel's backlog) and never reads nor answers
     hang = socket.socket()
     hang.bind(("127.0.40.9", 0))
     hang.listen(16)
-    tmp = Path(tempfile.mkdtemp(prefix="vsr-tls-"))
+    tmp = tmp_path_factory.mktemp("vsr-tls")
     cert, key = _self_signed(tmp, "127.0.40.20")
     import ssl
 

@@ -17,9 +17,18 @@ FIREBREAK = str(Path(sys.executable).parent / "firebreak")
 NET = 93  # this test's own 127.0.93.i published addresses
 
 
-def _lab_containers() -> list[str]:
+def _lab_containers(lab_dir: Path) -> list[str]:
+    """Containers of the lab kept in LAB_DIR (label firebreak.lab.dir), running or not."""
     out = subprocess.run(
-        ["podman", "ps", "-a", "--filter", "label=firebreak.lab=1", "--format", "{{.Names}}"],
+        [
+            "podman",
+            "ps",
+            "-a",
+            "--filter",
+            f"label=firebreak.lab.dir={lab_dir.resolve()}",
+            "--format",
+            "{{.Names}}",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -28,7 +37,6 @@ def _lab_containers() -> list[str]:
 
 
 def test_rehearse_runs_every_step_records_it_and_leaves_no_lab(tmp_path):
-    assert _lab_containers() == [], "another lab is up; this test needs the machine to itself"
     lab_dir = tmp_path / "lab"
     proc = subprocess.run(
         [
@@ -73,4 +81,4 @@ def test_rehearse_runs_every_step_records_it_and_leaves_no_lab(tmp_path):
     assert document["state"] == "resolved" and document["metrics"]["mttr_seconds"] > 0
     postmortem = Path(result["report_path"]).read_text()
     assert result["incident_id"] in postmortem and "[TO BE FILLED: " in postmortem
-    assert _lab_containers() == []
+    assert _lab_containers(lab_dir) == []

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 
 import pytest
 import yaml
@@ -57,6 +60,15 @@ def test_status_without_lab_fails_clearly(monkeypatch, tmp_path, capsys) -> None
     assert "no lab is running" in capsys.readouterr().err
 
 
+def test_container_names_refused_in_processes_mode(monkeypatch, tmp_path, capsys) -> None:
+    monkeypatch.setenv("FIREBREAK_LAB_DIR", str(tmp_path))
+    assert cli.main(["up", "--mode", "processes", "--name-prefix", "x-"]) == 2
+    assert "containers only" in capsys.readouterr().err
+    assert not (tmp_path / "state.json").exists()
+    ns = _parse("up", "--mode", "containers", "--name-prefix", "rh-", "--network", "n1")
+    assert (ns.name_prefix, ns.network) == ("rh-", "n1")
+
+
 def test_processes_backend_is_dispatched_and_unknown_mode_refused(tmp_path) -> None:
     assert backend.get_backend("processes", tmp_path).mode == "processes"
     with pytest.raises(backend.LabError):
@@ -108,3 +120,36 @@ def test_replica_config_keeps_contract_keys() -> None:
         "scrub_interval_s",
     ):
         assert key in cfg
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_lab_rules(tmp_path):
+    """Which leftovers `ContainerLab.up` may reclaim (podman's `ps --format json` rows)."""
+    from firebreak.lab.containers import ContainerLab
+
+    owner = tmp_path / "owner"
+    owner.mkdir()
+    row = {"Names": ["x-replica-1"], "Labels": {"firebreak.lab.id": "abc"}, "State": "running"}
+    live = [{**row, "Pid": os.getpid()}]
+    reason = ContainerLab._stale_reason
+    # no dir, no state file, a state file naming another lab: orphaned
+    assert "no longer records" in reason("abc", "", live)
+    assert "no longer records" in reason("abc", str(owner), live)
+    (owner / "state.json").write_text(json.dumps({"lab_id": "other"}))
+    assert "no longer records" in reason("abc", str(owner), live)
+    # recorded, and its containers' processes are alive: not stale
+    (owner / "state.json").write_text(json.dumps({"lab_id": "abc"}))
+    assert reason("abc", str(owner), live) is None
+    # recorded, but podman's "running" container has no process: stale
+    dead = [{**row, "Pid": _dead_pid()}]
+    assert "is gone" in reason("abc", str(owner), dead)
+    # an exited container is the lab's business (a stopped replica), not staleness
+    assert reason("abc", str(owner), [{**row, "State": "exited", "Pid": 0}]) is None
+    # other labs' rows do not count
+    other = [{**row, "Labels": {"firebreak.lab.id": "zzz"}, "Pid": _dead_pid()}]
+    assert reason("abc", str(owner), other) is None

@@ -29,9 +29,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     up.add_argument("--mode", choices=MODES, default="processes")
     up.add_argument("--replicas", type=int, default=3)
     up.add_argument(
-        "--net", type=int, help="processes mode: 127.0.NET.i (default 20, $FIREBREAK_LAB_NET)"
+        "--net",
+        type=int,
+        help="host addresses 127.0.NET.i (processes mode: default 20 or $FIREBREAK_LAB_NET; "
+        "containers mode: default 30 or $FIREBREAK_CONTAINERS_NET)",
     )
     up.add_argument("--cluster", default="lab")
+    up.add_argument(
+        "--name-prefix", default="", help="containers mode: container names PREFIXreplica-i"
+    )
+    up.add_argument(
+        "--network", help="containers mode: podman network name (default firebreak-lab)"
+    )
     up.add_argument("--checkpoint-interval", type=int)
     up.add_argument("--scrub-interval", type=float, dest="scrub_interval_s")
     st = sub.add_parser("status", help="replica status")
@@ -91,9 +100,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         cmd = args.lab_cmd
         if cmd == "up":
+            if args.mode != "containers" and (args.name_prefix or args.network):
+                print(
+                    "lab up: --name-prefix and --network apply to --mode containers only",
+                    file=sys.stderr,
+                )
+                return 2
             opts = {
                 "net": args.net,
                 "cluster": args.cluster,
+                "name_prefix": args.name_prefix,
+                "network": args.network,
                 "checkpoint_interval": args.checkpoint_interval,
                 "scrub_interval_s": args.scrub_interval_s,
             }

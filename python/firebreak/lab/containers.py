@@ -89,6 +89,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -511,6 +512,7 @@ class ContainerLab:
             )
         self.image_ref = lab_image.ensure_image(verbose=False)
         self.down()
+        self.reclaim_stale()
         if not (self.source_dir / "firebreak").is_dir():
             raise ContainerLabError(f"firebreak source not found under {self.source_dir}")
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -533,6 +535,91 @@ class ContainerLab:
         self._save_state(status="up", up_seconds=round(elapsed, 1))
         self.write_inventory()
         return {"mode": self.mode, "replicas": self.replica_names(), "seconds": elapsed}
+
+    def reclaim_stale(self) -> list[str]:
+        """Remove another lab's leftovers that hold this lab's container or network names.
+
+        A lab is stale when its lab dir no longer records it (the dir or its ``state.json``
+        is gone, or names another lab) or when podman still calls one of its containers
+        running while that container's process is gone (its host was killed under it: a
+        crashed CI job, a restored machine). Its containers, network and loop mounts go.
+        A live lab holding the names is never touched: that is a clear error instead.
+        Returns one line per reclaimed lab (also written to stderr)."""
+        wanted = {self.container(r) for r in self.replica_names()}
+        rows = json.loads(_run(["podman", "ps", "-a", "--format", "json"]).stdout or "[]")
+        holders: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            names = set(row.get("Names") or [])
+            if not names & wanted:
+                continue
+            labels = row.get("Labels") or {}
+            lab_id = labels.get(f"{LABEL}.id")
+            if labels.get(LABEL) != "1" or not lab_id:
+                raise ContainerLabError(
+                    f"container {', '.join(sorted(names))} exists and is not a firebreak lab's; "
+                    "remove it or choose another name prefix"
+                )
+            holders.setdefault(lab_id, {"dir": labels.get(f"{LABEL}.dir", "")})
+        res = _run(["podman", "network", "inspect", self.network])
+        if res.returncode == 0:
+            labels = (json.loads(res.stdout or "[]") or [{}])[0].get("labels") or {}
+            lab_id = labels.get(f"{LABEL}.id")
+            if labels.get(LABEL) != "1" or not lab_id:
+                raise ContainerLabError(
+                    f"podman network {self.network} exists and is not a firebreak lab's; "
+                    "remove it or choose another network name"
+                )
+            holders.setdefault(lab_id, {"dir": labels.get(f"{LABEL}.dir", "")})
+        reclaimed = []
+        for lab_id, holder in holders.items():
+            if lab_id == self.lab_id:
+                continue
+            why = self._stale_reason(lab_id, holder["dir"], rows)
+            if why is None:
+                raise ContainerLabError(
+                    f"a lab that is still up (lab dir {holder['dir'] or '?'}) holds the names "
+                    f"{', '.join(sorted(wanted))} or network {self.network}: bring it down "
+                    f"(FIREBREAK_LAB_DIR={holder['dir'] or '?'} firebreak lab down) or choose "
+                    "another name prefix, network and net"
+                )
+            self._remove_lab(lab_id, holder["dir"])
+            line = f"reclaimed stale lab {lab_id} (lab dir {holder['dir'] or '?'}): {why}"
+            print(line, file=sys.stderr)
+            reclaimed.append(line)
+        return reclaimed
+
+    @staticmethod
+    def _stale_reason(lab_id: str, owner_dir: str, rows: list[dict[str, Any]]) -> str | None:
+        state = None
+        if owner_dir:
+            try:
+                state = json.loads((Path(owner_dir) / "state.json").read_text())
+            except (OSError, ValueError):
+                state = None
+        if not state or state.get("lab_id") != lab_id:
+            return "its lab dir no longer records it"
+        for row in rows:
+            if (row.get("Labels") or {}).get(f"{LABEL}.id") != lab_id:
+                continue
+            pid = int(row.get("Pid") or 0)
+            if row.get("State") == "running" and (pid <= 0 or not Path(f"/proc/{pid}").exists()):
+                return f"podman calls {row['Names'][0]} running but its process {pid} is gone"
+        return None
+
+    @staticmethod
+    def _remove_lab(lab_id: str, owner_dir: str) -> None:
+        ids = _run(["podman", "ps", "-a", "-q", "--filter", f"label={LABEL}.id={lab_id}"])
+        if ids.stdout.split():
+            _run(["podman", "rm", "--force", "--time", "2", *ids.stdout.split()], timeout=180)
+        nets = _run(["podman", "network", "ls", "-q", "--filter", f"label={LABEL}.id={lab_id}"])
+        for net in nets.stdout.split():
+            _run(["podman", "network", "rm", net], check=True)
+        mnt_root = Path(owner_dir) / "containers" / "mnt" if owner_dir else None
+        if mnt_root and mnt_root.is_dir():
+            for mnt in mnt_root.iterdir():
+                mounted = _run(["mountpoint", "-q", str(mnt)]).returncode == 0
+                if mounted and _run(["umount", str(mnt)]).returncode != 0:
+                    _run(["umount", "-l", str(mnt)])
 
     def _start_container(self, replica: str) -> None:
         addr = self.host_address(replica)
