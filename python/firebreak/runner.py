@@ -1,7 +1,9 @@
 """Run the collection's playbooks through ansible-runner and return what every task did.
 
-One private data dir per run (``tempfile.mkdtemp``), ``quiet``, ``suppress_env_files``, a
-timeout, and an event handler that turns runner events into typed results. Extra vars go
+One private data dir per run, ``<runs dir>/<UTC time>-<run id>`` (the runs dir is
+``$FIREBREAK_RUNS_DIR``, default ``<tmp>/firebreak-runs``; the newest ``$FIREBREAK_KEEP_RUNS``,
+default 20, are kept), ``quiet``, ``suppress_env_files``, a timeout, and an event handler that
+turns runner events into typed results. Extra vars go
 through a 0600 file outside the private data dir, so a secret never lands in the artifacts
 (ansible-runner writes its command line, ``-e`` included, to ``artifacts/<id>/command``).
 """
@@ -35,6 +37,9 @@ ANSIBLE_CFG = REPO_ROOT / "ansible.cfg"
 PLAYBOOK_DIR = REPO_ROOT / "playbooks"
 COLLECTION_PREFIX = "firebreak.incident."
 RUN_MARKER_ENV = "FIREBREAK_RUN_ID"  # inherited by every process of a run; see _sweep()
+RUNS_DIR_ENV = "FIREBREAK_RUNS_DIR"
+KEEP_RUNS_ENV = "FIREBREAK_KEEP_RUNS"
+DEFAULT_KEEP_RUNS = 20
 PHASES = (
     "preflight",
     "diagnose",
@@ -48,6 +53,7 @@ PHASES = (
     "workload",
 )
 STATUSES = ("successful", "failed", "timeout", "canceled")
+RUN_DIR_RE = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{32}$")
 RESULT_EVENTS = {
     "runner_on_ok": "ok",
     "runner_on_failed": "failed",
@@ -384,6 +390,31 @@ class _Watchdog:
         return True
 
 
+def runs_dir() -> Path:
+    """Where the runs' private data dirs (ansible-runner's artifacts) are kept."""
+    env = os.environ.get(RUNS_DIR_ENV)
+    return Path(env) if env else Path(tempfile.gettempdir()) / "firebreak-runs"
+
+
+def keep_runs() -> int:
+    raw = os.environ.get(KEEP_RUNS_ENV, "")
+    try:
+        return max(1, int(raw)) if raw else DEFAULT_KEEP_RUNS
+    except ValueError:
+        raise FirebreakError(f"{KEEP_RUNS_ENV} must be a whole number, got {raw!r}") from None
+
+
+def _prune_runs(root: Path, keep: int, current: Path) -> list[Path]:
+    """Remove all but the newest ``keep`` run dirs (by name: they start with their UTC time)."""
+    runs = sorted(p for p in root.iterdir() if p.is_dir() and RUN_DIR_RE.match(p.name))
+    removed = []
+    for old in runs[: max(0, len(runs) - keep)]:
+        if old != current:
+            shutil.rmtree(old, ignore_errors=True)
+            removed.append(old)
+    return removed
+
+
 def run_playbook(
     playbook: str | os.PathLike[str],
     *,
@@ -407,7 +438,11 @@ def run_playbook(
     path = resolve_playbook(playbook)
     inventory_arg = resolve_inventory(inventory)
     run_id = uuid.uuid4().hex
-    private_data_dir = tempfile.mkdtemp(prefix="firebreak-run-")
+    keep = keep_runs()
+    root = runs_dir()
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_data_dir = str(root / f"{datetime.now(UTC):%Y%m%dT%H%M%S.%fZ}-{run_id}")
+    os.mkdir(private_data_dir, 0o700)
     secrets_dir = tempfile.mkdtemp(prefix="firebreak-vars-")
     variables: dict[str, Any] = {"firebreak_run_id": run_id}
     if incident_id:
@@ -486,6 +521,7 @@ def run_playbook(
     )
     if status == "failed" and not result.tasks:
         result.error = _error_text(collector.lines)
+    _prune_runs(root, keep, Path(private_data_dir))
     for task in result.tasks:
         if task.action and task.action.endswith("incident_record") and task.result.get("path"):
             result.record_path = task.result["path"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from firebreak import runner
-from firebreak.runner import InventoryNotFound, PlaybookNotFound, run_playbook
+from firebreak.runner import FirebreakError, InventoryNotFound, PlaybookNotFound, run_playbook
 
 pytestmark = pytest.mark.lab
 
@@ -145,3 +145,24 @@ def test_the_run_uses_the_repository_ansible_cfg_and_the_venv_ansible_playbook()
     assert str(runner.ANSIBLE_CFG) in command
     assert f'"cwd": "{runner.REPO_ROOT}"' in command
     assert str(Path(runner.ansible_playbook_binary()).parent) in command
+
+
+def test_run_artifacts_are_kept_in_the_runs_dir_newest_first(tmp_path, monkeypatch):
+    """Each run's artifacts under $FIREBREAK_RUNS_DIR; only the newest $FIREBREAK_KEEP_RUNS."""
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("FIREBREAK_RUNS_DIR", str(runs))
+    monkeypatch.setenv("FIREBREAK_KEEP_RUNS", "2")
+    stray = runs / "notes-kept-by-an-operator"
+    stray.mkdir(parents=True)
+    done = [run_playbook(PLAYBOOKS / "selftest_ping.yml", inventory=INVENTORY) for _ in range(3)]
+    assert all(r.status == "successful" for r in done), [r.status for r in done]
+    kept = sorted(p for p in runs.iterdir() if p != stray)
+    assert [Path(r.private_data_dir) for r in done[1:]] == kept
+    assert all(p.name.endswith(r.run_id) for p, r in zip(kept, done[1:], strict=True))
+    assert next(kept[-1].glob("artifacts/*/job_events/*.json"), None) is not None
+    assert stray.is_dir(), "a dir that is not a run's was pruned"
+
+    monkeypatch.setenv("FIREBREAK_KEEP_RUNS", "many")
+    with pytest.raises(FirebreakError, match="FIREBREAK_KEEP_RUNS"):
+        run_playbook(PLAYBOOKS / "selftest_ping.yml", inventory=INVENTORY)
+    assert sorted(p for p in runs.iterdir() if p != stray) == kept

@@ -2,10 +2,10 @@
 
 1. FM-003 with a confirmed wipe: the replica's data directory is emptied and resynced from
    scratch, its evidence kept (and hashed) before the wipe, the confirmation in the record.
-   The role makes a wipe happen in two ways: ``fm003_corruption_repair=auto`` when the state
-   transfer fails (no input forces that failure), or ``fm003_corruption_repair=wipe``
-   (documented in its argument_specs: "wipe and resync straight away"). The test uses the
-   latter, with ``fm003_corruption_confirm_wipe=true``.
+   The role makes a wipe happen in two ways, both tested: ``fm003_corruption_repair=wipe``
+   ("wipe and resync straight away"), and ``fm003_corruption_repair=auto`` (the default) when
+   the state transfer fails: the lab's ``corrupt ... unrepairable`` fault garbles the
+   replica's ``meta.json`` too, so it refuses to boot and only a wipe brings it back.
 2. FM-005 with a repeat crash: the restarted replica is killed again inside the watch window
    (from a background thread, once the restart is done); the run restarts it once, never
    twice, keeps the crash journal as evidence and ends ``escalated``; the others keep the
@@ -208,6 +208,83 @@ def test_fm003_confirmed_wipe_resyncs_from_scratch(
     loaded = storage.Log(copy).load()
     assert not loaded.corrupt and len(loaded.entries) >= damaged_op, loaded.corrupt
     assert _sha256(data / "log.dat") != sums["segments/log.dat"]
+
+
+def _wipe_if_unbootable(lab: ContainerLab, replica: str) -> None:
+    """Leave no unbootable replica to the next test: stop it and empty its data dir."""
+    try:
+        storage.load_meta(lab.data_path(replica))
+    except storage.MetaCorruptError:
+        lab.systemctl(replica, "stop", "kimberlite-vsr")
+        for p in lab.data_path(replica).iterdir():
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+
+
+def test_fm003_unrepairable_auto_wipes_only_once_confirmed(lab: ContainerLab, work: dict) -> None:
+    """repair=auto, the default: a state transfer cannot repair a replica that no longer boots
+    (its meta.json fails its checksum), so the run goes on to the wipe. Without the
+    confirmation it stops there, the replica left stopped and its data untouched; re-run with
+    it, the replica is wiped, resynced from scratch, and nothing acknowledged is lost."""
+    _write(lab, 30)
+    target = _backup(lab)
+    _settle_quiet(lab)
+    assert lab.fault("corrupt", target, "unrepairable")["meta"] is True
+    _wait_detected(lab, target)
+    _settle_quiet(lab)  # it repairs the log entry while it runs; meta.json stays garbled
+    data = lab.data_path(target)
+    (data / SENTINEL).write_text("before the wipe\n")
+    fast = "fm003_corruption_normal_timeout=20"
+    try:
+        refused = run_playbook(lab, work, "fm003_corruption", fast, incident="INC-U1")
+        assert refused.rc != 0
+        assert any("not confirmed" in f for f in refused.failures()), refused
+        assert (data / SENTINEL).exists(), "an unconfirmed wipe touched the data directory"
+        with pytest.raises(storage.MetaCorruptError):
+            storage.load_meta(data)
+        assert lab.unit_state(target) in ("failed", "inactive")
+        assert _cluster(lab)["normal"] == len(REPLICAS) - 1
+        rec = record(work, "INC-U1")
+        failed = next(e for e in rec["timeline"] if e["action"] == "state_transfer_repair")
+        # Why, from the replica's own journal (the restart's failure message carries it).
+        assert failed["outcome"] == "failed", failed
+        assert "checksum mismatch" in failed["detail"]["text"], failed
+        deny = next(e for e in rec["timeline"] if e["action"] == "wipe_confirmation")
+        assert deny["decision"] == "deny" and failed["seq"] < deny["seq"], deny
+        assert "replica_wipe" not in actions(rec)
+
+        workload.start(lab.lab_dir, rate=10, streams=2, workers=2)
+        try:
+            wiped = run_playbook(
+                lab,
+                work,
+                "fm003_corruption",
+                fast,
+                "fm003_corruption_confirm_wipe=true",
+                incident="INC-U2",
+            )
+        finally:
+            workload.stop(lab.lab_dir)
+        assert wiped.rc == 0, wiped
+        assert workload.check(lab.lab_dir)["lost"] == 0
+        assert not (data / SENTINEL).exists(), "the data directory was not wiped"
+        assert storage.load_meta(data) is not None
+        _settle_quiet(lab)
+        c = _cluster(lab)
+        assert c["normal"] == 3 and len(set(c["views"])) == 1 and sum(c["checksum"]) == 0, c
+        rec = record(work, "INC-U2")
+        assert rec["state"] == "mitigated", rec["state"]
+        seq = {e["action"]: e["seq"] for e in reversed(rec["timeline"]) if e.get("action")}
+        failed = next(e for e in rec["timeline"] if e["action"] == "state_transfer_repair")
+        assert failed["outcome"] == "failed", failed
+        allow = next(e for e in rec["timeline"] if e["action"] == "wipe_confirmation")
+        assert allow["decision"] == "allow", allow
+        assert failed["seq"] < allow["seq"] < seq["replica_wipe"] < seq["replica_rejoin"]
+        assert "cluster_verified" in seq
+    finally:
+        _wipe_if_unbootable(lab, target)
 
 
 # ----------------------------------------------------------------------------- FM-005

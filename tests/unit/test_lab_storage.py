@@ -87,3 +87,33 @@ def test_meta_roundtrip(tmp_path) -> None:
     assert storage.load_meta(tmp_path) is None
     storage.save_meta(tmp_path, {"view": 4, "last_normal_view": 3})
     assert storage.load_meta(tmp_path) == {"view": 4, "last_normal_view": 3}
+
+
+def test_meta_fails_its_checksum_when_garbled_or_edited(tmp_path) -> None:
+    storage.save_meta(tmp_path, {"view": 7, "last_normal_view": 7})
+    meta = tmp_path / "meta.json"
+    # A plausible edit (a view moved back) still fails: the crc covers both numbers.
+    meta.write_text(meta.read_text().replace('"view": 7', '"view": 6'))
+    with pytest.raises(storage.MetaCorruptError, match="checksum mismatch"):
+        storage.load_meta(tmp_path)
+    storage.save_meta(tmp_path, {"view": 7, "last_normal_view": 7})
+    storage.corrupt_meta(tmp_path)
+    with pytest.raises(storage.MetaCorruptError, match=r"checksum mismatch.*unreadable"):
+        storage.load_meta(tmp_path)
+
+
+def test_inject_corruption_arguments(tmp_path) -> None:
+    log = storage.Log(tmp_path)
+    log.load()
+    log.write(1, _entries(6))
+    storage.save_commit_hint(tmp_path, 6)
+    storage.save_meta(tmp_path, {"view": 1, "last_normal_view": 1})
+    assert storage.inject_corruption(tmp_path, "2") == {"op": 2}
+    assert storage.load_meta(tmp_path) == {"view": 1, "last_normal_view": 1}
+    done = storage.inject_corruption(tmp_path, "unrepairable")
+    assert done["meta"] is True and 1 <= done["op"] <= 6
+    with pytest.raises(storage.MetaCorruptError):
+        storage.load_meta(tmp_path)
+    assert set(storage.Log(tmp_path).load().corrupt) == {2, done["op"]}
+    with pytest.raises(RuntimeError, match="op number or 'unrepairable'"):
+        storage.inject_corruption(tmp_path, "everything")

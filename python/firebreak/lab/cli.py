@@ -51,7 +51,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     f.add_argument("kind", choices=FAULT_KINDS)
     # nargs="+" so that `lab fault KIND --replica NAME ARG` parses with plain parse_args
     f.add_argument("--replica", nargs="+", default=["leader"], help="NAME, leader or backup")
-    f.add_argument("arg", nargs="?", help="MS for clock-skew/latency, op for corrupt, ...")
+    f.add_argument(
+        "arg", nargs="?", help="MS for clock-skew/latency; for corrupt an op or 'unrepairable'"
+    )
     sub.add_parser("heal", help="undo faults, restart stopped replicas")
     rc = sub.add_parser(
         "reconfig",

@@ -45,7 +45,8 @@ partition    nftables table ``firebreak_partition`` in the replica's container d
              8080 to and from the other replicas (``arg``: comma-separated peers, default
              all); the host's port-forwarded access stays open
 corrupt      flips bits inside a committed log entry (``arg``: op, default a middle committed
-             one) on the bind-mounted data dir with :func:`firebreak.lab.storage.corrupt_entry`
+             one) on the bind-mounted data dir with :func:`firebreak.lab.storage.corrupt_entry`;
+             ``arg`` ``unrepairable`` garbles ``meta.json`` too (the replica refuses to boot)
 disk-full    fills the loop-mounted filesystem with ``.firebreak-fill`` (heal removes it)
 clock-skew   ``arg`` ms: a systemd drop-in with ``LD_PRELOAD=libfaketime`` + ``FAKETIME``, then
              the unit restarts (heal removes the drop-in and restarts)
@@ -1003,12 +1004,10 @@ class ContainerLab:
         """Flip bits in a committed entry of log.dat, on the host side of the bind mount."""
         from firebreak.lab import storage  # LAB's on-disk format and its corrupt helper
 
-        op = int(arg) if arg not in (None, "") else None
         try:
-            damaged = storage.corrupt_entry(self.data_path(replica), op)
+            return storage.inject_corruption(self.data_path(replica), arg)
         except (OSError, RuntimeError) as exc:
             raise ContainerLabError(f"corrupt on {replica}: {exc}") from exc
-        return {"op": damaged}
 
     def _disk_full(self, replica: str, _arg: Any) -> dict[str, Any]:
         mnt = self._mnt(replica)

@@ -11,7 +11,8 @@ Faults, and how they are done here:
   uses real network faults.
 * ``corrupt`` flips bits inside a committed log entry on disk of the running replica; the
   scrubber / read path must find it (vsr_checksum_failures_total, ERROR ``checksum`` line) and
-  state transfer repairs it.
+  state transfer repairs it; with the argument ``unrepairable`` it garbles ``meta.json`` too,
+  and the replica refuses to boot on its next start (only a wipe and resync bring it back).
 * ``disk-full`` moves the data dir onto a size-limited loop-mounted ext4 filesystem (never tmpfs)
   and fills it; needs root. The replica fails stop on ENOSPC. Heal removes the filler and
   restarts it.
@@ -393,10 +394,7 @@ class ProcessesBackend(Backend):
         elif kind == "corrupt":
             from firebreak.lab import storage
 
-            op = storage.corrupt_entry(
-                m["data_dir"], int(arg) if arg else None, seed=int(time.time())
-            )
-            done["op"] = op
+            done.update(storage.inject_corruption(m["data_dir"], arg, seed=int(time.time())))
         elif kind == "latency":
             ms = int(arg or 200)
             self._control(m, latency_ms=ms)

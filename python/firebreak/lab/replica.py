@@ -252,7 +252,18 @@ class ReplicaNode:
         for op in res.corrupt:
             self.checksum_failures += 1
             LOG.error("checksum mismatch in log entry op=%d found at start-up", op)
-        meta = storage.load_meta(self.data_dir)
+        try:
+            meta = storage.load_meta(self.data_dir)
+        except storage.MetaCorruptError as exc:
+            LOG.critical(
+                "refusing to start: %s. The durable view is lost and a guess could vote twice "
+                "in one view: wipe the data directory and resync from scratch (FM-003 step 5)",
+                exc,
+            )
+            raise SystemExit(3) from exc
+        self.meta_on_disk = (
+            {"view": meta["view"], "last_normal_view": meta["last_normal_view"]} if meta else None
+        )
         restarted = meta is not None or bool(res.entries) or bool(res.corrupt)
         fresh = not restarted
         meta = meta or {"view": 0, "last_normal_view": 0}
@@ -331,8 +342,13 @@ class ReplicaNode:
                 except OSError as exc:
                     self._fatal(f"cannot persist log entries from op {eff[1]}: {exc}")
             elif kind == "meta":
+                # Only a change is written (and fsync'd): the view numbers move on view changes,
+                # not on every recovery or state transfer the core reports them after.
+                if eff[1] == self.meta_on_disk:
+                    continue
                 try:
                     storage.save_meta(self.data_dir, eff[1])
+                    self.meta_on_disk = dict(eff[1])
                 except OSError as exc:
                     self._fatal(f"cannot persist view metadata: {exc}")
             elif kind == "reply":

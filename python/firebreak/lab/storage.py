@@ -3,7 +3,7 @@
 Layout of ``data_dir``::
 
     log.dat                  records, one per op, in op order
-    meta.json                {"view", "last_normal_view"} (fsync'd, atomic rename)
+    meta.json                {"view", "last_normal_view", "crc"} (fsync'd, atomic rename)
     commit.json              {"commit"}: a lower bound of the commit number (written lazily)
     checkpoints/checkpoint-<op>.json   state-machine snapshots, the last K kept
 
@@ -199,15 +199,54 @@ class ChecksumError(Exception):
 
 
 # ---------------------------------------------------------------------- meta, hint, checkpoints
+class MetaCorruptError(Exception):
+    """``meta.json`` exists but cannot be read back: the replica's durable view is lost."""
+
+
+def _meta_crc(view: int, last_normal_view: int) -> int:
+    return zlib.crc32(struct.pack("<QQ", view, last_normal_view)) & 0xFFFFFFFF
+
+
 def load_meta(data_dir: Path) -> dict | None:
+    """The durable view numbers, or None on a replica that never wrote them.
+
+    Raises :class:`MetaCorruptError` when the file is there but fails its checksum or cannot
+    be parsed: a replica must not guess its view (it could vote twice in one view), so it
+    refuses to boot; the operator's way out is the seed's FM-003 step 5, wipe and resync."""
     p = Path(data_dir) / "meta.json"
     if not p.exists():
         return None
-    return json.loads(p.read_text())
+    try:
+        meta = json.loads(p.read_bytes().decode())
+        view, last_normal = int(meta["view"]), int(meta["last_normal_view"])
+        crc = int(meta["crc"])
+    except (UnicodeDecodeError, ValueError, TypeError, KeyError) as exc:
+        raise MetaCorruptError(
+            f"checksum mismatch in {p}: unreadable ({exc.__class__.__name__}: {exc})"
+        ) from exc
+    if crc != _meta_crc(view, last_normal):
+        raise MetaCorruptError(f"checksum mismatch in {p}: crc {crc} does not match its views")
+    return {"view": view, "last_normal_view": last_normal}
 
 
 def save_meta(data_dir: Path, meta: dict) -> None:
-    write_json_atomic(Path(data_dir) / "meta.json", meta, fsync=True)
+    view, last_normal = int(meta["view"]), int(meta["last_normal_view"])
+    record = {"view": view, "last_normal_view": last_normal, "crc": _meta_crc(view, last_normal)}
+    write_json_atomic(Path(data_dir) / "meta.json", record, fsync=True)
+
+
+def corrupt_meta(data_dir: str | os.PathLike) -> None:
+    """Garble ``meta.json`` in place (fault injection: the disk fails under the metadata too)."""
+    p = Path(data_dir) / "meta.json"
+    data = bytearray(p.read_bytes())
+    if not data:
+        raise RuntimeError(f"{p} is empty")
+    for i in range(0, len(data), 3):
+        data[i] ^= 0xA5
+    with open(p, "r+b") as fh:
+        fh.write(bytes(data))
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def load_commit_hint(data_dir: Path) -> int:
@@ -300,3 +339,17 @@ def corrupt_entry(
         fh.flush()
         os.fsync(fh.fileno())
     return op
+
+
+def inject_corruption(data_dir: str | os.PathLike, arg: str | int | None, seed: int = 0) -> dict:
+    """``lab fault corrupt``'s argument: empty (a middle committed entry), an op number, or
+    ``unrepairable`` (a middle entry and ``meta.json``: the replica no longer boots, so a
+    state transfer cannot repair it and only a wipe and resync can)."""
+    text = "" if arg is None else str(arg).strip()
+    if text == "unrepairable":
+        op = corrupt_entry(data_dir, None, seed=seed)
+        corrupt_meta(data_dir)
+        return {"op": op, "meta": True}
+    if text and not text.isdigit():
+        raise RuntimeError(f"corrupt: ARG is an op number or 'unrepairable', not {text!r}")
+    return {"op": corrupt_entry(data_dir, int(text) if text else None, seed=seed)}
