@@ -548,43 +548,42 @@ class ContainerLab:
         Returns one line per reclaimed lab (also written to stderr)."""
         wanted = {self.container(r) for r in self.replica_names()}
         rows = json.loads(_run(["podman", "ps", "-a", "--format", "json"]).stdout or "[]")
-        holders: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            names = set(row.get("Names") or [])
-            if not names & wanted:
-                continue
-            labels = row.get("Labels") or {}
+        holders: dict[str, str] = {}  # lab id -> its lab dir
+
+        def holder(what: str, labels: dict[str, str], other: str) -> None:
             lab_id = labels.get(f"{LABEL}.id")
             if labels.get(LABEL) != "1" or not lab_id:
                 raise ContainerLabError(
-                    f"container {', '.join(sorted(names))} exists and is not a firebreak lab's; "
-                    "remove it or choose another name prefix"
+                    f"{what} exists and is not a firebreak lab's; remove it or choose {other}"
                 )
-            holders.setdefault(lab_id, {"dir": labels.get(f"{LABEL}.dir", "")})
+            holders.setdefault(lab_id, labels.get(f"{LABEL}.dir", ""))
+
+        for row in rows:
+            names = set(row.get("Names") or [])
+            if names & wanted:
+                holder(
+                    f"container {', '.join(sorted(names))}",
+                    row.get("Labels") or {},
+                    "another name prefix",
+                )
         res = _run(["podman", "network", "inspect", self.network])
         if res.returncode == 0:
             labels = (json.loads(res.stdout or "[]") or [{}])[0].get("labels") or {}
-            lab_id = labels.get(f"{LABEL}.id")
-            if labels.get(LABEL) != "1" or not lab_id:
-                raise ContainerLabError(
-                    f"podman network {self.network} exists and is not a firebreak lab's; "
-                    "remove it or choose another network name"
-                )
-            holders.setdefault(lab_id, {"dir": labels.get(f"{LABEL}.dir", "")})
+            holder(f"podman network {self.network}", labels, "another network name")
         reclaimed = []
-        for lab_id, holder in holders.items():
+        for lab_id, owner_dir in holders.items():
             if lab_id == self.lab_id:
                 continue
-            why = self._stale_reason(lab_id, holder["dir"], rows)
+            why = self._stale_reason(lab_id, owner_dir, rows)
             if why is None:
                 raise ContainerLabError(
-                    f"a lab that is still up (lab dir {holder['dir'] or '?'}) holds the names "
+                    f"a lab that is still up (lab dir {owner_dir or '?'}) holds the names "
                     f"{', '.join(sorted(wanted))} or network {self.network}: bring it down "
-                    f"(FIREBREAK_LAB_DIR={holder['dir'] or '?'} firebreak lab down) or choose "
+                    f"(FIREBREAK_LAB_DIR={owner_dir or '?'} firebreak lab down) or choose "
                     "another name prefix, network and net"
                 )
-            self._remove_lab(lab_id, holder["dir"])
-            line = f"reclaimed stale lab {lab_id} (lab dir {holder['dir'] or '?'}): {why}"
+            self._remove_lab(lab_id, owner_dir)
+            line = f"reclaimed stale lab {lab_id} (lab dir {owner_dir or '?'}): {why}"
             print(line, file=sys.stderr)
             reclaimed.append(line)
         return reclaimed
