@@ -465,8 +465,13 @@ def run_playbook(
     collector = _Collector(on_task)
     watchdog = _Watchdog(run_id, timeout, cancel)
     started_at, t0 = utc_now(), time.monotonic()
+    # The run's own temp dir: what a killed module leaves there (AnsiballZ payload dirs of a
+    # local task, under a timeout or a cancel) goes with the run dir, never into /tmp for ever.
+    run_tmp = Path(private_data_dir) / "tmp"
+    run_tmp.mkdir(mode=0o700)
     env = {
         "ANSIBLE_CONFIG": str(ANSIBLE_CFG),
+        "TMPDIR": str(run_tmp),
         RUN_MARKER_ENV: run_id,
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_NOCOLOR": "1",

@@ -196,7 +196,9 @@ def test_a_secret_extra_var_never_reaches_artifacts_record_or_output(tmp_path):
     for text in outputs:
         assert canary not in text
     # the extra-vars file that carried the secret is gone; the private data dirs stay
-    assert sorted(p.name.split("-")[1] for p in scratch.iterdir()) == ["run", "run"]
+    assert [p.name for p in scratch.iterdir()] == ["firebreak-runs"]
+    runs = list((scratch / "firebreak-runs").iterdir())
+    assert len(runs) == 2 and set(data_dirs) <= set(runs), (runs, data_dirs)
 
 
 @pytest.fixture(scope="module")

@@ -84,6 +84,11 @@ def test_a_run_over_its_timeout_comes_back_as_timeout_and_leaves_nothing_running
     assert _pids_with_cmdline(marker) == []
     assert runner._processes_with_marker(result.run_id) == []
     assert result.leftover_killed, "the sleep was running; something must have been killed"
+    # The killed module's AnsiballZ payload dir stays in the run's own temp dir (pruned with
+    # the run dir), not in the machine's /tmp.
+    assert list(Path(result.private_data_dir, "tmp").glob("ansible_*_payload_*")), (
+        "the killed command module left no payload dir in the run's temp dir"
+    )
 
 
 def test_a_canceled_run_comes_back_as_canceled_and_leaves_nothing_running():
