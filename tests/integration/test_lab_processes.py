@@ -211,6 +211,44 @@ def test_corrupt_backup_detected_and_repaired(lab) -> None:
     _check_workload(lab)
 
 
+def test_unrepairable_corruption_refuses_to_boot_and_heal_says_so(lab) -> None:
+    """`corrupt unrepairable`: the replica repairs its log while it runs, but its meta.json
+    fails its checksum at the next start, so it refuses to boot; `lab heal` reports that (exit
+    1, the replica's own reason) instead of calling it healed. A wipe brings it back."""
+    workload.start(lab.dir, rate=30, streams=3, workers=3)
+    time.sleep(1.0)
+    victim = lab.resolve("backup")
+    m = next(r for r in lab.state()["replicas"] if r["name"] == victim)
+    done = lab.fault("corrupt", victim, "unrepairable")
+    assert done["meta"] is True
+    _wait(lambda: _metric(m["metrics_url"], "vsr_checksum_failures_total") > 0, 5, "detection")
+    lab.fault("kill", victim)
+    env = {"FIREBREAK_LAB_DIR": str(lab.dir), "PATH": "/usr/bin:/bin"}
+    heal = subprocess.run(
+        [sys.executable, "-m", "firebreak.cli", "lab", "heal"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert heal.returncode == 1, heal
+    assert victim in json.loads(heal.stdout)["failed"], heal.stdout
+    assert "refusing to start: checksum mismatch" in heal.stderr, heal.stderr
+    assert _status(lab, victim) is None
+    # The other two keep the quorum: writes still commit.
+    leader = lab.resolve("leader")
+    lm = next(r for r in lab.state()["replicas"] if r["name"] == leader)
+    code, _ = http_json(
+        lm["api_url"] + "/api/write", "POST", {"stream": "unboot", "event": "x"}, timeout=6
+    )
+    assert code == 200
+    # The way back (FM-003 step 5): wipe the data directory, start it, it resyncs.
+    for p in Path(m["data_dir"]).iterdir():
+        subprocess.run(["rm", "-rf", str(p)], check=True)
+    assert lab.heal()["failed"] == {}
+    _check_workload(lab)
+
+
 def test_restart_replica_recovers_and_catches_up(lab) -> None:
     victim = lab.resolve("backup")
     lab.fault("stop", victim)

@@ -145,8 +145,11 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(be.fault(args.kind, target, arg)))
             return 0
         if cmd == "heal":
-            print(json.dumps(be.heal()))
-            return 0
+            healed = be.heal()
+            print(json.dumps(healed))
+            for why in (healed.get("failed") or {}).values():
+                print(f"lab heal: {why}", file=sys.stderr)
+            return 1 if healed.get("failed") else 0
         if cmd == "reconfig":
             print(json.dumps(be.reconfig(args.action, args.replica, wait=args.wait)))
             return 0

@@ -1135,7 +1135,33 @@ class ContainerLab:
             self.faults.pop(r, None)
             healed[r] = done
         self._save_state(status="up")
-        return {"healed": healed}
+        # A start is only a heal when the replica comes up: one that refuses to boot (its
+        # journal says why) is reported, not counted as healed.
+        failed = {
+            r: why
+            for r, done in healed.items()
+            if "start" in done and (why := self._wait_health(r))
+        }
+        return {"healed": healed, "failed": failed}
+
+    def _wait_health(self, replica: str, timeout: float = 10) -> str | None:
+        """None once the started unit's replica answers /health; else why not (its journal)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                if _http_get(f"{self.metrics_url(replica)}/health", timeout=1)[0] == 200:
+                    return None
+            if self.unit_state(replica) in ("failed", "inactive"):
+                break
+            time.sleep(0.2)
+        else:
+            return f"{replica} did not answer /health within {timeout:g}s"
+        last = self.journal(replica, 20).strip().splitlines()
+        errors = [line for line in last if "CRITICAL" in line or "ERROR" in line]
+        return (
+            f"{replica} did not stay up ({self.unit_state(replica)}): "
+            + ((errors or last or ["no journal"])[-1])
+        )
 
 
 class ContainersBackend(Backend):

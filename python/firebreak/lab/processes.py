@@ -229,20 +229,26 @@ class ProcessesBackend(Backend):
         save_state(st, self.dir)
         self._spawn(st, name)
         save_state(st, self.dir)
-        deadline = time.monotonic() + 10
+        why = self._wait_health(m)
+        if why:
+            raise LabError(why)
+        return m
+
+    @staticmethod
+    def _wait_health(m: dict, timeout: float = 10) -> str | None:
+        """None once the (re)started replica answers /health; else why not, from its log."""
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not _alive(m["pid"]):
                 tail = Path(m["log"]).read_text()[-2000:] if Path(m["log"]).exists() else ""
-                raise LabError(f"{name} exited during start-up; log tail:\n{tail}")
+                return f"{m['name']} exited during start-up; log tail:\n{tail}"
             try:
                 if http_json(m["metrics_url"] + "/health", timeout=1)[0] == 200:
-                    break
+                    return None
             except OSError:
                 pass
             time.sleep(0.1)
-        else:
-            raise LabError(f"{name} did not answer /health within 10s")
-        return m
+        return f"{m['name']} did not answer /health within {timeout:g}s"
 
     def _spawn(self, state: dict, name: str, env_extra: dict | None = None) -> int:
         m = self._member(state, name)
@@ -529,6 +535,7 @@ class ProcessesBackend(Backend):
     def heal(self) -> dict:
         st = self.state()
         actions = []
+        started: list[dict] = []
         for m in st["replicas"]:
             name = m["name"]
             pid = m["pid"]
@@ -550,7 +557,11 @@ class ProcessesBackend(Backend):
                 m["env"] = {}
             if not _ours(m["pid"], m["config"]):
                 self._spawn(st, name)
+                started.append(m)
                 actions.append(f"restarted {name}")
         st["faults"] = {}
         save_state(st, self.dir)
-        return {"healed": actions}
+        # A restart is only a heal when the replica comes up: one that refuses to boot (its
+        # log says why) is reported, not counted as healed.
+        failed = {m["name"]: why for m in started if (why := self._wait_health(m))}
+        return {"healed": actions, "failed": failed}
