@@ -3,7 +3,7 @@
 A crashed run (a CI job killed mid-test, a machine restored from a snapshot) leaves podman
 containers and a network behind under the names the next run of the same test wants. ``up``
 reclaims them when their lab is gone and refuses, naming the owner, when it is still up.
-Names here: ``stl-replica-i``, network ``firebreak-lab-stale``, host addresses ``127.0.45.i``.
+Names here: ``stl-replica-i``, network ``firebreak-lab-stale``, host addresses ``127.0.46.i``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from firebreak.lab.containers import ContainerLab, ContainerLabError
 
 pytestmark = pytest.mark.rehearsal
 
-OPTS = {"replicas": 2, "net": 45, "network": "firebreak-lab-stale", "name_prefix": "stl-"}
+OPTS = {"replicas": 2, "net": 46, "network": "firebreak-lab-stale", "name_prefix": "stl-"}
 
 
 def _holders(names: list[str]) -> dict[str, str]:
