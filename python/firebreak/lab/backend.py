@@ -37,6 +37,21 @@ FAULT_KINDS = (
     "heal",
 )
 SERVICE_NAME = "kimberlite-vsr"
+# clock-skew: the replica process runs under libfaketime (Debian's libfaketime package).
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+DEFAULT_CLOCK_SKEW_MS = 500
+
+
+def faketime_env(ms: float) -> dict[str, str]:
+    """The environment that skews a process's wall clock by ``ms`` (both modes use it).
+
+    Only the wall clock drifts: timeouts measured on the monotonic clock stay honest."""
+    return {
+        "LD_PRELOAD": FAKETIME_LIB,
+        "FAKETIME": f"{'+' if ms >= 0 else '-'}{abs(ms) / 1000:.3f}",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        "FAKETIME_DONT_RESET": "1",
+    }
 
 
 class LabError(RuntimeError):

@@ -100,10 +100,12 @@ from typing import Any
 from firebreak.lab import backend as _backend
 from firebreak.lab import image as lab_image
 from firebreak.lab.backend import (
+    DEFAULT_CLOCK_SKEW_MS,
     REPO,
     SERVICE_NAME,
     Backend,
     LabError,
+    faketime_env,
     http_json,
     lab_dir,
     read_admin_status,
@@ -118,7 +120,6 @@ METRICS_PORT = 9090
 DATA_DIR = "/var/lib/kimberlite"
 CONFIG_PATH = "/etc/kimberlite/replica.json"
 SOURCE_MOUNT = "/opt/firebreak/python"
-FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 CLOCK_DROPIN = f"/etc/systemd/system/{UNIT}.service.d/50-firebreak-clock-skew.conf"
 NFT_TABLE = "firebreak_partition"
 FILL_FILE = ".firebreak-fill"
@@ -1027,15 +1028,9 @@ class ContainerLab:
         return {"free_bytes": st.f_bavail * st.f_frsize}
 
     def _clock_skew(self, replica: str, arg: Any) -> dict[str, Any]:
-        ms = float(arg if arg is not None else 300)
-        offset = f"{'+' if ms >= 0 else '-'}{abs(ms) / 1000:.3f}"
-        dropin = (
-            "[Service]\n"
-            f"Environment=LD_PRELOAD={FAKETIME_LIB}\n"
-            f'Environment="FAKETIME={offset}"\n'
-            # Only the wall clock drifts; timeouts measured on the monotonic clock stay honest.
-            "Environment=FAKETIME_DONT_FAKE_MONOTONIC=1\n"
-        )
+        env = faketime_env(float(arg if arg is not None else DEFAULT_CLOCK_SKEW_MS))
+        offset = env["FAKETIME"]
+        dropin = "[Service]\n" + "".join(f'Environment="{k}={v}"\n' for k, v in env.items())
         d = os.path.dirname(CLOCK_DROPIN)
         self.exec(replica, "mkdir", "-p", d, check=True)
         res = _run(

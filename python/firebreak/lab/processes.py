@@ -41,9 +41,12 @@ import time
 from pathlib import Path
 
 from firebreak.lab.backend import (
+    DEFAULT_CLOCK_SKEW_MS,
+    FAKETIME_LIB,
     SERVICE_NAME,
     Backend,
     LabError,
+    faketime_env,
     http_json,
     load_state,
     read_admin_status,
@@ -53,7 +56,6 @@ from firebreak.lab.backend import (
     write_inventory,
 )
 
-FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 DEFAULT_NET = 20
 
 
@@ -407,14 +409,9 @@ class ProcessesBackend(Backend):
             self._push_control(m)
             done["ms"] = ms
         elif kind == "clock-skew":
-            ms = int(arg or 500)
+            ms = int(arg or DEFAULT_CLOCK_SKEW_MS)
             self._stop_pid(m)
-            env = {
-                "LD_PRELOAD": FAKETIME_LIB,
-                "FAKETIME": f"{ms / 1000:+.3f}",
-                "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-                "FAKETIME_DONT_RESET": "1",
-            }
+            env = faketime_env(ms)
             if not Path(FAKETIME_LIB).exists():
                 raise LabError(f"libfaketime not found at {FAKETIME_LIB}")
             self._spawn(st, name, env)
