@@ -365,3 +365,46 @@ def test_whole_cluster_restart_keeps_committed_writes(lab) -> None:
     _wait(lambda: _all_normal_same_commit(lab), 20, "the restarted cluster to be normal")
     code, data = http_json(lm["api_url"] + "/api/read?stream=all", timeout=5)
     assert code == 200 and data["events"] == [f"a{k}" for k in range(5)]
+
+
+def test_held_repair_keeps_the_damage_until_the_operator_repairs(tmp_path) -> None:
+    """`lab up --hold-repair`: the corrupted replica fences itself (status 3, `repair_held`)
+    and its log keeps the damaged entry (evidence) until a forced state transfer repairs it."""
+    from firebreak.lab import storage
+
+    be = ProcessesBackend(tmp_path)
+    try:
+        be.up(replicas=3, net=47, scrub_interval_s=SCRUB_S, hold_repair=True)
+        leader = be.resolve("leader")
+        lm = next(r for r in be.state()["replicas"] if r["name"] == leader)
+        for k in range(20):
+            code, _ = http_json(
+                lm["api_url"] + "/api/write", "POST", {"stream": "h", "event": f"h{k}"}, timeout=6
+            )
+            assert code == 200
+        victim = be.resolve("backup")
+        m = next(r for r in be.state()["replicas"] if r["name"] == victim)
+        op = be.fault("corrupt", victim)["op"]
+        _wait(
+            lambda: (s := _status(be, victim)) and s["repair_held"] and s["status"] == 3,
+            SCRUB_S + 5,
+            "the held repair",
+        )
+        time.sleep(2 * SCRUB_S)  # scrub tours go by: still nothing repaired
+        assert op in storage.scan(Path(m["data_dir"]) / "log.dat").corrupt
+        assert _status(be, victim)["repair_held"]
+        assert "repair held for the operator" in Path(m["log"]).read_text()
+        # The others keep committing meanwhile.
+        code, _ = http_json(
+            lm["api_url"] + "/api/write", "POST", {"stream": "h", "event": "held"}, timeout=6
+        )
+        assert code == 200
+        code, answer = http_json(m["api_url"] + "/admin/state-transfer", "POST", {})
+        assert code == 200 and answer.get("released") is True, answer
+        _wait(lambda: _all_normal_same_commit(be), 15, "the repair")
+        assert storage.scan(Path(m["data_dir"]) / "log.dat").corrupt == []
+        assert not _status(be, victim)["repair_held"]
+    finally:
+        be.down()
+        for pid in _leftover_pids(tmp_path):
+            subprocess.run(["kill", "-9", str(pid)], check=False)

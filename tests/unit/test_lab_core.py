@@ -137,6 +137,34 @@ def test_corrupt_replica_stops_voting_until_repaired() -> None:
     ]
 
 
+def test_held_repair_waits_for_the_operator() -> None:
+    """hold_repair: fenced at once (no votes, status 3), but no state transfer is asked for
+    until release_repair(); then it is repaired as usual."""
+    net = Net()
+    net.r[2] = Replica(NAMES, 2, timing=Timing(), seed=2, hold_repair=True)
+    net.run(200)
+    for k in range(5):
+        net.write(0, f"e{k}")
+    net.run(300)
+    effs = net.r[2].on_corruption(3)
+    assert any(e[0] == "log" and "repair held" in e[2] for e in effs), effs
+    net.effects(2, effs)
+    assert net.r[2].status == STATE_TRANSFER and net.r[2].repair_held
+    sent_before = len(net.order)
+    net.run(3000)
+    asked = [o for o in net.order[sent_before:] if o[0] == 2 and o[2] == "getstate"]
+    assert asked == [], "a held repair asked for the state anyway"
+    assert net.r[2].status == STATE_TRANSFER and not net.r[2].clean
+    # the other two keep committing without it
+    net.write(0, "while-held")
+    net.run(300)
+    assert net.r[0].commit == 6
+    net.effects(2, net.r[2].release_repair())
+    net.run(1000)
+    assert net.r[2].status == NORMAL and net.r[2].clean and not net.r[2].repair_held
+    assert [e["body"]["event"] for e in net.disk[2]][-1] == "while-held"
+
+
 def test_restart_recovers_from_durable_log() -> None:
     net = Net()
     net.run(200)

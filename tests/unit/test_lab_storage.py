@@ -117,3 +117,20 @@ def test_inject_corruption_arguments(tmp_path) -> None:
     assert set(storage.Log(tmp_path).load().corrupt) == {2, done["op"]}
     with pytest.raises(RuntimeError, match="op number or 'unrepairable'"):
         storage.inject_corruption(tmp_path, "everything")
+
+
+def test_scan_verifies_without_touching_the_file(tmp_path) -> None:
+    log = storage.Log(tmp_path)
+    log.load()
+    log.write(1, _entries(5))
+    storage.save_commit_hint(tmp_path, 5)
+    storage.corrupt_entry(tmp_path, 3)
+    before = (tmp_path / "log.dat").read_bytes()
+    res = storage.scan(tmp_path / "log.dat")
+    assert res.corrupt == [3] and len(res.entries) == 2
+    assert (tmp_path / "log.dat").read_bytes() == before
+    assert not list(tmp_path.glob("log.dat.corrupt-*"))
+    # load() is the replica's: it keeps the damaged file aside and cuts the log.
+    assert storage.Log(tmp_path).load().corrupt == [3]
+    assert (tmp_path / "log.dat.corrupt-op3").read_bytes() == before
+    assert len((tmp_path / "log.dat").read_bytes()) < len(before)

@@ -110,6 +110,18 @@ def replica_config(
     return cfg
 
 
+# The replica config keys `lab up` passes through (both modes; see firebreak.lab.replica).
+CONFIG_OPTS = (
+    "checkpoint_interval",
+    "checkpoint_keep",
+    "scrub_interval_s",
+    "hold_repair",
+    "heartbeat_ms",
+    "view_change_min_ms",
+    "view_change_max_ms",
+    "request_timeout_s",
+)
+
 # What `lab status` shows of each replica's /admin/status, in both modes.
 STATUS_FIELDS = (
     "status",
@@ -121,6 +133,7 @@ STATUS_FIELDS = (
     "is_primary",
     "isolated",
     "corrupt_from",
+    "repair_held",
     "checksum_failures",
     "clock_offset_ms",
     "member",

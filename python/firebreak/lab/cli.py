@@ -43,6 +43,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     up.add_argument("--checkpoint-interval", type=int)
     up.add_argument("--scrub-interval", type=float, dest="scrub_interval_s")
+    up.add_argument(
+        "--hold-repair",
+        action="store_true",
+        default=None,
+        help="a replica that finds corruption while running fences itself and waits for a "
+        "forced state transfer or a restart (the damaged bytes stay on disk as evidence)",
+    )
     st = sub.add_parser("status", help="replica status")
     st.add_argument("--json", action="store_true")
     sub.add_parser("down", help="stop the lab and undo host changes")
@@ -115,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
                 "network": args.network,
                 "checkpoint_interval": args.checkpoint_interval,
                 "scrub_interval_s": args.scrub_interval_s,
+                "hold_repair": args.hold_repair,
             }
             state = get_backend(args.mode, d).up(replicas=args.replicas, **opts)
             print(

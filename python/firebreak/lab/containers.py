@@ -100,6 +100,7 @@ from typing import Any
 from firebreak.lab import backend as _backend
 from firebreak.lab import image as lab_image
 from firebreak.lab.backend import (
+    CONFIG_OPTS,
     DEFAULT_CLOCK_SKEW_MS,
     REPO,
     SERVICE_NAME,
@@ -133,15 +134,6 @@ class ContainerLabError(LabError):
 
 DEFAULT_NET = 30  # processes mode defaults to 20
 #: Replica config keys that ``up(**opts)`` passes through (as the processes mode does).
-CONFIG_OPTS = (
-    "checkpoint_interval",
-    "checkpoint_keep",
-    "scrub_interval_s",
-    "heartbeat_ms",
-    "view_change_min_ms",
-    "view_change_max_ms",
-    "request_timeout_s",
-)
 
 
 def default_lab_dir() -> Path:

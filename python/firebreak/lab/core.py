@@ -239,6 +239,7 @@ class Replica:
         restarted: bool = False,
         fresh: bool = False,
         members: list[str] | None = None,
+        hold_repair: bool = False,
     ) -> None:
         self.names = list(names)
         self.index = index
@@ -291,6 +292,12 @@ class Replica:
         self.responses: dict[int, dict] = {}
         self.st_from = 0
         self.st_view = 0
+        # hold_repair: corruption found while running fences the replica (status 3, no votes,
+        # the range never served) but waits for an operator (release_repair, i.e. a forced
+        # state transfer, or a restart) instead of repairing itself: the damaged bytes stay on
+        # disk as evidence until then. Corruption found at start-up is always repaired.
+        self.hold_repair = hold_repair
+        self.repair_held = False
         self.last_retry = now
         self.recovery_started = now
         self.last_heard = now
@@ -553,7 +560,7 @@ class Replica:
                 )
                 self._start_view_change(self.view + 1)
         elif self.status == STATE_TRANSFER:
-            if now - self.last_retry >= self.t.retry_ms:
+            if now - self.last_retry >= self.t.retry_ms and not self.repair_held:
                 self._send_getstate(broadcast=True)
             if self.clean and self.member and now - self.last_heard > self.t.view_change_max_ms * 2:
                 self._start_view_change(self.view + 1)
@@ -709,10 +716,15 @@ class Replica:
         """The storage layer found a checksum mismatch in the durable copy of ``op``."""
         first = op if self.corrupt_from is None else min(self.corrupt_from, op)
         self.corrupt_from = first
+        held = self.hold_repair and self.status != RECOVERING
         self._log(
             "ERROR",
             f"checksum mismatch in log entry op={op}: not serving or acknowledging ops >= {first}; "
-            "starting state transfer to repair",
+            + (
+                "repair held for the operator (a forced state transfer or a restart repairs it)"
+                if held
+                else "starting state transfer to repair"
+            ),
         )
         if self.status != RECOVERING:
             if self.is_primary and self.status == NORMAL:
@@ -720,6 +732,16 @@ class Replica:
             self.status = STATE_TRANSFER
             self.st_from = min(first - 1, self.commit)
             self.st_view = self.view
+            self.repair_held = held
+            if not held:
+                self._send_getstate(broadcast=True)
+        return self._drain()
+
+    def release_repair(self) -> list:
+        """An operator's go for a held repair: the state transfer starts now."""
+        if self.repair_held:
+            self.repair_held = False
+            self._log("WARNING", f"held repair released: state transfer from op {self.st_from + 1}")
             self._send_getstate(broadcast=True)
         return self._drain()
 
@@ -979,6 +1001,7 @@ class Replica:
         self._fail_waiters()  # we may have been primary of an older view
         self._replace_log(from_op, entries, force=was_repair)
         self.corrupt_from = None
+        self.repair_held = False
         self.view = v
         self.status = NORMAL
         self.leader = self.names[src]
@@ -1005,6 +1028,7 @@ class Replica:
         self.status = STATE_TRANSFER
         self.st_from = from_op
         self.st_view = v
+        self.repair_held = False
         self.last_heard = self.now
         self._log("INFO", f"starting state transfer from op {from_op + 1} (view {v})")
         self._send_getstate(broadcast=False)

@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 from firebreak.lab.backend import (
+    CONFIG_OPTS,
     DEFAULT_CLOCK_SKEW_MS,
     FAKETIME_LIB,
     SERVICE_NAME,
@@ -143,19 +144,7 @@ class ProcessesBackend(Backend):
                     "pid": None,
                 }
             )
-        extra = {
-            k: opts[k]
-            for k in (
-                "checkpoint_interval",
-                "checkpoint_keep",
-                "scrub_interval_s",
-                "heartbeat_ms",
-                "view_change_min_ms",
-                "view_change_max_ms",
-                "request_timeout_s",
-            )
-            if opts.get(k) is not None
-        }
+        extra = {k: opts[k] for k in CONFIG_OPTS if opts.get(k) is not None}
         for m in members:
             Path(m["dir"]).mkdir(parents=True, exist_ok=True)
             cfg = replica_config(cluster, members, m["name"], m["data_dir"], **extra)

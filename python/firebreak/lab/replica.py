@@ -8,9 +8,11 @@ Run with ``python3 -m firebreak.lab.replica --config PATH`` where PATH is a JSON
      "data_dir": "/var/lib/kimberlite", "checkpoint_interval": 100, "checkpoint_keep": 3,
      "scrub_interval_s": 5}
 
-Optional keys: ``members`` (the initial configuration, default every name in ``replicas``; a
-replica added later by a reconfiguration lists the cluster's initial members here, or leaves it
-out: it learns the configuration from the log before it takes part),
+Optional keys: ``hold_repair`` (default false: corruption found while running is repaired at
+once; true: the replica fences itself and waits for a forced state transfer or a restart, so the
+damaged bytes stay on disk as evidence), ``members`` (the initial configuration, default every
+name in ``replicas``; a replica added later by a reconfiguration lists the cluster's initial
+members here, or leaves it out: it learns the configuration from the log before it takes part),
 ``bind_host`` (default: this replica's ``host``; "0.0.0.0" in containers),
 ``heartbeat_ms`` (100), ``view_change_min_ms`` (500), ``view_change_max_ms`` (1000),
 ``request_timeout_s`` (5), ``control_file`` (default ``<data_dir>/control.json``: simulated
@@ -96,6 +98,7 @@ def load_config(path: str | os.PathLike) -> dict:
     cfg.setdefault("checkpoint_interval", 100)
     cfg.setdefault("checkpoint_keep", 3)
     cfg.setdefault("scrub_interval_s", 5)
+    cfg.setdefault("hold_repair", False)
     cfg.setdefault("heartbeat_ms", 100)
     cfg.setdefault("view_change_min_ms", 500)
     cfg.setdefault("view_change_max_ms", 1000)
@@ -288,6 +291,7 @@ class ReplicaNode:
             snapshot=storage.load_latest_checkpoint(self.data_dir),
             restarted=restarted,
             fresh=fresh,
+            hold_repair=bool(self.cfg["hold_repair"]),
         )
         self.boot_effects = core._drain()
         return core
@@ -573,6 +577,7 @@ class ReplicaNode:
                 "is_primary": c.status == NORMAL and c.is_primary,
                 "isolated": self.isolated,
                 "corrupt_from": c.corrupt_from,
+                "repair_held": c.repair_held,
                 "checksum_failures": self.checksum_failures,
                 "scrub_tours": self.scrub_tours,
                 "partitioned_from": sorted(self.partitioned),
@@ -616,6 +621,14 @@ class ReplicaNode:
         if action == "state-transfer":
             with self.lock:
                 c = self.core
+                if c.repair_held:
+                    LOG.warning("held repair released by admin (from op %d)", c.st_from + 1)
+                    self.run_effects(c.release_repair())
+                    return 200, {
+                        "status": STATUS_NAMES[STATE_TRANSFER],
+                        "from_op": c.st_from + 1,
+                        "released": True,
+                    }
                 if c.status == STATE_TRANSFER:
                     return 409, {"error": "state transfer already running"}
                 LOG.warning("state transfer forced by admin (from op %d)", c.commit + 1)

@@ -65,6 +65,44 @@ class LoadResult:
         self.torn_tail = False
 
 
+def _parse(data: bytes) -> tuple[LoadResult, list[int], int]:
+    """Verify a log file's bytes: the result, each record's offset, where the scan stopped."""
+    res = LoadResult()
+    pos, op = 0, 1
+    offsets: list[int] = []
+    while pos < len(data):
+        if len(data) - pos < HEADER.size:
+            res.torn_tail = True
+            break
+        magic, length, crc, rop, rview = HEADER.unpack_from(data, pos)
+        if magic != MAGIC or length > MAX_BODY:
+            res.corrupt.append(op)
+            break
+        if pos + HEADER.size + length > len(data):
+            res.torn_tail = True
+            break
+        body = data[pos + HEADER.size : pos + HEADER.size + length]
+        if rop != op or _crc(length, rop, rview, body) != crc:
+            res.corrupt.append(op)
+            # keep indexing so the scrubber/reads know where later records are
+            offsets.append(pos)
+            pos += HEADER.size + length
+            op += 1
+            continue
+        offsets.append(pos)
+        if not res.corrupt:
+            res.entries.append(json.loads(body))
+        pos += HEADER.size + length
+        op += 1
+    return res, offsets, pos
+
+
+def scan(path: str | os.PathLike) -> LoadResult:
+    """Verify a log file without touching it (a live replica's, or a copy kept as evidence);
+    :meth:`Log.load`, by contrast, cuts a damaged file at its first bad record."""
+    return _parse(Path(path).read_bytes())[0]
+
+
 class Log:
     """The append-only (truncatable) log file with an in-memory offset index."""
 
@@ -80,34 +118,8 @@ class Log:
     def load(self) -> LoadResult:
         """Read and verify the whole file. Returns the entries up to the first bad record, and
         the ops whose checksum failed (the first one ends the usable prefix)."""
-        res = LoadResult()
         data = self.path.read_bytes()
-        pos, op = 0, 1
-        self.offsets = []
-        while pos < len(data):
-            if len(data) - pos < HEADER.size:
-                res.torn_tail = True
-                break
-            magic, length, crc, rop, rview = HEADER.unpack_from(data, pos)
-            if magic != MAGIC or length > MAX_BODY:
-                res.corrupt.append(op)
-                break
-            if pos + HEADER.size + length > len(data):
-                res.torn_tail = True
-                break
-            body = data[pos + HEADER.size : pos + HEADER.size + length]
-            if rop != op or _crc(length, rop, rview, body) != crc:
-                res.corrupt.append(op)
-                # keep indexing so the scrubber/reads know where later records are
-                self.offsets.append(pos)
-                pos += HEADER.size + length
-                op += 1
-                continue
-            self.offsets.append(pos)
-            if not res.corrupt:
-                res.entries.append(json.loads(body))
-            pos += HEADER.size + length
-            op += 1
+        res, self.offsets, pos = _parse(data)
         if res.corrupt:
             first = res.corrupt[0]
             # the range from the first bad record on is unusable until repaired (it is rewritten
