@@ -36,6 +36,7 @@ class Rehearsal:
     severity: str  # seed 000's severity for this failure mode
     description: str
     extra_vars: dict[str, Any] = field(default_factory=dict)
+    lab_options: tuple[str, ...] = ()  # `firebreak lab up` options this rehearsal needs
 
     @property
     def playbook(self) -> str:
@@ -73,6 +74,9 @@ REGISTRY: dict[str, Rehearsal] = {
             (_fault("corrupt", "--replica", "backup"),),
             "SEV1",
             "checksum failures on one replica",
+            # The corrupted replica fences itself and waits: the runbook's repair is what
+            # heals it, and its evidence holds the damaged bytes.
+            lab_options=("--hold-repair",),
         ),
         Rehearsal(
             "fm004_latency",
@@ -277,6 +281,7 @@ def rehearse(
             up_args += ("--name-prefix", REHEARSAL_PREFIX, "--network", REHEARSAL_NETWORK)
             if net is None:
                 up_args += ("--net", str(REHEARSAL_NET))
+        up_args += rehearsal.lab_options
         step("lab up", lambda: lab(*up_args, env=lab_env))
         started_lab = True
         inventory = step("inventory", lambda: lab("inventory", env=lab_env))["output"]

@@ -434,7 +434,8 @@ def run_playbook(
     """Run one playbook; the result says what every task did, on which host, with what values.
 
     `incident_id` / `incident_dir` set the record convention's firebreak_incident_id /
-    firebreak_incident_dir; every run passes its own firebreak_run_id."""
+    firebreak_incident_dir (and firebreak_evidence_dir = <incident_dir>/evidence); every run
+    passes its own firebreak_run_id."""
     path = resolve_playbook(playbook)
     inventory_arg = resolve_inventory(inventory)
     run_id = uuid.uuid4().hex
@@ -449,6 +450,9 @@ def run_playbook(
         variables["firebreak_incident_id"] = incident_id
     if incident_dir:
         variables["firebreak_incident_dir"] = str(Path(incident_dir).resolve())
+        # Evidence beside the record it belongs to (the roles' own default, for a bare
+        # ansible-playbook run, is <checkout>/evidence); an explicit -e wins.
+        variables["firebreak_evidence_dir"] = str(Path(incident_dir).resolve() / "evidence")
     variables.update(extra_vars or {})
     vars_file = Path(secrets_dir) / "extra_vars.json"
     fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
