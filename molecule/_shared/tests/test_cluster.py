@@ -103,3 +103,8 @@ def test_evidence_files_match_their_hashes() -> None:
         check(actual == digest, f"{rel}: {actual} != {digest}")
     recorded = {e["data"]["sha256"] for e in _record()["evidence"] if e["kind"] == "file_hash"}
     check(set(sums.values()) <= recorded, "evidence hashes missing from the incident record")
+    # The scenario holds repairs (lab_hold_repair): the kept segment is the damaged one.
+    from firebreak.lab import storage
+
+    damaged = storage.scan(replica / "segments" / "log.dat").corrupt
+    check(damaged == [int(fault["op"])], f"kept log damaged at {damaged}, fault at {fault}")
