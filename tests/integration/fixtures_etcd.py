@@ -86,6 +86,32 @@ def wait_healthy(cluster: EtcdCluster, members: list[Member], timeout: float = 3
     raise RuntimeError(f"etcd cluster not healthy after {timeout} s\n{cluster.logs()}")
 
 
+def _raft_index(member: Member) -> int | None:
+    req = urllib.request.Request(
+        member.client_url + "/v3/maintenance/status", data=b"{}", method="POST"
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=1) as resp:
+            return int(json.loads(resp.read().decode())["raftIndex"])
+    except Exception:
+        return None
+
+
+def wait_settled(cluster: EtcdCluster, timeout: float = 30) -> None:
+    """Until every member holds the same raft index in two reads 0.5 s apart: a new cluster
+    still commits its own start-up entries (member attributes, cluster version) for a while,
+    and more slowly on a loaded machine."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        now = [_raft_index(m) for m in cluster.members]
+        if None not in now and len(set(now)) == 1 and now == last:
+            return
+        last = now
+        time.sleep(0.5)
+    raise RuntimeError(f"etcd cluster never settled (raft indexes {last})\n{cluster.logs()}")
+
+
 @pytest.fixture(scope="module")
 def etcd_cluster():
     if not Path(ETCD).exists():
@@ -119,6 +145,7 @@ def etcd_cluster():
                     argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
                 )
         wait_healthy(cluster, cluster.members)
+        wait_settled(cluster)
         yield cluster
     finally:
         for m in cluster.members:
