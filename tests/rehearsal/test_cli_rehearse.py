@@ -37,13 +37,13 @@ def _lab_containers(lab_dir: Path) -> list[str]:
     return out.split()
 
 
-def test_rehearse_runs_every_step_records_it_and_leaves_no_lab(tmp_path):
-    lab_dir = tmp_path / "lab"
+def _rehearse(failure_mode: str, lab_dir: Path, tmp_path: Path) -> dict:
+    """`firebreak rehearse FM --json` on this test's own net, lab dir and incident dir."""
     proc = subprocess.run(
         [
             FIREBREAK,
             "rehearse",
-            "fm005_replica_crash",
+            failure_mode,
             "--json",
             "--net",
             str(NET),
@@ -61,6 +61,12 @@ def test_rehearse_runs_every_step_records_it_and_leaves_no_lab(tmp_path):
     )
     result = json.loads(proc.stdout)
     assert proc.returncode == 0 and result["status"] == "passed", (result, proc.stderr[-2000:])
+    return result
+
+
+def test_rehearse_runs_every_step_records_it_and_leaves_no_lab(tmp_path):
+    lab_dir = tmp_path / "lab"
+    result = _rehearse("fm005_replica_crash", lab_dir, tmp_path)
     steps = [s["name"] for s in result["steps"]]
     assert steps == [
         "lab up",
@@ -92,28 +98,7 @@ def test_rehearse_fm003_repairs_a_held_corruption_and_keeps_the_damaged_bytes(tm
     from firebreak.lab import storage
 
     lab_dir = tmp_path / "lab"
-    proc = subprocess.run(
-        [
-            FIREBREAK,
-            "rehearse",
-            "fm003",
-            "--json",
-            "--net",
-            str(NET),
-            "--lab-dir",
-            str(lab_dir),
-            "--incident-dir",
-            str(tmp_path),
-            "--timeout",
-            "600",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        env={**os.environ, "TMPDIR": str(tmp_path)},
-    )
-    result = json.loads(proc.stdout)
-    assert proc.returncode == 0 and result["status"] == "passed", (result, proc.stderr[-2000:])
+    result = _rehearse("fm003", lab_dir, tmp_path)
     document = json.loads(Path(result["record_path"]).read_text())
     acts = [e.get("action") for e in document["timeline"]]
     assert {"replica_isolate", "state_transfer", "replica_rejoin", "cluster_verified"} <= set(
