@@ -91,6 +91,17 @@ def _metric(url: str, name: str) -> float:
     return float(m.group(1))
 
 
+def _leader_writes(be, stream: str, events: list[str], timeout: float = 6) -> dict:
+    """Write each event to the current leader (each acknowledged); the leader's state entry."""
+    leader = be.resolve("leader")
+    lm = next(r for r in be.state()["replicas"] if r["name"] == leader)
+    for event in events:
+        body = {"stream": stream, "event": event}
+        code, _ = http_json(lm["api_url"] + "/api/write", "POST", body, timeout=timeout)
+        assert code == 200
+    return lm
+
+
 def _check_workload(be) -> dict:
     workload.stop(be.dir)
     _wait(lambda: _all_normal_same_commit(be), 20, "convergence")
@@ -236,12 +247,7 @@ def test_unrepairable_corruption_refuses_to_boot_and_heal_says_so(lab) -> None:
     assert "refusing to start: checksum mismatch" in heal.stderr, heal.stderr
     assert _status(lab, victim) is None
     # The other two keep the quorum: writes still commit.
-    leader = lab.resolve("leader")
-    lm = next(r for r in lab.state()["replicas"] if r["name"] == leader)
-    code, _ = http_json(
-        lm["api_url"] + "/api/write", "POST", {"stream": "unboot", "event": "x"}, timeout=6
-    )
-    assert code == 200
+    _leader_writes(lab, "unboot", ["x"])
     # The way back (FM-003 step 5): wipe the data directory, start it, it resyncs.
     for p in Path(m["data_dir"]).iterdir():
         subprocess.run(["rm", "-rf", str(p)], check=True)
@@ -252,13 +258,7 @@ def test_unrepairable_corruption_refuses_to_boot_and_heal_says_so(lab) -> None:
 def test_restart_replica_recovers_and_catches_up(lab) -> None:
     victim = lab.resolve("backup")
     lab.fault("stop", victim)
-    leader = lab.resolve("leader")
-    lm = next(r for r in lab.state()["replicas"] if r["name"] == leader)
-    for k in range(30):
-        code, _ = http_json(
-            lm["api_url"] + "/api/write", "POST", {"stream": "restart", "event": f"r{k}"}, timeout=6
-        )
-        assert code == 200
+    _leader_writes(lab, "restart", [f"r{k}" for k in range(30)])
     lab.heal()
     _wait(lambda: _all_normal_same_commit(lab), 15, "the restarted replica to catch up")
     m = next(r for r in lab.state()["replicas"] if r["name"] == victim)
@@ -375,13 +375,7 @@ def test_held_repair_keeps_the_damage_until_the_operator_repairs(tmp_path) -> No
     be = ProcessesBackend(tmp_path)
     try:
         be.up(replicas=3, net=47, scrub_interval_s=SCRUB_S, hold_repair=True)
-        leader = be.resolve("leader")
-        lm = next(r for r in be.state()["replicas"] if r["name"] == leader)
-        for k in range(20):
-            code, _ = http_json(
-                lm["api_url"] + "/api/write", "POST", {"stream": "h", "event": f"h{k}"}, timeout=6
-            )
-            assert code == 200
+        _leader_writes(be, "h", [f"h{k}" for k in range(20)])
         victim = be.resolve("backup")
         m = next(r for r in be.state()["replicas"] if r["name"] == victim)
         op = be.fault("corrupt", victim)["op"]
@@ -395,10 +389,7 @@ def test_held_repair_keeps_the_damage_until_the_operator_repairs(tmp_path) -> No
         assert _status(be, victim)["repair_held"]
         assert "repair held for the operator" in Path(m["log"]).read_text()
         # The others keep committing meanwhile.
-        code, _ = http_json(
-            lm["api_url"] + "/api/write", "POST", {"stream": "h", "event": "held"}, timeout=6
-        )
-        assert code == 200
+        _leader_writes(be, "h", ["held"])
         code, answer = http_json(m["api_url"] + "/admin/state-transfer", "POST", {})
         assert code == 200 and answer.get("released") is True, answer
         _wait(lambda: _all_normal_same_commit(be), 15, "the repair")
