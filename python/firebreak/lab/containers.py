@@ -737,15 +737,9 @@ class ContainerLab:
             self._start_container(name)
             self._save_state(status="up")
             self.wait_ready(timeout=timeout, replicas=[name], normal=False)
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    if _http_get(f"{self.metrics_url(name)}/health", timeout=2)[0] == 200:
-                        break
-                except (OSError, urllib.error.URLError) as exc:
-                    if time.monotonic() > deadline:
-                        raise ContainerLabError(f"{name}: metrics /health: {exc}") from exc
-                time.sleep(0.2)
+            why = self._wait_health(name, timeout)
+            if why:
+                raise ContainerLabError(f"{name}: metrics /health: {why}")
         except BaseException as exc:
             journal = ""
             with contextlib.suppress(Exception):
