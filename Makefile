@@ -27,7 +27,7 @@ sanity: bootstrap
 	scripts/sanity
 
 build: bootstrap
-	.venv/bin/ansible-galaxy collection build --force --output-path dist .
+	.venv/bin/python scripts/build-collection --output-path dist
 
 lock:
 	rm -rf /tmp/firebreak-lock && python3.11 -m venv /tmp/firebreak-lock

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from firebreak import runner
+from firebreak import paths, runner
 from firebreak.runner import FirebreakError, RunResult
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR, EXIT_TIMEOUT, EXIT_CANCELED = 0, 1, 2, 3, 130
@@ -36,7 +36,6 @@ RUN_EXIT = {
     "canceled": EXIT_CANCELED,
 }
 TRIAGE_EXIT = {None: 0, "none": 0, "SEV1": 11, "SEV2": 12, "SEV3": 13, "SEV4": 14}
-DEFAULT_INCIDENT_DIR = runner.REPO_ROOT / "incidents"
 
 
 class UsageError(FirebreakError):
@@ -278,7 +277,7 @@ def cmd_rehearse(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         result = _with_cancel(
             lambda _cancel: rehearsal.rehearse(
                 args.failure_mode,
-                args.incident_dir,
+                args.incident_dir or paths.incidents_dir(),
                 on_task=None if args.json else ProgressPrinter(out),
                 on_step=on_step,
                 timeout=args.timeout,
@@ -406,11 +405,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rehearse", help="rehearse a failure mode end to end in the lab")
     p.add_argument("failure_mode", metavar="FM", help="e.g. fm003_corruption (or fm003)")
-    p.add_argument("--incident-dir", default=str(DEFAULT_INCIDENT_DIR))
+    p.add_argument(
+        "--incident-dir",
+        help="where the record goes (default: the state dir's incidents/, see firebreak.paths)",
+    )
     p.add_argument("--timeout", type=float, default=900, help="per playbook run, seconds")
-    p.add_argument("--keep-lab", action="store_true", help="leave the lab up afterwards")
+    p.add_argument(
+        "--keep-lab",
+        action="store_true",
+        help="leave the lab up afterwards, also when the rehearsal fails (for inspection; "
+        "`firebreak lab down --name INCIDENT-ID` takes it down later)",
+    )
     p.add_argument("--net", type=int, help="lab network 127.0.NET.i (default: the lab's)")
-    p.add_argument("--lab-dir", help="lab state directory (default: one per rehearsal)")
+    p.add_argument(
+        "--lab-dir", help="lab state directory (default: <state dir>/labs/<incident id>)"
+    )
     p.add_argument(
         "--mode",
         choices=["containers", "processes"],

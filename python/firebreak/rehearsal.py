@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from firebreak import runner
+from firebreak import paths, runner
 from firebreak.comms import CommsError, render
 from firebreak.record import RecordError, load
 from firebreak.record import io as record_io
@@ -188,15 +189,24 @@ def lab(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> 
         if isinstance(summary, dict):
             brief = {k: v for k, v in summary.items() if not k.endswith("_events")}
             raise FirebreakError(f"lab {' '.join(args)} failed: {json.dumps(brief)}")
-        last = (proc.stderr or proc.stdout).strip().splitlines()
-        raise FirebreakError(
-            f"lab {' '.join(args)} failed: {last[-1] if last else proc.returncode}"
-        )
+        raise FirebreakError(f"lab {' '.join(args)} failed: {_lab_error(proc)}")
     try:
         answer = json.loads(proc.stdout)
     except ValueError:
         return {"output": proc.stdout.strip()}
     return answer if isinstance(answer, dict) else {"output": answer}
+
+
+def _lab_error(proc: subprocess.CompletedProcess) -> str:
+    """The lab CLI's own error (its ``lab: ...`` message, whole), not its output's last line."""
+    text = (proc.stderr or "").strip()
+    start = text.rfind("\nlab: ")
+    why = text[start + 1 :] if start >= 0 else text if text.startswith("lab: ") else ""
+    if not why:
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        why = lines[-1] if lines else f"exit {proc.returncode}"
+    why = why.removeprefix("lab: ")
+    return why if len(why) <= 4000 else why[:4000] + " [...]"
 
 
 def rehearse(
@@ -232,7 +242,9 @@ def rehearse(
 
     incident_id = f"REH-{rehearsal.failure_mode}-{uuid.uuid4().hex[:8]}"
     # A lab of its own (FIREBREAK_LAB_DIR / FIREBREAK_LAB_NET), never someone else's.
-    lab_env = {"FIREBREAK_LAB_DIR": str(lab_dir or Path(incident_dir) / f".lab-{incident_id}")}
+    own_lab_dir = lab_dir is None  # <state dir>/labs/<incident id>: removed after lab down
+    the_lab_dir = Path(lab_dir) if lab_dir else paths.labs_dir() / incident_id
+    lab_env = {"FIREBREAK_LAB_DIR": str(the_lab_dir)}
     if net is not None:
         lab_env["FIREBREAK_LAB_NET"] = str(net)
     result = RehearsalResult(rehearsal.failure_mode, incident_id, "failed", [])
@@ -246,7 +258,7 @@ def rehearse(
             result.steps.append(done)
             if on_step:
                 on_step(done)
-            raise
+            raise FirebreakError(f"step {step_name!r} failed: {exc}") from exc
         done = Step(step_name, "ok", started, utc_now(), detail)
         result.steps.append(done)
         if on_step:
@@ -271,7 +283,6 @@ def rehearse(
             raise FirebreakError(f"{playbook} {outcome.status} {why}".strip())
         return outcome
 
-    started_lab = False
     try:
         up_args = ("up", "--mode", mode) + (() if net is None else ("--net", str(net)))
         if mode == "containers":
@@ -283,7 +294,6 @@ def rehearse(
                 up_args += ("--net", str(REHEARSAL_NET))
         up_args += rehearsal.lab_options
         step("lab up", lambda: lab(*up_args, env=lab_env))
-        started_lab = True
         inventory = step("inventory", lambda: lab("inventory", env=lab_env))["output"]
 
         def workload() -> dict[str, Any]:
@@ -369,10 +379,13 @@ def rehearse(
         # Preconditions were checked above (exit 2); from here on it is the rehearsal failing.
         result.error = str(exc)
     finally:
-        if started_lab and not keep_lab:
+        # Whatever happened, and however far it got (a failed `lab up` included), nothing of
+        # the lab stays behind unless asked: replicas, workload, containers, network, mounts.
+        if not keep_lab:
             try:
-                lab("workload", "stop", env=lab_env)
-                step("lab down", lambda: lab("down", env=lab_env))
+                step("lab down", lambda: lab("down", "--dir", str(the_lab_dir), env=lab_env))
+                if own_lab_dir:
+                    shutil.rmtree(the_lab_dir, ignore_errors=True)
             except FirebreakError as exc:
                 result.status = "failed"
                 result.error = result.error or str(exc)

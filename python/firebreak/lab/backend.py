@@ -7,12 +7,16 @@ A backend runs the replicas of one lab in one *mode*:
   containers booting systemd. It must provide ``ContainersBackend(lab_dir)`` implementing
   :class:`Backend`.
 
-The state of a running lab lives in ``lab_dir()/state.json`` (``<repo>/.lab`` unless
-``$FIREBREAK_LAB_DIR`` is set); :func:`load_state` tells which backend owns it.
+The state of a running lab lives in ``lab_dir()/state.json`` (``<state dir>/labs/default``
+unless ``$FIREBREAK_LAB_DIR`` is set; see :mod:`firebreak.paths`: never in the source tree);
+:func:`load_state` tells which backend owns it. :func:`known_labs` lists every lab of this
+machine's state dir, and those kept elsewhere that registered themselves
+(:func:`register_lab`), so that ``lab down --all`` finds them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
@@ -22,6 +26,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 import yaml
+
+from firebreak import paths
 
 REPO = Path(__file__).resolve().parents[3]
 MODES = ("processes", "containers")
@@ -59,7 +65,47 @@ class LabError(RuntimeError):
 
 
 def lab_dir() -> Path:
-    return Path(os.environ.get("FIREBREAK_LAB_DIR") or REPO / ".lab")
+    return Path(os.environ.get("FIREBREAK_LAB_DIR") or paths.labs_dir() / "default")
+
+
+def _index_entry(d: Path) -> Path:
+    key = hashlib.sha256(str(Path(d).resolve()).encode()).hexdigest()[:16]
+    return paths.labs_dir() / ".index" / key
+
+
+def register_lab(d: Path) -> None:
+    """Make a lab kept outside ``<state dir>/labs`` findable by :func:`known_labs`."""
+    d = Path(d).resolve()
+    if d.parent == paths.labs_dir().resolve():
+        return
+    entry = _index_entry(d)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = entry.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(d)
+    tmp.replace(entry)
+
+
+def unregister_lab(d: Path) -> None:
+    _index_entry(d).unlink(missing_ok=True)
+
+
+def known_labs() -> list[Path]:
+    """Every lab directory that holds a lab (its state, or a workload), by name."""
+    root = paths.labs_dir()
+    found: dict[Path, None] = {}
+    if root.is_dir():
+        for child in sorted(root.iterdir()):
+            if child.is_dir() and not child.name.startswith("."):
+                found[child.resolve()] = None
+        index = root / ".index"
+        for entry in sorted(index.iterdir()) if index.is_dir() else ():
+            target = entry.resolve()
+            if target.is_dir():
+                found[target] = None
+            else:
+                entry.unlink(missing_ok=True)  # its lab dir is gone
+    return [d for d in found if state_path(d).exists() or (d / "workload" / "pid").exists()]
 
 
 def state_path(d: Path | None = None) -> Path:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from firebreak import paths
 from firebreak.lab import workload
 from firebreak.lab.backend import (
     FAULT_KINDS,
@@ -17,8 +19,11 @@ from firebreak.lab.backend import (
     LabError,
     current_backend,
     get_backend,
+    known_labs,
     lab_dir,
     load_state,
+    register_lab,
+    unregister_lab,
 )
 
 
@@ -50,9 +55,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="a replica that finds corruption while running fences itself and waits for a "
         "forced state transfer or a restart (the damaged bytes stay on disk as evidence)",
     )
+    up.add_argument(
+        "--keep-on-failure",
+        action="store_true",
+        help="leave what a failed `lab up` started (for inspection); by default it is taken down",
+    )
     st = sub.add_parser("status", help="replica status")
     st.add_argument("--json", action="store_true")
-    sub.add_parser("down", help="stop the lab and undo host changes")
+    dn = sub.add_parser(
+        "down",
+        help="take a lab down: everything it started (replicas, workload, containers, network, "
+        "mounts); default: this lab ($FIREBREAK_LAB_DIR or <state dir>/labs/default)",
+    )
+    which = dn.add_mutually_exclusive_group()
+    which.add_argument("--dir", type=Path, help="the lab in this lab directory")
+    which.add_argument("--name", help="the lab of this name (see `lab list`)")
+    which.add_argument("--all", action="store_true", help="every lab `lab list` shows")
+    ls = sub.add_parser("list", help="the labs of the state dir: name, mode, status, dir")
+    ls.add_argument("--json", action="store_true")
     sub.add_parser("inventory", help="write the Ansible inventory and print its path")
     f = sub.add_parser("fault", help=f"inject a fault: {', '.join(FAULT_KINDS)}")
     f.add_argument("kind", choices=FAULT_KINDS)
@@ -104,10 +124,62 @@ def _print_status(rows: list[dict]) -> None:
         )
 
 
+def take_down(d: Path) -> list[str]:
+    """Stop everything the lab in ``d`` started, its workload first; what was taken down."""
+    done = []
+    if workload.stop(d):
+        done.append("workload")
+    if load_state(d) is not None:
+        current_backend(d).down()
+        done.append("lab" if load_state(d) is None else "lab (partly: its state remains)")
+    unregister_lab(d)
+    return done
+
+
+def _labs_named(args: argparse.Namespace, default: Path) -> list[Path]:
+    if args.all:
+        return known_labs()
+    if args.dir:
+        return [args.dir]
+    if args.name:
+        for d in known_labs():
+            if d.name == args.name:
+                return [d]
+        names = ", ".join(d.name for d in known_labs()) or "none"
+        raise LabError(f"no lab named {args.name!r} (labs: {names})")
+    return [default]
+
+
+def lab_rows() -> list[dict]:
+    rows = []
+    for d in known_labs():
+        st = load_state(d) or {}
+        rows.append(
+            {
+                "name": d.name,
+                "dir": str(d),
+                "mode": st.get("mode"),
+                "status": st.get("status") or ("up" if st else "workload only"),
+                "replicas": len(st.get("replicas") or []),
+                "workload": workload.running(d) is not None,
+            }
+        )
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
     d = lab_dir()
     try:
         cmd = args.lab_cmd
+        if cmd == "list":
+            rows = lab_rows()
+            if args.json:
+                print(json.dumps(rows, indent=2))
+            for r in rows if not args.json else ():
+                print(f"{r['name']:<40} {r['mode'] or '-':<10} {r['status']:<14} {r['dir']}")
+            if not rows and not args.json:
+                print(f"no labs under {paths.labs_dir()}")
+            return 0
         if cmd == "up":
             if args.mode != "containers" and (args.name_prefix or args.network):
                 print(
@@ -124,17 +196,34 @@ def run(args: argparse.Namespace) -> int:
                 "scrub_interval_s": args.scrub_interval_s,
                 "hold_repair": args.hold_repair,
             }
-            state = get_backend(args.mode, d).up(replicas=args.replicas, **opts)
+            # A fresh lab: no workload of an earlier lab in this dir keeps writing, and its
+            # history (attempts, acknowledgements) is not this lab's.
+            workload.stop(d)
+            workload.reset(d)
+            register_lab(d)
+            try:
+                state = get_backend(args.mode, d).up(replicas=args.replicas, **opts)
+            except (LabError, OSError) as exc:
+                if args.keep_on_failure:
+                    raise LabError(f"lab up failed, kept for inspection in {d}: {exc}") from exc
+                try:
+                    take_down(d)
+                except (LabError, OSError) as down_exc:
+                    raise LabError(
+                        f"lab up failed: {exc}\nand taking it down failed too: {down_exc}"
+                    ) from exc
+                raise LabError(f"lab up failed (what it started was taken down): {exc}") from exc
             print(
                 f"lab up ({state['mode']}): " + ", ".join(r["api_url"] for r in state["replicas"])
             )
             return 0
         if cmd == "down":
-            if load_state(d) is None:
-                print("no lab running")
-                return 0
-            current_backend(d).down()
-            print("lab down")
+            targets = _labs_named(args, d)
+            for target in targets:
+                done = take_down(target)
+                print(f"lab down {target}: {', '.join(done) or 'nothing was running'}")
+            if not targets:
+                print(f"no labs under {paths.labs_dir()}")
             return 0
         be = current_backend(d)
         if cmd == "status":

@@ -87,6 +87,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -193,6 +194,27 @@ def parse_metrics(text: str) -> dict[str, float]:
                 continue
         out[name] = out.get(name, 0.0) + value
     return out
+
+
+_OWN_ERROR = re.compile(r"\b(CRITICAL|ERROR|WARNING|Traceback|refusing)\b")
+
+
+def not_ready_reason(replica: str, last: str, status: dict | None, journal: str) -> str:
+    """Why a replica is not ready, in its own words: what it answered, the peers it reports
+    unreachable, and the last warning or error of its journal (not merely its last line)."""
+    parts = [f"{replica}: {last}"]
+    peers = (status or {}).get("peers") or {}
+    down = [
+        f"{name} ({p.get('error') or 'unreachable'})"
+        for name, p in sorted(peers.items())
+        if isinstance(p, dict) and not p.get("reachable", True)
+    ]
+    if down:
+        parts.append("peers unreachable: " + ", ".join(down))
+    own = [line.strip() for line in journal.splitlines() if _OWN_ERROR.search(line)]
+    if own:
+        parts.append(f"its last error: {own[-1]}")
+    return ", ".join(parts)
 
 
 class ContainerLab:
@@ -657,6 +679,7 @@ class ContainerLab:
         deadline = time.monotonic() + timeout
         pending = list(replicas or self.replica_names())
         last: dict[str, str] = {}
+        status: dict[str, dict[str, Any]] = {}
         while pending:
             for r in list(pending):
                 unit = self.unit_state(r)
@@ -675,15 +698,21 @@ class ContainerLab:
                     continue
                 if normal and code == 200 and st.get("status") not in (None, 0):
                     last[r] = f"status {st.get('status_name', st.get('status'))}"
+                    status[r] = st
                     continue
                 pending.remove(r)
             if not pending:
                 break
             if time.monotonic() > deadline:
-                details = "\n".join(
-                    f"--- {r}: {last.get(r)}\n{self.journal(r, 40)}" for r in pending
+                journals = {r: self.journal(r, 40) for r in pending}
+                reasons = "; ".join(
+                    not_ready_reason(r, last.get(r, "?"), status.get(r), journals[r])
+                    for r in pending
                 )
-                raise ContainerLabError(f"replicas not ready after {timeout:.0f}s:\n{details}")
+                tails = "\n".join(f"--- {r}\n{journals[r]}" for r in pending)
+                raise ContainerLabError(
+                    f"replicas not ready after {timeout:.0f}s: {reasons}\njournal tails:\n{tails}"
+                )
             time.sleep(0.5)
 
     # ------------------------------------------------------------------ reconfiguration
@@ -1183,6 +1212,9 @@ class ContainersBackend(Backend):
         return self.state()
 
     def down(self) -> None:
+        from firebreak.lab import workload
+
+        workload.stop(self.dir)  # everything the lab started, its workload included
         self.lab.down()
 
     def status(self) -> list[dict]:

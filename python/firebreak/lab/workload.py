@@ -6,6 +6,10 @@ acknowledgement recorded, then read back and checked.
 every stream back and reports attempted / acknowledged / lost (acknowledged but missing) /
 unexpected (present but never attempted) / duplicated (present more than once).
 
+A workload belongs to one lab: the one whose ``state.json`` it found at start. It stops by
+itself once that lab is gone (taken down, or replaced by a new lab in the same directory), so it
+never writes into a later lab's history; ``reset`` empties the history for a new lab.
+
 Each worker is one client (``client`` id, sequential ``request`` numbers) so that retries of a
 request after a timeout or a leader change are exactly-once through the replicated client table.
 """
@@ -39,11 +43,30 @@ def _urls(lab: Path) -> list[str]:
     return [r["api_url"] for r in st["replicas"]]
 
 
+def _lab_identity(lab: Path) -> tuple | None:
+    st = load_state(lab)
+    return None if st is None else (st.get("mode"), st.get("lab_id"), st.get("started"))
+
+
+def _watch_lab(lab: Path, stop: threading.Event, period: float = 0.5) -> None:
+    """Stop the workload once the lab it was started for is no longer the lab in ``lab``."""
+    mine = _lab_identity(lab)
+    while not stop.wait(period):
+        try:
+            now = _lab_identity(lab)
+        except (OSError, ValueError):
+            continue  # a state file being rewritten: look again
+        if now != mine:
+            print(f"workload: the lab it was started for is gone ({now}); stopping", flush=True)
+            stop.set()
+
+
 def run(lab: Path, rate: float, streams: int, workers: int) -> int:
     d = _dir(lab)
     d.mkdir(parents=True, exist_ok=True)
     urls = _urls(lab)
     stop = threading.Event()
+    threading.Thread(target=_watch_lab, args=(lab, stop), daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     run_id = uuid.uuid4().hex[:8]
@@ -142,6 +165,19 @@ def start(lab: Path, rate: float = 20, streams: int = 4, workers: int = 4) -> in
     log.close()
     (d / "pid").write_text(str(proc.pid))
     return proc.pid
+
+
+def reset(lab: Path) -> None:
+    """Forget the workload history of an earlier lab in this directory (never while running)."""
+    if running(lab):
+        raise SystemExit("workload still running; stop it first")
+    for name in ("attempts.jsonl", "acks.jsonl", "workload.log", "pid"):
+        (_dir(lab) / name).unlink(missing_ok=True)
+
+
+def running(lab: Path) -> int | None:
+    """The pid of this lab's running workload, or None."""
+    return _running(lab)
 
 
 def _running(lab: Path) -> int | None:
