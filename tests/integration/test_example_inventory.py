@@ -42,11 +42,12 @@ def example_with_hosts(replicas: list[dict]) -> dict:
             "ansible_python_interpreter": "{{ ansible_playbook_python }}",
         }
     group["hosts"] = hosts
-    if "vsr_replica_order" in group["vars"]:
-        group["vars"]["vsr_replica_order"] = [renamed[n] for n in group["vars"]["vsr_replica_order"]]
+    group_vars = group["vars"]
+    if "vsr_replica_order" in group_vars:
+        group_vars["vsr_replica_order"] = [renamed[n] for n in group_vars["vsr_replica_order"]]
     # The processes lab has no systemd unit, journal or admin command to read: as in the lab's
     # own inventory, triage works from the metrics alone.
-    group["vars"]["vsr_lab_mode"] = "processes"
+    group_vars["vsr_lab_mode"] = "processes"
     return inventory
 
 
@@ -83,7 +84,7 @@ def test_example_inventory_with_the_labs_hosts_triages_the_lab(tmp_path) -> None
         assert _converged(be) == lab_numbers, "the lab moved during the triage"
         triage = run.facts("firebreak_triage")
         metrics = run.facts("triage_vsr_metrics")
-        assert metrics["urls"] == [r["metrics_url"] for r in replicas]
+        assert metrics["urls"] == [r["metrics_url"] + "/metrics" for r in replicas]
         example_vars = example["all"]["children"][GROUP]["vars"]
         for role, name in (example_vars.get("vsr_metric_names") or {}).items():
             assert metrics["metric_names"][role] == name
