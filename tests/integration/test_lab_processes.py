@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -21,14 +22,13 @@ NET = 41
 SCRUB_S = 1.0
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    d = tmp_path_factory.mktemp("lab")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("FIREBREAK_LAB_DIR", str(d))
+@contextlib.contextmanager
+def _processes_lab(d: Path, net: int, **opts):
+    """A 3-replica processes lab on 127.0.<net>.x, brought down (every process) however the
+    test ends."""
     be = ProcessesBackend(d)
     try:
-        be.up(replicas=3, net=NET, scrub_interval_s=SCRUB_S, checkpoint_interval=50)
+        be.up(replicas=3, net=net, scrub_interval_s=SCRUB_S, **opts)
         yield be
     finally:
         try:
@@ -36,7 +36,18 @@ def lab(tmp_path_factory):
         finally:
             for pid in _leftover_pids(d):
                 subprocess.run(["kill", "-9", str(pid)], check=False)
-            mp.undo()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    d = tmp_path_factory.mktemp("lab")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FIREBREAK_LAB_DIR", str(d))
+    try:
+        with _processes_lab(d, NET, checkpoint_interval=50) as be:
+            yield be
+    finally:
+        mp.undo()
 
 
 def _leftover_pids(d: Path) -> list[int]:
@@ -372,9 +383,7 @@ def test_held_repair_keeps_the_damage_until_the_operator_repairs(tmp_path) -> No
     and its log keeps the damaged entry (evidence) until a forced state transfer repairs it."""
     from firebreak.lab import storage
 
-    be = ProcessesBackend(tmp_path)
-    try:
-        be.up(replicas=3, net=47, scrub_interval_s=SCRUB_S, hold_repair=True)
+    with _processes_lab(tmp_path, 47, hold_repair=True) as be:
         _leader_writes(be, "h", [f"h{k}" for k in range(20)])
         victim = be.resolve("backup")
         m = next(r for r in be.state()["replicas"] if r["name"] == victim)
@@ -395,7 +404,46 @@ def test_held_repair_keeps_the_damage_until_the_operator_repairs(tmp_path) -> No
         _wait(lambda: _all_normal_same_commit(be), 15, "the repair")
         assert storage.scan(Path(m["data_dir"]) / "log.dat").corrupt == []
         assert not _status(be, victim)["repair_held"]
-    finally:
-        be.down()
-        for pid in _leftover_pids(tmp_path):
-            subprocess.run(["kill", "-9", str(pid)], check=False)
+
+
+def test_enlarged_length_at_restart_is_counted_fenced_and_repaired(tmp_path) -> None:
+    """Issue 11: record 31 of 60 of a stopped backup's log given a length past the end of the
+    file. At the restart that is corruption, not a torn tail: counted, the damaged file kept,
+    no vote with the cut log (with the leader down the two others form no view), and once the
+    leader is back the range is repaired from the others."""
+    from firebreak.lab import storage
+    from firebreak.lab.backend import save_state
+
+    with _processes_lab(tmp_path, 65) as be:
+        _leader_writes(be, "len", [f"l{k}" for k in range(60)])
+        leader, victim = be.resolve("leader"), be.resolve("backup")
+        (other,) = {r["name"] for r in be.state()["replicas"]} - {leader, victim}
+        _wait(lambda: (s := _status(be, victim)) and s["commit"] == 60, 10, "the victim at 60")
+        st = be.state()
+        m = next(r for r in st["replicas"] if r["name"] == victim)
+        be.fault("stop", victim)
+        storage.corrupt_length(m["data_dir"], 31)
+        damaged = (Path(m["data_dir"]) / "log.dat").read_bytes()
+        be.fault("stop", leader)
+        st = be.state()
+        be._spawn(st, victim)  # the victim alone: heal would bring the leader back too
+        save_state(st, be.dir)
+        m = next(r for r in st["replicas"] if r["name"] == victim)
+        assert be._wait_health(m) is None
+        assert _metric(m["metrics_url"], "vsr_checksum_failures_total") > 0
+        assert (Path(m["data_dir"]) / "log.dat.corrupt-op31").read_bytes() == damaged
+        journal = Path(m["log"]).read_text()
+        assert "checksum mismatch in log entry op=31 found at start-up" in journal
+        assert "torn" not in journal
+        # Fenced: the other backup's view changes fail one after another (no vote from it).
+        view0 = _status(be, other)["view"]
+        _wait(lambda: (s := _status(be, other)) and s["view"] >= view0 + 2, 15, "view changes")
+        s, o = _status(be, victim), _status(be, other)
+        assert s["status"] != 0 and s["corrupt_from"] == 31 and s["op"] == 30, s
+        assert o["status"] != 0, o
+        assert be.heal()["failed"] == {}
+        _wait(lambda: _all_normal_same_commit(be), 20, "the repair")
+        assert "state transfer repaired the log from op" in Path(m["log"]).read_text()
+        code, data = http_json(m["api_url"] + "/api/read?stream=len&local=1")
+        assert code == 200 and data["events"] == [f"l{k}" for k in range(60)]
+        assert storage.scan(Path(m["data_dir"]) / "log.dat").corrupt == []

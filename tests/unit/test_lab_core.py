@@ -368,3 +368,31 @@ def test_configuration_is_recovered_from_the_log_on_restart() -> None:
     net.effects(1, net.r[1]._drain())
     net.run(500)
     assert net.r[1].status == NORMAL and net.r[1].member
+
+
+def test_wiped_replica_needs_a_quorum_of_others_not_a_stale_primary() -> None:
+    """A wiped replica does not count itself toward its recovery quorum: the stale primary of
+    view 0 answering alone is not enough; it waits for f + 1 others, the primary of the highest
+    view among them included, and takes that primary's log."""
+    net = Net()
+    net.run(200)
+    for k in range(2):
+        net.write(0, f"e{k}")
+    net.run(300)
+    net.up[0] = False  # replica-1 (primary of view 0) cut off: it still thinks it leads view 0
+    net.run(2500)
+    assert net.r[1].status == NORMAL and net.r[1].is_primary and net.r[1].view == 1
+    for k in range(2, 4):
+        net.write(1, f"e{k}")
+    net.run(300)
+    assert net.r[1].commit == 4 and net.r[0].view == 0 and net.r[0].is_primary
+    net.r[2] = Replica(NAMES, 2, seed=9, fresh=True, now=net.now)  # replica-3 wiped
+    net.effects(2, net.r[2]._drain())
+    net.up[0], net.up[1] = True, False  # only the stale primary answers
+    net.run(1000)
+    r3 = net.r[2]
+    assert r3.status == RECOVERING and r3.op == 0, (r3.status, r3.view, r3.log)
+    net.up[1] = True
+    net.run(1000)
+    assert r3.status == NORMAL and r3.view >= 1 and r3.leader == "replica-2"
+    assert [e["body"]["event"] for e in r3.log] == [f"e{k}" for k in range(4)]

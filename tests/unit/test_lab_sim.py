@@ -83,3 +83,31 @@ def test_reconfig_replay_command() -> None:
         "replay: .venv/bin/python -m firebreak.lab.sim --seed 5 --reconfig-rate 0.003 "
         "--min-members 2" in str(err.value)
     )
+
+
+WIPES = {"wipe_rate": 0.01, "partition_rate": 0.01}
+
+
+def test_wiped_member_does_not_take_a_stale_primarys_log() -> None:
+    """Seed 3018: replica-1, primary of view 6, is cut off while replica-3 goes on in view 7,
+    and replica-2 is wiped. When a wiped replica counted itself toward its recovery quorum,
+    replica-1's answer alone made replica-2 adopt view 6's log and acknowledge in it: op 82
+    was committed twice (agreement violated)."""
+    res = _run(3018, **WIPES)
+    assert res["wipes"] >= 1 and res["acked"] > 0
+
+
+@pytest.mark.parametrize("seed", range(3000, 3010))
+def test_wipes_and_partitions(seed: int) -> None:
+    assert _run(seed, **WIPES)["wipes"] >= 1
+
+
+def test_wipes_replay_command_and_bad_combination() -> None:
+    sim = Simulation(4, wipe_rate=0.01)
+    with pytest.raises(InvariantViolation) as err:
+        sim.fail("synthetic")
+    assert "replay: .venv/bin/python -m firebreak.lab.sim --seed 4 --wipe-rate 0.01" in str(
+        err.value
+    )
+    with pytest.raises(ValueError, match="do not combine"):
+        Simulation(4, wipe_rate=0.01, reconfig_rate=0.003)

@@ -134,3 +134,47 @@ def test_scan_verifies_without_touching_the_file(tmp_path) -> None:
     assert storage.Log(tmp_path).load().corrupt == [3]
     assert (tmp_path / "log.dat.corrupt-op3").read_bytes() == before
     assert len((tmp_path / "log.dat").read_bytes()) < len(before)
+
+
+@pytest.mark.parametrize("k", [1, 31, 60])
+def test_enlarged_length_is_corruption_not_a_torn_tail(tmp_path, k: int) -> None:
+    """A bit flip that makes record k's length run past the end of the file is corruption of
+    op k (counted, evidence kept), never a torn tail that silently drops k..N."""
+    log = storage.Log(tmp_path)
+    log.load()
+    log.write(1, _entries(60))
+    storage.corrupt_length(tmp_path, k)
+    damaged = (tmp_path / "log.dat").read_bytes()
+    assert storage.scan(tmp_path / "log.dat").corrupt[:1] == [k]
+    res = storage.Log(tmp_path).load()
+    assert res.corrupt[:1] == [k] and not res.torn_tail
+    assert [e["op"] for e in res.entries] == list(range(1, k))
+    assert (tmp_path / f"log.dat.corrupt-op{k}").read_bytes() == damaged, "evidence kept"
+
+
+def _torn(tmp_path, records: int, keep: int) -> None:
+    """A log of ``records`` whose last one was cut after ``keep`` of its bytes."""
+    log = storage.Log(tmp_path)
+    log.load()
+    entries = _entries(records)
+    log.write(1, entries[:-1])
+    with open(tmp_path / "log.dat", "ab") as fh:
+        fh.write(storage.encode(entries[-1])[:keep])
+
+
+def test_torn_body_of_the_last_record_is_still_a_torn_tail(tmp_path) -> None:
+    _torn(tmp_path, 5, storage.HEADER.size + 10)
+    res = storage.Log(tmp_path).load(commit_hint=4)
+    assert res.torn_tail and res.corrupt == [] and len(res.entries) == 4
+    assert not list(tmp_path.glob("log.dat.corrupt-*"))
+    assert storage.Log(tmp_path).load().entries == res.entries  # cut once, clean afterwards
+
+
+@pytest.mark.parametrize("keep", [20, storage.HEADER.size + 10])
+def test_cut_record_at_or_below_the_commit_hint_is_corruption(tmp_path, keep: int) -> None:
+    """The replica fsyncs a record before it acknowledges it, and the commit hint never runs
+    ahead of what it holds: a record it knew committed cannot be a torn write."""
+    _torn(tmp_path, 5, keep)
+    res = storage.Log(tmp_path).load(commit_hint=5)
+    assert res.corrupt == [5] and not res.torn_tail
+    assert (tmp_path / "log.dat.corrupt-op5").exists()

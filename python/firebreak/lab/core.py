@@ -35,8 +35,9 @@ Deviations from the paper, all on the side of a durable, checksummed log:
   view; if nobody answers (whole cluster restarted) a replica with a clean log falls back to a
   view change from its durable state, which is safe because nothing it promised was forgotten;
 * a replica without any durable state (new cluster / wiped disk) is "fresh": it recovers from a
-  normal primary and never votes before; only if all ``n`` replicas are fresh do they bootstrap
-  view 0 together;
+  normal primary and never votes before; it does not count itself toward its recovery quorum
+  (as in the paper: ``f + 1`` answers from others, the primary of the highest view among them
+  included); only if all ``n`` replicas are fresh do they bootstrap view 0 together;
 * a replica that finds a corrupted entry stops voting (no PrepareOK, StartViewChange,
   DoViewChange, RecoveryResponse, GetState answers) and enters state transfer (status 3) until a
   primary's NEWSTATE / STARTVIEW repairs the range; it counts as one of the ``f`` faulty replicas;
@@ -141,6 +142,17 @@ def quorum_ok(cfg: tuple, names) -> bool:
         if group is None:
             continue
         if len(have.intersection(group)) < len(group) // 2 + 1:
+            return False
+    return True
+
+
+def meets_every_quorum(cfg: tuple, names) -> bool:
+    """Do ``names`` share a replica with every quorum of ``cfg`` (f + 1 of 2f + 1, in both
+    configurations while joint)? What a replica without durable state must hear from: then an
+    answer comes from every quorum that started a view or committed an op."""
+    have = set(names)
+    for group in (cfg[0], cfg[1]):
+        if group is not None and len(have.intersection(group)) < len(group) - len(group) // 2:
             return False
     return True
 
@@ -1169,10 +1181,17 @@ class Replica:
             return False
         pc = prim.get("config")
         cfg_p = (tuple(pc[0]), None if pc[1] is None else tuple(pc[1])) if pc else self.cfg
-        voters = {self.names[i] for i in self.responses} | {self.name}
-        # a learner (an add waiting for it to catch up) takes the primary's word alone: it votes
-        # in nothing until a configuration in its log counts it
-        if not prim.get("learner") and not quorum_ok(cfg_p, voters):
+        others = {self.names[i] for i in self.responses}
+        # a restarted replica counts itself (its view and log are durable); a wiped one (fresh)
+        # remembers nothing, so the others alone must meet every quorum (f + 1 of 2f + 1): one
+        # stale primary of an old view is not enough. A learner (an add waiting for it to catch
+        # up) takes the primary's word alone: it votes in nothing until a configuration in its
+        # log counts it
+        if self.fresh:
+            enough = meets_every_quorum(cfg_p, others)
+        else:
+            enough = quorum_ok(cfg_p, others | {self.name})
+        if not prim.get("learner") and not enough:
             return False
         if prim["from_op"] - 1 > self.commit:
             return False

@@ -249,7 +249,8 @@ class ReplicaNode:
 
     # ------------------------------------------------------------------ boot
     def _boot(self) -> Replica:
-        res = self.log.load()
+        commit_hint = storage.load_commit_hint(self.data_dir)
+        res = self.log.load(commit_hint)
         if res.torn_tail:
             LOG.warning("log ends with a torn (partial) record; dropped it")
         for op in res.corrupt:
@@ -286,7 +287,7 @@ class ReplicaNode:
             log=res.entries,
             view=meta["view"],
             last_normal_view=meta["last_normal_view"],
-            commit_hint=storage.load_commit_hint(self.data_dir),
+            commit_hint=commit_hint,
             corrupt_from=res.corrupt[0] if res.corrupt else None,
             snapshot=storage.load_latest_checkpoint(self.data_dir),
             restarted=restarted,

@@ -3,7 +3,9 @@
 One :class:`Simulation` drives ``n`` :class:`~firebreak.lab.core.Replica` objects over a simulated
 network that drops, delays, duplicates and reorders messages, partitions replicas, crashes and
 restarts them (the durable log, meta and checkpoint survive a crash), flips bits in durable
-log entries (detected later by a simulated scrubber or at restart), and, with ``reconfig_rate``,
+log entries (detected later by a simulated scrubber or at restart), with ``wipe_rate`` wipes a
+member's disk (it restarts with no durable state: fresh; one disk fault at a time, as neither a
+wipe nor a corruption overlaps another), and, with ``reconfig_rate``,
 reconfigures the cluster at random points: ``add`` (a spare replica is provisioned with an empty
 disk, before or after the request) and ``remove`` (any member, the primary included; a removed
 replica keeps running as a non-member or is decommissioned once its removal has committed).
@@ -50,6 +52,7 @@ class Disk:
     commit_hint: int = 0
     snapshot: dict | None = None
     corrupt: set = field(default_factory=set)
+    blank: bool = False  # nothing written yet (new or wiped): the replica boots fresh
 
 
 @dataclass
@@ -84,7 +87,10 @@ class Simulation:
         reconfig_rate: float = 0.0,
         spares: int = 2,
         min_members: int = 3,
+        wipe_rate: float = 0.0,
     ) -> None:
+        if wipe_rate and reconfig_rate:
+            raise ValueError("wipe_rate and reconfig_rate do not combine (wipes hit members)")
         self.seed, self.n = seed, n
         defaults = {
             "n": 3,
@@ -95,6 +101,7 @@ class Simulation:
             "fault_ms": 15000,
             "reconfig_rate": 0.0,
             "min_members": 3,
+            "wipe_rate": 0.0,
         }
         given = {
             "n": n,
@@ -105,6 +112,7 @@ class Simulation:
             "fault_ms": fault_ms,
             "reconfig_rate": reconfig_rate,
             "min_members": min_members,
+            "wipe_rate": wipe_rate,
         }
         self.params = {k: v for k, v in given.items() if v != defaults[k]}
         self.rng = random.Random(seed)
@@ -116,6 +124,8 @@ class Simulation:
             corrupt_rate,
         )
         self.reconfig_rate = reconfig_rate
+        self.wipe_rate = wipe_rate
+        self.wipes = 0
         self.min_members = min_members
         # the universe: the initial members, then spares that reconfigurations may add
         self.u = n + (spares if reconfig_rate > 0 else 0)
@@ -181,8 +191,10 @@ class Simulation:
                 from_op, entries = eff[1], eff[2]
                 disk.log = disk.log[: from_op - 1] + [dict(e) for e in entries]
                 disk.corrupt = {op for op in disk.corrupt if op < from_op}
+                disk.blank = False
             elif kind == "meta":
                 disk.meta = dict(eff[1])
+                disk.blank = False
             elif kind == "checkpoint":
                 disk.snapshot = eff[2]
             elif kind in ("reply", "redirect", "fail") and eff[1][0] == "reconfig":
@@ -219,8 +231,22 @@ class Simulation:
         self.restart_at[i] = self.now + self.rng.randint(200, 3000)
         self.note(f"crash {self.names[i]}")
 
+    def wipe(self, i: int) -> None:
+        """The disk of member ``i`` is lost: it restarts later with nothing (fresh)."""
+        self.replicas[i] = None
+        self.disks[i] = Disk(blank=True)
+        self.restart_at[i] = self.now + self.rng.randint(200, 3000)
+        self.wipes += 1
+        self.note(f"wipe {self.names[i]}")
+
+    def disk_fault_open(self) -> bool:
+        """A corruption not yet repaired, or a wiped replica not yet recovered."""
+        return any(d.corrupt or d.blank for d in self.disks)
+
     def restart(self, i: int) -> None:
         d = self.disks[i]
+        if d.blank:  # as the real replica: no durable state at all is a fresh boot
+            self.last_view[i] = self.last_commit[i] = 0
         corrupt_from = min(d.corrupt) if d.corrupt else None
         r = Replica(
             self.names,
@@ -234,7 +260,8 @@ class Simulation:
             commit_hint=d.commit_hint,
             corrupt_from=corrupt_from,
             snapshot=d.snapshot,
-            restarted=True,
+            restarted=not d.blank,
+            fresh=d.blank,
             members=self.initial,
         )
         if r.view < self.last_view[i]:
@@ -248,7 +275,7 @@ class Simulation:
         self.apply(i, r._drain())
 
     def corrupt(self) -> None:
-        if any(d.corrupt for d in self.disks):
+        if self.disk_fault_open():
             return
         i = self.rng.randrange(self.u)
         d = self.disks[i]
@@ -278,6 +305,8 @@ class Simulation:
             self.note("partition healed")
         if r() < self.corrupt_rate:
             self.corrupt()
+        if self.wipe_rate and r() < self.wipe_rate and not self.disk_fault_open():
+            self.wipe(self.rng.randrange(self.n))
         if self.reconfig_rate and r() < self.reconfig_rate:
             self.reconfigure()
 
@@ -539,6 +568,8 @@ class Simulation:
             "views": max(r.view for r in self.replicas if r),
             "sim_ms": self.now,
         }
+        if self.wipe_rate:
+            res["wipes"] = self.wipes
         if self.reconfig_rate:
             leader = self.final_leader()
             res["reconfigs"] = sum(
@@ -613,6 +644,7 @@ def main(argv: list[str] | None = None) -> int:
         help="chance per step of an add/remove reconfiguration (e.g. 0.002)",
     )
     ap.add_argument("--min-members", type=int, default=3, help="removes keep at least this many")
+    ap.add_argument("--wipe-rate", type=float, default=0.0, help="chance per step of a disk wipe")
     ap.add_argument("--count", type=int, default=1, help="run seeds seed..seed+count-1")
     args = ap.parse_args(argv)
     rc = 0
@@ -628,6 +660,7 @@ def main(argv: list[str] | None = None) -> int:
                 corrupt_rate=args.corrupt_rate,
                 reconfig_rate=args.reconfig_rate,
                 min_members=args.min_members,
+                wipe_rate=args.wipe_rate,
             )
             print(sim.run())
         except InvariantViolation as exc:

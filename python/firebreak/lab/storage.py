@@ -11,6 +11,13 @@ A log record is a 28-byte header ``<4sIIQQ`` (magic ``VSR1``, body length, CRC-3
 followed by the JSON body (the entry). The CRC covers length, op, view and body. A mismatch found
 at start-up, on a read (:meth:`Log.read`) or by the scrubber (:meth:`Log.scrub`) is reported to
 the caller; the replica then never serves the range (see ``core.Replica.on_corruption``).
+
+A torn tail (a write cut short by a crash) is only ever the last record, and only one the replica
+never acknowledged; anything else that looks cut short is corruption. The rule at start-up
+(:func:`_torn`): a record whose header or length runs past the end of the file is a torn tail
+only if its op is above the commit hint (the replica fsyncs a record before its PrepareOK, and the
+hint never passes what it held), its bytes are not the whole record under its checksum (then only
+the length was damaged), and no verifiable record follows it.
 """
 
 from __future__ import annotations
@@ -65,21 +72,54 @@ class LoadResult:
         self.torn_tail = False
 
 
-def _parse(data: bytes) -> tuple[LoadResult, list[int], int]:
+def _verifies(data: bytes, pos: int, length: int) -> bool:
+    """Does a whole record of body ``length`` stand at ``pos`` under its checksum?"""
+    if pos + HEADER.size + length > len(data):
+        return False
+    magic, _, crc, rop, rview = HEADER.unpack_from(data, pos)
+    body = data[pos + HEADER.size : pos + HEADER.size + length]
+    return magic == MAGIC and _crc(length, rop, rview, body) == crc
+
+
+def _torn(data: bytes, pos: int, op: int, commit_hint: int) -> bool:
+    """Is record ``op`` at ``pos``, cut short by the end of the file, a torn write?
+
+    Not if the replica knew it committed (``op <= commit_hint``), nor if its bytes are the whole
+    record with only the length field damaged, nor if a verifiable record of a later op follows
+    (a torn write is the last thing in the file; a torn body is ASCII JSON and cannot hold a
+    header, whose length and op fields carry zero bytes)."""
+    if op <= commit_hint:
+        return False
+    if len(data) - pos < HEADER.size:
+        return True
+    if _verifies(data, pos, len(data) - pos - HEADER.size):
+        return False
+    at = data.find(MAGIC, pos + HEADER.size)
+    while at != -1 and len(data) - at >= HEADER.size:
+        _, length, _, rop, _ = HEADER.unpack_from(data, at)
+        if rop > op and length <= MAX_BODY and _verifies(data, at, length):
+            return False
+        at = data.find(MAGIC, at + 1)
+    return True
+
+
+def _parse(data: bytes, commit_hint: int = 0) -> tuple[LoadResult, list[int], int]:
     """Verify a log file's bytes: the result, each record's offset, where the scan stopped."""
     res = LoadResult()
     pos, op = 0, 1
     offsets: list[int] = []
     while pos < len(data):
-        if len(data) - pos < HEADER.size:
-            res.torn_tail = True
-            break
-        magic, length, crc, rop, rview = HEADER.unpack_from(data, pos)
-        if magic != MAGIC or length > MAX_BODY:
-            res.corrupt.append(op)
-            break
-        if pos + HEADER.size + length > len(data):
-            res.torn_tail = True
+        short = len(data) - pos < HEADER.size
+        if not short:
+            magic, length, crc, rop, rview = HEADER.unpack_from(data, pos)
+            if magic != MAGIC or length > MAX_BODY:
+                res.corrupt.append(op)
+                break
+        if short or pos + HEADER.size + length > len(data):
+            if _torn(data, pos, op, commit_hint):
+                res.torn_tail = True
+            else:
+                res.corrupt.append(op)
             break
         body = data[pos + HEADER.size : pos + HEADER.size + length]
         if rop != op or _crc(length, rop, rview, body) != crc:
@@ -97,10 +137,10 @@ def _parse(data: bytes) -> tuple[LoadResult, list[int], int]:
     return res, offsets, pos
 
 
-def scan(path: str | os.PathLike) -> LoadResult:
+def scan(path: str | os.PathLike, commit_hint: int = 0) -> LoadResult:
     """Verify a log file without touching it (a live replica's, or a copy kept as evidence);
     :meth:`Log.load`, by contrast, cuts a damaged file at its first bad record."""
-    return _parse(Path(path).read_bytes())[0]
+    return _parse(Path(path).read_bytes(), commit_hint)[0]
 
 
 class Log:
@@ -115,11 +155,12 @@ class Log:
         self.end = 0
 
     # -------------------------------------------------------------- loading / verifying
-    def load(self) -> LoadResult:
+    def load(self, commit_hint: int = 0) -> LoadResult:
         """Read and verify the whole file. Returns the entries up to the first bad record, and
-        the ops whose checksum failed (the first one ends the usable prefix)."""
+        the ops whose checksum failed (the first one ends the usable prefix). ``commit_hint``
+        (:func:`load_commit_hint`): no record up to it is taken for a torn tail."""
         data = self.path.read_bytes()
-        res, self.offsets, pos = _parse(data)
+        res, self.offsets, pos = _parse(data, commit_hint)
         if res.corrupt:
             first = res.corrupt[0]
             # the range from the first bad record on is unusable until repaired (it is rewritten
@@ -351,6 +392,28 @@ def corrupt_entry(
         fh.flush()
         os.fsync(fh.fileno())
     return op
+
+
+def corrupt_length(data_dir: str | os.PathLike, op: int) -> int:
+    """Flip one bit of record ``op``'s length field so that it claims to run past the end of
+    the file (fault injection: the damage that mimics a torn tail). Returns the new length."""
+    path = Path(data_dir) / "log.dat"
+    data = path.read_bytes()
+    offsets = _parse(data)[1]
+    if not 1 <= op <= len(offsets):
+        raise RuntimeError(f"no record op={op} in {path} ({len(offsets)} records)")
+    at = offsets[op - 1] + 4  # the length follows the 4-byte magic
+    (length,) = struct.unpack_from("<I", data, at)
+    bit = max(len(data).bit_length(), length.bit_length())
+    if bit >= MAX_BODY.bit_length() - 1:
+        raise RuntimeError(f"{path} is too large for a length past its end below MAX_BODY")
+    length |= 1 << bit
+    with open(path, "r+b") as fh:
+        fh.seek(at)
+        fh.write(struct.pack("<I", length))
+        fh.flush()
+        os.fsync(fh.fileno())
+    return length
 
 
 def inject_corruption(data_dir: str | os.PathLike, arg: str | int | None, seed: int = 0) -> dict:
