@@ -102,7 +102,7 @@ EXAMPLES = r"""
           action: replica_stop
           target: replica-2
           outcome: stopped
-          at: "2026-02-05T14:40:00Z"
+          at: "2026-02-05T14:40:00.123456Z"
   delegate_to: localhost
   run_once: true
 """
