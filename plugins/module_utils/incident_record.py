@@ -247,8 +247,8 @@ def in_order(items, default_at):
     """[(item, rank, ...), ...] in emission order -> the same tuples in the order they happened.
 
     By the stamps' time (the roles stamp from one clock, with sub-seconds); on equal times the
-    lower `rank` first, then emission order. A stamp to the whole second cannot be told apart from the
-    sub-second stamps of its second: within such a second the emission order decides alone."""
+    lower `rank` first, then emission order. A stamp to the whole second cannot be told apart
+    from the sub-second stamps of its second: within such a second, emission order alone."""
     stamps = [_stamp(t[0], default_at) for t in items]
     coarse = set(dt.replace(microsecond=0) for dt, whole in stamps if whole)
 
@@ -571,6 +571,17 @@ class _Lock:
         self.handle.close()
 
 
+class _NoLock:
+    """Check mode reads without the lock: taking it would create the directory and lock file
+    (a concurrent writer replaces the record atomically, so the read is still whole)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
 def record_path(incident_dir, incident_id):
     if "/" in incident_id or incident_id in (".", "..") or "\x00" in incident_id:
         raise RecordError("incident id %r cannot name a file" % incident_id)
@@ -580,8 +591,9 @@ def record_path(incident_dir, incident_id):
 def append_to_file(path, incident_id, cluster, write=True, **changes):
     """Load (or create) the record at `path`, refuse a broken chain, append, save.
 
-    Returns (record, added_entries, created)."""
-    with _Lock(path):
+    Returns (record, added_entries, created). With write=False (check mode) nothing is
+    written at all: no directory, no lock file, no record; the result is what would be."""
+    with _Lock(path) if write else _NoLock():
         created = not os.path.exists(path)
         if created:
             record = new_record(incident_id, cluster, changes.get("now"))

@@ -317,7 +317,7 @@ ORDER_CASES = [
             ("replica-2", "replica_start"),
             ("replica-2", "replica_back"),
         ],
-        id="same-second-three-precisions-keep-emission-order",
+        id="same-second-three-events-keep-emission-order",
     ),
     pytest.param(
         {
