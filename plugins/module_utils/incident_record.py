@@ -13,6 +13,7 @@ import copy
 import hashlib
 import json
 import os
+import re
 import tempfile
 from datetime import datetime, timezone
 
@@ -223,17 +224,42 @@ def merge_host_items(items_by_host):
     for key, item in order:
         hosts = hosts_of[key]
         merged.append((item, hosts[0] if len(hosts) == 1 else None))
-    # Stable sort by event time so that interleaved hosts read in order.
     return merged
 
 
-def _sort_key(pair, default_at):
-    item = pair[0]
+def _stamp(item, default_at):
+    """(time, to_the_second) of an item's `at`; a bad one sorts as `default_at` (and is refused
+    with its own message when normalized)."""
     at = item.get("at") if isinstance(item, dict) else None
     try:
-        return parse_time(at or default_at)
+        dt = parse_time(at or default_at)
     except RecordError:
-        return parse_time(default_at)
+        return parse_time(default_at), False
+    text = at if isinstance(at, str) else ""
+    return dt, bool(_WHOLE_SECOND.search(text))
+
+
+# A stamp to the whole second ("...:25Z", "...:25+00:00"): no sub-second part.
+_WHOLE_SECOND = re.compile(r":\d{2}(Z|[+-]\d{2}:?\d{2})\s*$", re.IGNORECASE)
+
+
+def in_order(items, default_at):
+    """[(item, rank, ...), ...] in emission order -> the same tuples in the order they happened.
+
+    By the stamps' time (the roles stamp from one clock, with sub-seconds); on equal times the
+    lower `rank` first, then emission order. A stamp to the whole second cannot be told apart
+    from the sub-second stamps of its second: within such a second, emission order alone."""
+    stamps = [_stamp(t[0], default_at) for t in items]
+    coarse = set(dt.replace(microsecond=0) for dt, whole in stamps if whole)
+
+    def key(index):
+        dt, _whole = stamps[index]
+        second = dt.replace(microsecond=0)
+        if second in coarse:
+            return (second, 0, 0, index)
+        return (second, dt.microsecond, items[index][1], index)
+
+    return [items[i] for i in sorted(range(len(items)), key=key)]
 
 
 def derive(record):
@@ -296,7 +322,8 @@ def append(
     """Append a run's contribution to `record` (in place) and return the new entries.
 
     Order: the incident-level changes the run asks for (fault start, classification,
-    severity) first, then the hosts' events and evidence by time, then the final state."""
+    severity) first, then the hosts' events and evidence in the order they happened
+    (`in_order`), then the final state. The entries' `seq` is that order."""
     now = now or utc_now()
     added = []
     current = derive(record)
@@ -329,13 +356,9 @@ def append(
             )
         )
 
-    items = []
-    for raw, host in merge_host_items(events_by_host):
-        items.append((_sort_key((raw, host), now), 0, "event", raw, host))
-    for raw, host in merge_host_items(evidence_by_host):
-        items.append((_sort_key((raw, host), now), 1, "evidence", raw, host))
-    items.sort(key=lambda t: (t[0], t[1]))
-    for _at, _rank, what, raw, host in items:
+    items = [(raw, 0, host, "event") for raw, host in merge_host_items(events_by_host)]
+    items += [(raw, 1, host, "evidence") for raw, host in merge_host_items(evidence_by_host)]
+    for raw, _rank, host, what in in_order(items, now):
         if what == "event":
             added.append(_chain_entry(record, normalize_entry(raw, now, host, run_id)))
             continue
@@ -548,6 +571,17 @@ class _Lock:
         self.handle.close()
 
 
+class _NoLock:
+    """Check mode reads without the lock: taking it would create the directory and lock file
+    (a concurrent writer replaces the record atomically, so the read is still whole)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
 def record_path(incident_dir, incident_id):
     if "/" in incident_id or incident_id in (".", "..") or "\x00" in incident_id:
         raise RecordError("incident id %r cannot name a file" % incident_id)
@@ -557,8 +591,9 @@ def record_path(incident_dir, incident_id):
 def append_to_file(path, incident_id, cluster, write=True, **changes):
     """Load (or create) the record at `path`, refuse a broken chain, append, save.
 
-    Returns (record, added_entries, created)."""
-    with _Lock(path):
+    Returns (record, added_entries, created). With write=False (check mode) nothing is
+    written at all: no directory, no lock file, no record; the result is what would be."""
+    with _Lock(path) if write else _NoLock():
         created = not os.path.exists(path)
         if created:
             record = new_record(incident_id, cluster, changes.get("now"))

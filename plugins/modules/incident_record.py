@@ -28,7 +28,10 @@ attributes:
     description: >-
       Can run in check_mode and return changed status prediction without modifying target.
     support: full
-    details: In check mode the entries are computed and returned, the file is not written.
+    details: >-
+      In check mode the entries are computed and returned (C(appended), C(path), C(created) and
+      C(changed) say what a real run would do); nothing is written: no directory, no lock file,
+      no record.
   diff_mode:
     description: >-
       Will return details on what has changed (or possibly needs changing in check_mode),
@@ -36,7 +39,7 @@ attributes:
     support: none
 options:
   incident_dir:
-    description: Directory holding the incident records (created when missing).
+    description: Directory holding the incident records (created when missing; not in check mode).
     type: path
     required: true
   incident_id:
@@ -102,7 +105,7 @@ EXAMPLES = r"""
           action: replica_stop
           target: replica-2
           outcome: stopped
-          at: "2026-02-05T14:40:00Z"
+          at: "2026-02-05T14:40:00.123456Z"
   delegate_to: localhost
   run_once: true
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -72,21 +73,41 @@ def test_two_runs_of_one_incident_append_to_one_valid_chain(tmp_path):
     ]
 
 
+def _ansible_playbook(playbook: str, *args: str, inventory: Path = INVENTORY) -> dict:
+    """Plain ansible-playbook (no wrapper), its output as the ansible.posix.json document."""
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(runner.ANSIBLE_CFG),
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+    )
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory)]
+    argv += [str(PLAYBOOKS / playbook), *args]
+    proc = subprocess.run(
+        argv, cwd=runner.REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-2000:])
+    return json.loads(proc.stdout)
+
+
+def _record_task_result(output: dict) -> dict:
+    """What the incident_record module returned (it runs once, delegated to the controller)."""
+    for play in output["plays"]:
+        for task in play["tasks"]:
+            if "incident_record : Record | append" in task["task"]["name"]:
+                (result,) = task["hosts"].values()
+                return result
+    raise AssertionError("no incident_record task in the run")
+
+
 def test_plain_ansible_playbook_produces_the_same_record(tmp_path):
     """The convention needs no wrapper: AWX or ansible-playbook write the same document."""
-    env = dict(os.environ, ANSIBLE_CONFIG=str(runner.ANSIBLE_CFG))
-    args = [
-        str(Path(sys.executable).parent / "ansible-playbook"),
-        "-i",
-        str(INVENTORY),
-        str(PLAYBOOKS / "selftest_incident.yml"),
+    _ansible_playbook(
+        "selftest_incident.yml",
         "-e",
         f"firebreak_incident_id=INC-B firebreak_incident_dir={tmp_path}",
         "-e",
         "firebreak_incident_state=detected firebreak_severity=SEV2",
-    ]
-    proc = subprocess.run(args, cwd=runner.REPO_ROOT, env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-2000:]
+    )
     plain = json.loads((tmp_path / "INC-B.json").read_text())
     wrapped_dir = tmp_path / "wrapped"
     _incident_run(
@@ -118,6 +139,57 @@ def test_check_mode_does_not_write_the_record(tmp_path):
     record_task = next(t for t in result.tasks if t.action.endswith("incident_record"))
     assert record_task.result["appended"] and record_task.changed
     assert not (tmp_path / "INC-C.json").exists()
+
+
+def test_check_mode_writes_nothing_at_all(tmp_path):
+    """--check against a fresh directory: no directory, no lock file, no record; it says what
+    it would append and where."""
+    incident_dir = tmp_path / "fresh" / "incidents"
+    output = _ansible_playbook(
+        "selftest_incident.yml",
+        "--check",
+        "-e",
+        f"firebreak_incident_id=INC-CHECK firebreak_incident_dir={incident_dir}",
+        "-e",
+        "firebreak_incident_state=detected firebreak_severity=SEV2",
+    )
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == []
+    result = _record_task_result(output)
+    assert result["changed"] and result["created"], result
+    assert result["path"] == str(incident_dir / "INC-CHECK.json")
+    appended = result["appended"]
+    actions = [e["action"] for e in appended if e["action"]]
+    assert actions == ["read_metrics", "quorum_guard", "replica_stop"], appended
+    assert (appended[-1]["type"], appended[-1]["outcome"]) == ("state", "detected"), appended
+
+
+SUB_SECOND_STAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+RECORD_STAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+
+
+def test_events_of_several_hosts_land_in_the_order_they_were_emitted(tmp_path):
+    output = _ansible_playbook(
+        "selftest_record_order.yml",
+        "-e",
+        f"firebreak_incident_id=INC-ORDER firebreak_incident_dir={tmp_path}",
+        inventory=PLAYBOOKS / "inventory" / "two_local.yml",
+    )
+    emitted = _record_task_result(output)["invocation"]["module_args"]["events"]
+    stamps = [e["at"] for events in emitted.values() for e in events]
+    assert len(stamps) == 13 and all(SUB_SECOND_STAMP.fullmatch(s) for s in stamps), stamps
+    record = json.loads((tmp_path / "INC-ORDER.json").read_text())
+    timeline = record["timeline"]
+    assert verify_file(tmp_path / "INC-ORDER.json").ok
+    assert [e["seq"] for e in timeline] == list(range(len(timeline)))
+    assert all(RECORD_STAMP.fullmatch(e["at"]) for e in timeline), [e["at"] for e in timeline]
+    # Task n ran on both hosts before task n+1 started: n never goes back along the sequence.
+    ns = [e["detail"]["n"] for e in timeline]
+    assert ns == sorted(ns) and len(ns) == 13, ns
+    for host in ("host-a", "host-b"):
+        steps = [e["detail"]["n"] for e in timeline if e["host"] == host and e["type"] == "action"]
+        assert steps == list(range(1, 7)), (host, steps)
+    assert timeline[-1]["type"] == "note" and timeline[-1]["host"] == "host-a"
+    assert [e["at"] for e in timeline] == sorted(e["at"] for e in timeline)
 
 
 def test_the_record_phase_fails_loudly_without_an_incident_id(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -267,3 +268,130 @@ def test_concurrent_appends_all_land_on_one_valid_chain(tmp_path):
 def test_an_id_that_is_not_a_file_name_is_refused(tmp_path):
     with pytest.raises(RecordError):
         record_chain.record_path(str(tmp_path), "../escape")
+
+
+# ----------------------------------------------------------------------------- event order
+# The stamps of the demo record in issue 11: replica_stop by now() with sub-seconds, the
+# replica_start after it by strftime to the whole second ("00:43:26.000Z"). When both fell in
+# the same second, the start sorted before the stop.
+DEMO_STOP = "2026-02-06T00:43:25.976123Z"
+DEMO_START_SAME_SECOND = "2026-02-06T00:43:25Z"
+DEMO_START_NEXT_SECOND = "2026-02-06T00:43:26.000Z"
+
+
+def _act(action: str, at: str, target: str = "replica-2") -> dict:
+    return {"type": "action", "phase": "act", "action": action, "target": target, "at": at}
+
+
+ORDER_CASES = [
+    pytest.param(
+        {
+            "replica-2": [
+                _act("replica_stop", DEMO_STOP),
+                _act("replica_start", DEMO_START_NEXT_SECOND),
+            ]
+        },
+        [("replica-2", "replica_stop"), ("replica-2", "replica_start")],
+        id="demo-stamps-next-second",
+    ),
+    pytest.param(
+        {
+            "replica-2": [
+                _act("replica_stop", DEMO_STOP),
+                _act("replica_start", DEMO_START_SAME_SECOND),
+            ]
+        },
+        [("replica-2", "replica_stop"), ("replica-2", "replica_start")],
+        id="same-second-mixed-precision-keeps-emission-order",
+    ),
+    pytest.param(
+        {
+            "replica-2": [
+                _act("replica_stop", DEMO_STOP),
+                _act("replica_start", DEMO_START_SAME_SECOND),
+                _act("replica_back", "2026-02-06T00:43:25.990Z"),
+            ]
+        },
+        [
+            ("replica-2", "replica_stop"),
+            ("replica-2", "replica_start"),
+            ("replica-2", "replica_back"),
+        ],
+        id="same-second-three-events-keep-emission-order",
+    ),
+    pytest.param(
+        {
+            "replica-3": [
+                _act("read_metrics", "2026-02-06T00:43:24.500000Z", "replica-3"),
+                _act("replica_back", "2026-02-06T00:43:26.200000Z", "replica-3"),
+            ],
+            "replica-2": [
+                _act("replica_stop", DEMO_STOP),
+                _act("replica_start", DEMO_START_SAME_SECOND),
+            ],
+        },
+        [
+            ("replica-3", "read_metrics"),
+            ("replica-2", "replica_stop"),
+            ("replica-2", "replica_start"),
+            ("replica-3", "replica_back"),
+        ],
+        id="two-hosts-one-with-mixed-precision",
+    ),
+    pytest.param(
+        {
+            "replica-1": [
+                _act("a", "2026-02-06T00:43:25.100100Z", "replica-1"),
+                _act("c", "2026-02-06T00:43:25.100300Z", "replica-1"),
+            ],
+            "replica-2": [
+                _act("b", "2026-02-06T00:43:25.100200Z"),
+                _act("d", "2026-02-06T00:43:25.100400Z"),
+            ],
+        },
+        [("replica-1", "a"), ("replica-2", "b"), ("replica-1", "c"), ("replica-2", "d")],
+        id="two-hosts-interleaved-within-one-millisecond",
+    ),
+]
+
+
+@pytest.mark.parametrize(("events", "expected"), ORDER_CASES)
+def test_the_timeline_is_in_the_order_things_happened(events, expected):
+    record = record_chain.new_record("INC-7", "lab", now="2026-02-06T00:44:00.000Z")
+    added = record_chain.append(record, events_by_host=events, now="2026-02-06T00:44:00.000Z")
+    assert [(e["host"], e["action"]) for e in added] == expected
+    assert [e["seq"] for e in record["timeline"]] == list(range(len(expected)))
+    assert all(TIME_FORMAT.fullmatch(e["at"]) for e in added), [e["at"] for e in added]
+
+
+@pytest.mark.parametrize(("events", "expected"), ORDER_CASES)
+def test_the_merge_does_not_depend_on_the_order_of_the_hosts(events, expected):
+    def timeline(by_host: dict) -> list[dict]:
+        record = record_chain.new_record("INC-8", "lab", now="2026-02-06T00:44:00.000Z")
+        record_chain.append(record, events_by_host=by_host, now="2026-02-06T00:44:00.000Z")
+        return record["timeline"]
+
+    assert timeline(events) == timeline(dict(reversed(list(events.items()))))
+
+
+TIME_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+CLOCK = "now(utc=true, fmt='%Y-%m-%dT%H:%M:%S.%fZ')"
+STAMP_LINE = re.compile(r"""^\s*['"]?at['"]?\s*:\s*(.*)$""")
+
+
+def test_every_role_stamps_its_events_from_one_sub_second_clock():
+    """An event's `at` is now() with sub-seconds, or a variable; never strftime or a literal."""
+    bad = []
+    for path in sorted((REPO / "roles").glob("*/tasks/*.yml")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            match = STAMP_LINE.match(line)
+            if not match:
+                continue
+            value = match.group(1)
+            if (
+                "strftime" in value
+                or re.search(r"\d{2}Z", value)
+                or ("now(" in value and CLOCK not in value)
+            ):
+                bad.append(f"{path.relative_to(REPO)}:{number}: {value}")
+    assert bad == []
