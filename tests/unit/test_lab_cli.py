@@ -51,7 +51,10 @@ def test_lab_dir_env_override(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("FIREBREAK_LAB_DIR", str(tmp_path))
     assert backend.lab_dir() == tmp_path
     monkeypatch.delenv("FIREBREAK_LAB_DIR")
-    assert backend.lab_dir() == backend.REPO / ".lab"
+    monkeypatch.setenv("FIREBREAK_STATE_DIR", str(tmp_path / "state"))
+    # The default lab lives in the state dir, never in the checkout.
+    assert backend.lab_dir() == tmp_path / "state" / "labs" / "default"
+    assert backend.REPO not in backend.lab_dir().parents
 
 
 def test_status_without_lab_fails_clearly(monkeypatch, tmp_path, capsys) -> None:
