@@ -73,7 +73,8 @@ options:
     type: path
   url_username:
     description:
-      - User name for HTTP basic authentication, sent with every request.
+      - User name for HTTP basic authentication, sent with every request to the endpoint's
+        origin (see the notes on redirects).
     type: str
   url_password:
     description:
@@ -88,5 +89,8 @@ options:
     type: str
 notes:
   - Endpoints are read directly; proxy settings in the environment are ignored.
-  - Up to 3 HTTP redirects are followed, within the same O(timeout).
+  - Up to 3 HTTP redirects are followed, within the same O(timeout). The credentials
+    (O(url_password), O(bearer_token)) go only to the origin (scheme, host and port) of the
+    endpoint they were given for; a redirect to another origin is followed without them.
+    A redirect from V(https) to V(http) is refused (the endpoint's error says so).
 """

@@ -32,6 +32,10 @@ and body together (the socket timeout is re-armed with what is left before every
 endpoint that accepts and never answers, or answers a byte at a time, is abandoned on time.
 Name resolution is the one step that the socket timeout does not bound. Proxies from the
 environment are not used: endpoints are cluster members, reached directly.
+
+Redirects (see ``follow_redirect``): the Authorization header (basic or bearer) goes only to
+the origin (scheme, host, port) of the URL it was given for; a redirect elsewhere is followed
+without it. A redirect from https to http is refused, credentials or not.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -56,6 +60,7 @@ DEFAULT_CONCURRENCY = 16
 # An exposition of a few thousand series is well under 1 MiB; 32 MiB stops a runaway answer.
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 MAX_REDIRECTS = 3
+DEFAULT_PORTS = {"http": 80, "https": 443}
 USER_AGENT = "firebreak.incident (ansible module)"
 ACCEPT = "text/plain;version=0.0.4;q=0.9,*/*;q=0.1"
 
@@ -230,8 +235,11 @@ class FetchOptions(object):
             bearer_token=params.get("bearer_token"),
         )
 
-    def headers(self):
+    def headers(self, credentials=True):
+        """The request headers; the Authorization header only with ``credentials``."""
         headers = {"User-Agent": USER_AGENT, "Accept": ACCEPT, "Connection": "close"}
+        if not credentials:
+            return headers
         if self.url_username:
             raw = "%s:%s" % (self.url_username, self.url_password or "")
             headers["Authorization"] = "Basic " + base64.b64encode(raw.encode("utf-8")).decode(
@@ -417,23 +425,22 @@ class _Deadline(object):
 def fetch_url(url, options, endpoint=None, method="GET", json_body=None):
     """GET (or, with ``method="POST"`` and ``json_body``, POST a JSON document to) one URL
     within ``options.timeout`` seconds in total; never raises, returns a FetchResult.
-    Follows up to 3 redirects (http/https only) within the same time budget. A non-2xx
-    answer keeps its body in the result, for callers that read error documents."""
+    Follows up to 3 redirects within the same time budget, credentials only on the URL's own
+    origin (see ``follow_redirect``). A non-2xx answer keeps its body in the result, for
+    callers that read error documents."""
     result = FetchResult(endpoint if endpoint is not None else url, url)
     started = time.monotonic()
     deadline = _Deadline(options.timeout)
     phase = "connect"
     try:
-        target = url
+        target, credentials = url, True
         for _hop in range(MAX_REDIRECTS + 1):
             phase = "connect"
             status, reason, headers, body, phase = _request_once(
-                target, options, deadline, method, json_body
+                target, options, deadline, method, json_body, credentials
             )
             if status in (301, 302, 303, 307, 308) and headers.get("location"):
-                target = urljoin(target, headers["location"])
-                if urlsplit(target).scheme not in ("http", "https"):
-                    raise _FetchFailed("redirected to %r, which is not http(s)" % (target,))
+                target, credentials = follow_redirect(url, target, headers["location"])
                 continue
             break
         else:
@@ -480,6 +487,32 @@ class _FetchFailed(Exception):
     pass
 
 
+def _origin(url):
+    parts = urlsplit(url)
+    return (parts.scheme, (parts.hostname or "").lower(), parts.port or DEFAULT_PORTS[parts.scheme])
+
+
+def follow_redirect(first, current, location):
+    """``(next URL, send credentials)`` for a redirect from ``current`` to ``location``,
+    ``first`` being the URL the credentials were given for. They go only to its origin (same
+    scheme, host and port); anywhere else the request goes without them. Raises _FetchFailed
+    for a target that is not http(s), is not a URL, or goes from https to http (a downgrade:
+    refused, credentials or not)."""
+    try:
+        target = urljoin(current, location)
+        scheme = urlsplit(target).scheme
+        if scheme not in DEFAULT_PORTS:
+            raise _FetchFailed("redirected to %r, which is not http(s)" % (_redact(target),))
+        if urlsplit(current).scheme == "https" and scheme == "http":
+            raise _FetchFailed(
+                "refused: a redirect from https to http (to %s)" % (_redact(target),)
+            )
+        return target, _origin(target) == _origin(first)
+    except ValueError as e:
+        message = "redirected to %r, not a valid URL: %s" % (_redact(location), e)
+        raise _FetchFailed(message) from None
+
+
 def _charset(content_type):
     if content_type:
         for part in content_type.split(";")[1:]:
@@ -489,16 +522,16 @@ def _charset(content_type):
     return "utf-8"
 
 
-def _request_once(url, options, deadline, method="GET", json_body=None):
+def _request_once(url, options, deadline, method="GET", json_body=None, credentials=True):
     parts = urlsplit(url)
     host = parts.hostname
     if parts.scheme == "https":
-        port = parts.port or 443
+        port = parts.port or DEFAULT_PORTS["https"]
         conn = http_client.HTTPSConnection(
             host, port, timeout=deadline.remaining("connect"), context=options.ssl_context()
         )
     else:
-        port = parts.port or 80
+        port = parts.port or DEFAULT_PORTS["http"]
         conn = http_client.HTTPConnection(host, port, timeout=deadline.remaining("connect"))
     phase = "connect"
     try:
@@ -511,7 +544,7 @@ def _request_once(url, options, deadline, method="GET", json_body=None):
             target += "?" + parts.query
         payload = None if json_body is None else json.dumps(json_body).encode("utf-8")
         conn.putrequest(method, target, skip_accept_encoding=True)
-        for name, value in options.headers().items():
+        for name, value in options.headers(credentials).items():
             conn.putheader(name, value)
         if payload is not None:
             conn.putheader("Content-Type", "application/json")

@@ -3,9 +3,15 @@
 One private data dir per run, ``<runs dir>/<UTC time>-<run id>`` (the runs dir is
 ``$FIREBREAK_RUNS_DIR``, default ``<tmp>/firebreak-runs``; the newest ``$FIREBREAK_KEEP_RUNS``,
 default 20, are kept), ``quiet``, ``suppress_env_files``, a timeout, and an event handler that
-turns runner events into typed results. Extra vars go
-through a 0600 file outside the private data dir, so a secret never lands in the artifacts
-(ansible-runner writes its command line, ``-e`` included, to ``artifacts/<id>/command``).
+turns runner events into typed results.
+
+What is private: the runs dir is the user's own, mode 0700 (created so; one that is a symlink,
+not the user's, or open to group or others is refused before anything is written), and so is
+every run dir. Extra vars (which can carry passwords) go to ``<run dir>/vars/extra_vars.json``
+(0600, in a 0700 dir), passed as ``-e @file`` so that ansible-runner's ``artifacts/<id>/command``
+holds the path and never the values; the file is removed when the run ends. A run holds a lock
+on its run dir while it lives: a wrapper killed with SIGKILL cannot remove its file, and the
+next run removes the ``vars`` dir of every run dir that nobody holds any more.
 """
 
 from __future__ import annotations
@@ -13,17 +19,19 @@ from __future__ import annotations
 import collections
 import configparser
 import contextlib
+import fcntl
 import json
 import os
 import re
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +48,7 @@ RUN_MARKER_ENV = "FIREBREAK_RUN_ID"  # inherited by every process of a run; see 
 RUNS_DIR_ENV = "FIREBREAK_RUNS_DIR"
 KEEP_RUNS_ENV = "FIREBREAK_KEEP_RUNS"
 DEFAULT_KEEP_RUNS = 20
+VARS_DIR = "vars"  # in a run dir: the extra-vars file, while the run lives
 PHASES = (
     "preflight",
     "diagnose",
@@ -390,10 +399,80 @@ class _Watchdog:
         return True
 
 
+def default_runs_dir() -> Path:
+    """The runs dir when $FIREBREAK_RUNS_DIR is not set."""
+    return Path(tempfile.gettempdir()) / "firebreak-runs"
+
+
 def runs_dir() -> Path:
     """Where the runs' private data dirs (ansible-runner's artifacts) are kept."""
     env = os.environ.get(RUNS_DIR_ENV)
-    return Path(env) if env else Path(tempfile.gettempdir()) / "firebreak-runs"
+    return Path(env) if env else default_runs_dir()
+
+
+def private_runs_dir() -> Path:
+    """``runs_dir()``, created 0700 when missing. FirebreakError, before anything is written
+    in it, when it is a symlink, not a directory, not the current user's, or open to group
+    or others: who can read it reads every run's artifacts, who can write it can swap them."""
+    root = runs_dir()
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        root.mkdir(mode=0o700)
+    info = root.lstat()
+    mode = stat.S_IMODE(info.st_mode)
+    problem = None
+    if stat.S_ISLNK(info.st_mode):
+        problem = "is a symlink"
+    elif not stat.S_ISDIR(info.st_mode):
+        problem = "is not a directory"
+    elif info.st_uid != os.geteuid():
+        problem = f"is owned by uid {info.st_uid}, not by you (uid {os.geteuid()})"
+    elif mode & 0o077:
+        problem = f"is open to group or others (mode {mode:04o})"
+    if problem:
+        raise FirebreakError(
+            f"runs dir {root} {problem}: it must be your own private directory (mode 0700); "
+            f"fix it, or set {RUNS_DIR_ENV} to another path"
+        )
+    return root
+
+
+@contextlib.contextmanager
+def _extra_vars_file(run_dir: Path, text: str) -> Iterator[Path]:
+    """``<run dir>/vars/extra_vars.json`` (0600, in a 0700 dir) holding ``text`` while the
+    run lives, removed after; meanwhile the run holds a lock on its run dir (the kernel drops
+    it if the wrapper is killed: see _clear_dead_vars)."""
+    lock = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        directory = run_dir / VARS_DIR
+        directory.mkdir(mode=0o700)
+        try:
+            path = directory / "extra_vars.json"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            yield path
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+    finally:
+        os.close(lock)
+
+
+def _clear_dead_vars(root: Path) -> None:
+    """Remove the ``vars`` dir of every run dir whose run is gone (nobody holds its lock):
+    what a wrapper killed with SIGKILL could not remove itself."""
+    for directory in root.glob(f"*/{VARS_DIR}"):
+        if not RUN_DIR_RE.match(directory.parent.name):
+            continue
+        lock = os.open(directory.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(directory, ignore_errors=True)
+        except BlockingIOError:
+            pass  # a live run
+        finally:
+            os.close(lock)
 
 
 def keep_runs() -> int:
@@ -440,11 +519,6 @@ def run_playbook(
     inventory_arg = resolve_inventory(inventory)
     run_id = uuid.uuid4().hex
     keep = keep_runs()
-    root = runs_dir()
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    private_data_dir = str(root / f"{datetime.now(UTC):%Y%m%dT%H%M%S.%fZ}-{run_id}")
-    os.mkdir(private_data_dir, 0o700)
-    secrets_dir = tempfile.mkdtemp(prefix="firebreak-vars-")
     variables: dict[str, Any] = {"firebreak_run_id": run_id}
     if incident_id:
         variables["firebreak_incident_id"] = incident_id
@@ -454,12 +528,14 @@ def run_playbook(
         # ansible-playbook run, is <checkout>/evidence); an explicit -e wins.
         variables["firebreak_evidence_dir"] = str(Path(incident_dir).resolve() / "evidence")
     variables.update(extra_vars or {})
-    vars_file = Path(secrets_dir) / "extra_vars.json"
-    fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(variables, handle)
+    variables_text = json.dumps(variables)
+    binary_dir = Path(ansible_playbook_binary()).parent
+    root = private_runs_dir()
+    _clear_dead_vars(root)
+    private_data_dir = str(root / f"{datetime.now(UTC):%Y%m%dT%H%M%S.%fZ}-{run_id}")
+    os.mkdir(private_data_dir, 0o700)
 
-    cmdline = ["-e", f"@{vars_file}"]
+    cmdline = []
     if tags:
         cmdline += ["--tags", ",".join(tags)]
     if skip_tags:
@@ -480,9 +556,10 @@ def run_playbook(
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_NOCOLOR": "1",
         # The venv's ansible-playbook first (runner's `binary=` would switch it to raw mode).
-        "PATH": os.pathsep.join([str(Path(ansible_playbook_binary()).parent), os.environ["PATH"]]),
+        "PATH": os.pathsep.join([str(binary_dir), os.environ["PATH"]]),
     }
-    try:
+    with _extra_vars_file(Path(private_data_dir), variables_text) as vars_file:
+        cmdline = ["-e", f"@{vars_file}", *cmdline]
         runner = ansible_runner.run(
             private_data_dir=private_data_dir,
             project_dir=str(REPO_ROOT),
@@ -504,8 +581,6 @@ def run_playbook(
             cancel_callback=watchdog,
             verbosity=verbosity or None,
         )
-    finally:
-        shutil.rmtree(secrets_dir, ignore_errors=True)
     status = runner.status if runner.status in STATUSES else "failed"
     if watchdog.timed_out:
         status = "timeout"

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import stat
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -27,12 +32,14 @@ PLAYBOOKS = HERE / "playbooks"
 INVENTORY = PLAYBOOKS / "inventory" / "hosts.yml"
 
 
-def _pids_with_cmdline(marker: str) -> list[int]:
+def _pids_with_cmdline(marker: str, *more: str) -> list[int]:
+    """PIDs whose command line holds `marker` (and every one of `more`)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) != os.getpid():
             try:
-                if marker.encode() in (entry / "cmdline").read_bytes():
+                cmdline = (entry / "cmdline").read_bytes()
+                if all(m.encode() in cmdline for m in (marker, *more)):
                     found.append(int(entry.name))
             except OSError:
                 continue
@@ -157,8 +164,9 @@ def test_run_artifacts_are_kept_in_the_runs_dir_newest_first(tmp_path, monkeypat
     runs = tmp_path / "runs"
     monkeypatch.setenv("FIREBREAK_RUNS_DIR", str(runs))
     monkeypatch.setenv("FIREBREAK_KEEP_RUNS", "2")
+    runs.mkdir(mode=0o700)
     stray = runs / "notes-kept-by-an-operator"
-    stray.mkdir(parents=True)
+    stray.mkdir()
     done = [run_playbook(PLAYBOOKS / "selftest_ping.yml", inventory=INVENTORY) for _ in range(3)]
     assert all(r.status == "successful" for r in done), [r.status for r in done]
     kept = sorted(p for p in runs.iterdir() if p != stray)
@@ -171,3 +179,141 @@ def test_run_artifacts_are_kept_in_the_runs_dir_newest_first(tmp_path, monkeypat
     with pytest.raises(FirebreakError, match="FIREBREAK_KEEP_RUNS"):
         run_playbook(PLAYBOOKS / "selftest_ping.yml", inventory=INVENTORY)
     assert sorted(p for p in runs.iterdir() if p != stray) == kept
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def _tree(directory: Path) -> list[str]:
+    return sorted(str(p) for p in directory.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("shape", "words"),
+    [
+        ("world-writable", "is open to group or others (mode 0777)"),
+        ("group-readable", "is open to group or others (mode 0750)"),
+        ("symlink", "is a symlink"),
+        ("foreign", "is owned by uid"),
+        ("file", "is not a directory"),
+    ],
+)
+def test_a_runs_root_that_is_not_private_is_refused_and_nothing_is_written(
+    tmp_path, monkeypatch, shape, words
+):
+    """$FIREBREAK_RUNS_DIR (or the default) that another user could read, replace or own."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    root = tmp_path / "runs"
+    if shape == "symlink":
+        root.symlink_to(elsewhere)
+    elif shape == "file":
+        root.write_text("")
+    else:
+        root.mkdir()
+        os.chmod(root, {"world-writable": 0o777, "group-readable": 0o750}.get(shape, 0o700))
+    if shape == "foreign":
+        if os.geteuid() == 0:
+            os.chown(root, 65534, 65534)
+        else:
+            root = Path("/")  # not ours (and not writable: nothing can land there either)
+    monkeypatch.setenv(runner.RUNS_DIR_ENV, str(root))
+    before = _tree(tmp_path)
+    with pytest.raises(FirebreakError) as refused:
+        run_playbook(PLAYBOOKS / "selftest_ok.yml", inventory=INVENTORY, extra_vars={"pw": "x"})
+    message = str(refused.value)
+    assert words in message and str(root) in message, message
+    assert runner.RUNS_DIR_ENV in message  # says how to choose another one
+    assert _tree(tmp_path) == before  # no run dir, no extra-vars file, anywhere
+
+
+def test_extra_vars_are_written_0600_in_the_run_dir_and_removed_after(tmp_path, monkeypatch):
+    canary = f"CANARY-{uuid.uuid4().hex}"
+    root = tmp_path / "runs"  # missing: the run creates it, private
+    monkeypatch.setenv(runner.RUNS_DIR_ENV, str(root))
+    seen: dict = {}
+
+    def look(_task):
+        """While the play runs: the file its command line names with -e @."""
+        if seen:
+            return
+        (command,) = root.glob("*/artifacts/*/command")
+        argv = json.loads(command.read_text())["command"]
+        path = Path(argv[argv.index("-e") + 1].removeprefix("@"))
+        seen.update(path=path, text=path.read_text(), modes=[_mode(path), _mode(path.parent)])
+
+    result = run_playbook(
+        PLAYBOOKS / "selftest_ok.yml",
+        inventory=INVENTORY,
+        extra_vars={"selftest_secret": canary},
+        on_task=look,
+    )
+    assert result.status == "successful"
+    run_dir = Path(result.private_data_dir)
+    assert canary in seen["text"], "not the file that carried the extra vars"
+    assert seen["path"].is_relative_to(run_dir), f"{seen['path']} is outside {run_dir}"
+    assert seen["modes"] == [0o600, 0o700]
+    assert (_mode(run_dir), _mode(root)) == (0o700, 0o700)
+    assert not seen["path"].exists(), "the extra-vars file outlived its run"
+
+
+FIREBREAK = str(Path(sys.executable).parent / "firebreak")
+
+
+def test_a_killed_wrapper_leaves_no_extra_vars_file_outside_its_run_dir(tmp_path):
+    """kill -9 of `firebreak run` mid-play: the secret stays in the private run dir only."""
+    canary, marker = f"CANARY-{uuid.uuid4().hex}", f"fb-kill9-{uuid.uuid4().hex}"
+    shared = tmp_path / "shared-tmp"  # the wrapper's TMPDIR: what /tmp is for a real run
+    shared.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != runner.RUNS_DIR_ENV}
+    proc = subprocess.Popen(
+        [
+            *(FIREBREAK, "run", str(PLAYBOOKS / "selftest_sleep.yml"), "-i", str(INVENTORY)),
+            *("-e", f"selftest_marker={marker} selftest_secret={canary}"),
+        ],
+        env={**env, "TMPDIR": str(shared)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    run_dirs: list[Path] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not _pids_with_cmdline(marker, "time.sleep"):  # the play is in its sleeping task
+            assert proc.poll() is None, f"firebreak run exited {proc.returncode} before the play"
+            assert time.monotonic() < deadline, "the play never reached its sleeping task"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        root = shared / "firebreak-runs"  # the default runs root, under TMPDIR
+        run_dirs = [p for p in root.glob("*") if runner.RUN_DIR_RE.match(p.name)]
+        for run_dir in run_dirs:  # ansible-playbook outlives its killed wrapper
+            runner._sweep(run_dir.name.rsplit("-", 1)[1])
+    (run_dir,) = run_dirs
+    outside = [p for p in _holding(shared, canary) if not p.is_relative_to(run_dir)]
+    assert outside == [], f"the secret was left outside the run dir: {outside}"
+    # what the killed wrapper could not remove is its extra-vars file, private
+    (left,) = _holding(shared, canary)
+    assert left.name == "extra_vars.json" and left.parent.parent == run_dir
+    assert (_mode(left), _mode(left.parent)) == (0o600, 0o700)
+    assert (_mode(run_dir), _mode(run_dir.parent)) == (0o700, 0o700)
+    # the next run removes it: nobody holds the killed run's lock any more
+    proc = subprocess.run(
+        [FIREBREAK, "run", str(PLAYBOOKS / "selftest_ping.yml"), "-i", str(INVENTORY)],
+        env={**env, "TMPDIR": str(shared)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _holding(shared, canary) == []
+    assert run_dir.is_dir()  # the artifacts stay, to be pruned as usual
+
+
+def _holding(directory: Path, secret: str) -> list[Path]:
+    """The files under `directory` whose bytes hold `secret`."""
+    return [p for p in directory.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]

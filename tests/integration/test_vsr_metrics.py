@@ -15,8 +15,6 @@ When the lab exists (python/firebreak/lab/cli.py), test_real_lab runs the module
 from __future__ import annotations
 
 import base64
-import datetime
-import ipaddress
 import json
 import os
 import socket
@@ -31,6 +29,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from playbook_harness import run_tasks
+from tls_certs import self_signed
 
 pytestmark = pytest.mark.lab
 
@@ -131,41 +130,6 @@ def _serve(host, replica, tls=None):
     return httpd
 
 
-def _self_signed(directory: Path, ip: str) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vsr-lab")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), False
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 def _closed_port(host):
     with socket.socket() as s:
         s.bind((host, 0))
@@ -181,7 +145,7 @@ def servers(tmp_path_factory):
     hang.bind(("127.0.40.9", 0))
     hang.listen(16)
     tmp = tmp_path_factory.mktemp("vsr-tls")
-    cert, key = _self_signed(tmp, "127.0.40.20")
+    cert, key = self_signed(tmp, "127.0.40.20")
     import ssl
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -481,6 +481,55 @@ def test_fetch_options_headers():
     assert basic["Authorization"] == "Basic dTpw"
     assert ep.FetchOptions(bearer_token="t0k").headers()["Authorization"] == "Bearer t0k"
     assert "Authorization" not in ep.FetchOptions().headers()
+    assert "Authorization" not in ep.FetchOptions(bearer_token="t0k").headers(credentials=False)
+
+
+FIRST = "http://10.0.0.1:9090/metrics"
+
+
+@pytest.mark.parametrize(
+    ("current", "location", "target", "credentials"),
+    [
+        (FIRST, "/other/metrics", "http://10.0.0.1:9090/other/metrics", True),
+        (FIRST, "http://10.0.0.1:9090/x", "http://10.0.0.1:9090/x", True),
+        (FIRST, "http://10.0.0.2:9090/metrics", "http://10.0.0.2:9090/metrics", False),
+        (FIRST, "http://10.0.0.1:9091/metrics", "http://10.0.0.1:9091/metrics", False),
+        (FIRST, "https://10.0.0.1:9090/metrics", "https://10.0.0.1:9090/metrics", False),
+        (FIRST, "//evil.example:9090/metrics", "http://evil.example:9090/metrics", False),
+        # back on the first origin after a hop elsewhere: the credentials are its own
+        ("http://10.0.0.2:1/m", "http://10.0.0.1:9090/m", "http://10.0.0.1:9090/m", True),
+        ("https://h/a", "/b", "https://h/b", False),  # h is not the first origin
+    ],
+)
+def test_follow_redirect_credentials_only_on_the_first_origin(
+    current, location, target, credentials
+):
+    assert ep.follow_redirect(FIRST, current, location) == (target, credentials)
+
+
+def test_follow_redirect_default_ports_are_the_same_origin():
+    first = "https://Vsr.example/metrics"
+    assert ep.follow_redirect(first, first, "https://vsr.example:443/m") == (
+        "https://vsr.example:443/m",
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("current", "location", "words"),
+    [
+        ("https://h:1/m", "http://h:1/m", "refused: a redirect from https to http (to http://h"),
+        ("https://h:1/m", "http://u:pw-secret@h:2/m", "to http://u:********@h:2/m"),
+        ("http://h:1/m", "ftp://h/m", "which is not http(s)"),
+        ("http://h:1/m", "http://h:notaport/m", "not a valid URL"),
+        ("http://h:1/m", "http://[::1/m", "not a valid URL"),
+    ],
+)
+def test_follow_redirect_refuses(current, location, words):
+    with pytest.raises(ep._FetchFailed) as caught:
+        ep.follow_redirect("http://h:1/m", current, location)
+    assert words in str(caught.value)
+    assert "pw-secret" not in str(caught.value)
 
 
 def test_argument_spec_is_a_fresh_copy_with_secrets_hidden():
