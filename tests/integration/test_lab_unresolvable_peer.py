@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from firebreak.lab.backend import replica_config
+from firebreak.lab.backend import http_json, replica_config
 
 pytestmark = pytest.mark.lab
 
@@ -33,6 +33,8 @@ DOWN_HOST = f"127.0.{NET}.3"  # resolves (an address), nothing listens there
 REQUEST_S = 1.0  # the issue's bound for one request
 STARTUP_S = 8.0  # launch (interpreter and imports) to the first answer; the old stall was 20 s
 WINDOW_S = 6.0  # inside the 10 s the resolver keeps the peer's lookup waiting
+BOOT_S = 30.0  # a fresh three-replica cluster to Normal (seconds normally)
+WRITE_S = 3.0  # request_timeout_s of the forwarding test: a forwarded write commits within it
 
 
 def _qname(packet: bytes) -> str:
@@ -73,50 +75,68 @@ def silent_dns():
 
 
 @pytest.fixture
-def replica(tmp_path, silent_dns):
-    """replica-1 on 127.0.60.1 under the silent resolver; yields (process, launch time, log)."""
+def launch(tmp_path, silent_dns):
+    """launch(cfg, hosts=None) -> (process, launch time, log path): a replica process in a private
+    mount namespace whose /etc/resolv.conf names the silent server (and whose /etc/hosts is the
+    file ``hosts``, if given). Every process launched is stopped at the end, failure or not."""
     resolv = tmp_path / "resolv.conf"
     resolv.write_text(f"nameserver {DNS_ADDR[0]}\n")
-    replicas = [
-        {"name": "replica-1", "host": HOST, "api_port": 8080, "metrics_port": 9090},
-        {"name": "replica-2", "host": UNRESOLVABLE, "api_port": 8080, "metrics_port": 9090},
-        {"name": "replica-3", "host": DOWN_HOST, "api_port": 8080, "metrics_port": 9090},
-    ]
-    cfg = replica_config("dnslab", replicas, "replica-1", str(tmp_path / "data"))
-    cfg_path = tmp_path / "replica.json"
-    cfg_path.write_text(json.dumps(cfg))
-    python = f"{shlex.quote(sys.executable)} -m firebreak.lab.replica --config {cfg_path}"
-    script = f"mount --bind {shlex.quote(str(resolv))} /etc/resolv.conf && exec {python}"
-    log_path = tmp_path / "replica.log"
     src = str(Path(__file__).resolve().parents[2] / "python")
-    with open(log_path, "wb") as log:
-        launched = time.monotonic()
-        proc = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "PYTHONPATH": src},
+    procs: list[subprocess.Popen] = []
+
+    def _launch(cfg: dict, hosts: Path | None = None):
+        cfg_path = tmp_path / f"{cfg['replica']}.json"
+        cfg_path.write_text(json.dumps(cfg))
+        mounts = [(resolv, "/etc/resolv.conf")] + ([(hosts, "/etc/hosts")] if hosts else [])
+        script = (
+            " && ".join(f"mount --bind {shlex.quote(str(a))} {b}" for a, b in mounts)
+            + f" && exec {shlex.quote(sys.executable)} -m firebreak.lab.replica --config {cfg_path}"
         )
+        log_path = tmp_path / f"{cfg['replica']}.log"
+        with open(log_path, "wb") as log:
+            launched = time.monotonic()
+            procs.append(
+                subprocess.Popen(
+                    ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "PYTHONPATH": src},
+                )
+            )
+        return procs[-1], launched, log_path
+
     try:
-        yield proc, launched, log_path
+        yield _launch
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
 
 
-def _get(port: int, path: str) -> tuple[int, bytes, float]:
+def _member(name: str, host: str) -> dict:
+    return {"name": name, "host": host, "api_port": 8080, "metrics_port": 9090}
+
+
+def _get(port: int, path: str, host: str = HOST) -> tuple[int, bytes, float]:
     """(status, body, seconds) of one GET with the issue's 1 s bound; raises OSError past it."""
     start = time.monotonic()
-    with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=REQUEST_S) as resp:
+    with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=REQUEST_S) as resp:
         return resp.status, resp.read(), time.monotonic() - start
 
 
-def test_unresolvable_peer_never_stalls_the_replicas_own_endpoints(replica, silent_dns) -> None:
-    proc, launched, log_path = replica
+def test_unresolvable_peer_never_stalls_the_replicas_own_endpoints(launch, silent_dns, tmp_path):
+    replicas = [
+        _member("replica-1", HOST),
+        _member("replica-2", UNRESOLVABLE),
+        _member("replica-3", DOWN_HOST),
+    ]
+    cfg = replica_config("dnslab", replicas, "replica-1", str(tmp_path / "data-1"))
+    proc, launched, log_path = launch(cfg)
 
     first = None
     while first is None and time.monotonic() - launched < STARTUP_S:
@@ -158,3 +178,54 @@ def test_unresolvable_peer_never_stalls_the_replicas_own_endpoints(replica, sile
         re.findall(r'^vsr_peer_reachable\{[^}]*peer="([^"]+)"[^}]*\} (\S+)$', raw.decode(), re.M)
     )
     assert reach == {"replica-2": "0.0", "replica-3": "0.0"}, reach
+
+
+def _statuses(ips: dict[str, str]) -> dict[str, dict] | None:
+    """Every replica's /admin/status once they are all Normal in one view, else None."""
+    out = {}
+    for name, ip in ips.items():
+        try:
+            _, raw, _ = _get(8080, "/admin/status", host=ip)
+        except OSError:
+            return None
+        out[name] = json.loads(raw)
+    views = {s["view"] for s in out.values()}
+    return out if all(s["status"] == 0 for s in out.values()) and len(views) == 1 else None
+
+
+def test_a_backup_forwards_to_a_leader_whose_name_stopped_resolving(launch, tmp_path) -> None:
+    """Forwarded writes and reads go to the address the backup's Peer thread resolved: when the
+    leader's name stops resolving (its /etc/hosts entry gone, DNS silent) they still answer at
+    once instead of waiting out the resolver for each request."""
+    ips = {f"replica-{i}": f"127.0.{NET}.{i}" for i in (1, 2, 3)}
+    names = {n: f"{n}.lab.firebreak.test" for n in ips}
+    hosts = tmp_path / "hosts"
+    hosts.write_text("".join(f"{ips[n]} {names[n]}\n" for n in ips))
+    replicas = [_member(n, names[n]) for n in ips]
+    for n in ips:
+        data = str(tmp_path / f"data-{n}")
+        launch(replica_config("dnslab", replicas, n, data, request_timeout_s=WRITE_S), hosts)
+    deadline = time.monotonic() + BOOT_S
+    while (st := _statuses(ips)) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert st is not None, f"the cluster did not reach Normal within {BOOT_S} s"
+    leader = st["replica-1"]["leader"]
+    backup = next(n for n in ips if n != leader)
+
+    # the same file (the inode the namespaces bind-mounted), rewritten without the names
+    hosts.write_text("127.0.0.1 localhost\n")
+
+    start = time.monotonic()
+    code, resp = http_json(
+        f"http://{ips[backup]}:8080/api/write",
+        "POST",
+        {"stream": "s", "event": "e1"},
+        timeout=WRITE_S,
+    )
+    assert (code, resp.get("acknowledged")) == (200, True), resp
+    assert time.monotonic() - start < WRITE_S
+    code, raw, _ = _get(8080, "/api/read?stream=s", host=ips[backup])
+    body = json.loads(raw)
+    assert (code, body["served_by"], body["events"]) == (200, leader, ["e1"]), body
+    _, raw, _ = _get(8080, "/admin/status", host=ips[backup])
+    assert json.loads(raw)["peers"][leader]["reachable"] is True
