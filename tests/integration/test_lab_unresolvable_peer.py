@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from firebreak.lab.backend import http_json, replica_config
+from firebreak.lab.backend import http_json, read_admin_status, replica_config
 
 pytestmark = pytest.mark.lab
 
@@ -172,6 +172,10 @@ def test_unresolvable_peer_never_stalls_the_replicas_own_endpoints(launch, silen
     assert "name resolution" in peers["replica-2"]["error"], peers["replica-2"]
     assert peers["replica-3"]["reachable"] is False
     assert "refused" in peers["replica-3"]["error"], peers["replica-3"]
+
+    row: dict = {}  # what `lab status --json` shows of the replica
+    read_admin_status(f"http://{HOST}:8080", row)
+    assert row["peers"]["replica-2"]["reachable"] is False, row
 
     _, raw, _ = _get(9090, "/metrics")
     reach = dict(

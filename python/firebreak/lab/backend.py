@@ -139,6 +139,7 @@ STATUS_FIELDS = (
     "member",
     "reconfig_state",
     "configuration",
+    "peers",
 )
 
 
