@@ -39,6 +39,10 @@ Endpoints on ``api_port`` (8080):
 
 On ``metrics_port`` (9090): ``/metrics`` (Prometheus), ``/health``, ``/ready``.
 
+Peers are resolved and connected to only by their :class:`Peer` threads, so a resolver that never
+answers or a peer that does not accept blocks none of the endpoints above; each peer's reachability
+is reported (``/admin/status`` ``peers``, ``vsr_peer_reachable``).
+
 Partition and latency faults in processes mode are *simulated* by this process: the peers named in
 the control file's ``"partition"`` list have their protocol traffic dropped in both directions
 (outbound by the senders, inbound by ``/vsr/message``), and ``"latency_ms"`` delays every outbound
