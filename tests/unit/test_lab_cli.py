@@ -156,3 +156,13 @@ def test_stale_lab_rules(tmp_path):
     # other labs' rows do not count
     other = [{**row, "Labels": {"firebreak.lab.id": "zzz"}, "Pid": _dead_pid()}]
     assert reason("abc", str(owner), other) is None
+
+
+def test_status_table_notes_unreachable_peers(capsys) -> None:
+    peers = {
+        "replica-2": {"reachable": False, "error": "name resolution of 'r2': no answer for 3.0 s"},
+        "replica-3": {"reachable": True, "error": None},
+    }
+    cli._print_status([{"name": "replica-1", "running": True, "peers": peers}])
+    row = capsys.readouterr().out.splitlines()[1]
+    assert row.endswith("unreachable replica-2"), row

@@ -185,6 +185,7 @@ STATUS_FIELDS = (
     "member",
     "reconfig_state",
     "configuration",
+    "peers",
 )
 
 

@@ -115,6 +115,9 @@ def _print_status(rows: list[dict]) -> None:
             notes.append("not a member")
         if r.get("reconfig_state"):
             notes.append("reconfig Joint")
+        unreachable = [p for p, link in (r.get("peers") or {}).items() if not link["reachable"]]
+        if unreachable:
+            notes.append(f"unreachable {','.join(unreachable)}")
         if r.get("error"):
             notes.append(r["error"])
         status = r.get("status_name") or ("down" if not r.get("running") else "?")

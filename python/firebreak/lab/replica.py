@@ -39,6 +39,10 @@ Endpoints on ``api_port`` (8080):
 
 On ``metrics_port`` (9090): ``/metrics`` (Prometheus), ``/health``, ``/ready``.
 
+Peers are resolved and connected to only by their :class:`Peer` threads, so a resolver that never
+answers or a peer that does not accept blocks none of the endpoints above; each peer's reachability
+is reported (``/admin/status`` ``peers``, ``vsr_peer_reachable``).
+
 Partition and latency faults in processes mode are *simulated* by this process: the peers named in
 the control file's ``"partition"`` list have their protocol traffic dropped in both directions
 (outbound by the senders, inbound by ``/vsr/message``), and ``"latency_ms"`` delays every outbound
@@ -59,6 +63,7 @@ import os
 import queue
 import signal
 import socket
+import socketserver
 import statistics
 import sys
 import threading
@@ -134,20 +139,45 @@ class Waiter:
         self.failed = False
 
 
+PROBE_S = (
+    1.0  # an idle link to a peer is tried (an empty batch) this often: its state stays current
+)
+
+
+class PeerUnreachable(Exception):
+    """A peer that could not be resolved or reached; the message says why."""
+
+
 class Peer(threading.Thread):
-    """Sends batches of protocol messages to one peer over a kept-alive HTTP connection."""
+    """Sends batches of protocol messages to one peer over a kept-alive HTTP connection.
+
+    Only this thread looks the peer's name up and connects to it, so a resolver that does not
+    answer, or a peer that does not accept, holds up this peer's traffic and nothing else (the
+    lookup gets the resolver's own timeout: seconds). What it saw is the peer's link state
+    (:meth:`link`); requests forwarded to the peer use the address it resolved (:meth:`target`).
+    """
 
     def __init__(self, node: ReplicaNode, name: str, host: str, port: int) -> None:
         super().__init__(name=f"send-{name}", daemon=True)
         self.node, self.peer, self.host, self.port = node, name, host, port
         self.q: queue.Queue = queue.Queue()
         self.conn: http.client.HTTPConnection | None = None
+        self.ip: str | None = None  # the last address the name resolved to
+        self.looked_up = threading.Event()  # the first lookup has an outcome
+        self.lookup_since: float | None = None  # a lookup is waiting since (monotonic)
+        self.reachable = False
+        self.error: str | None = "not contacted yet"
+        self.last_ok: float | None = None
+        self.last_try = float("-inf")
 
     def run(self) -> None:
         while not self.node.stopping.is_set():
             try:
                 first = self.q.get(timeout=0.2)
             except queue.Empty:
+                idle = time.monotonic() - self.last_try >= PROBE_S
+                if idle and self.peer not in self.node.partitioned and self.node.linked(self.peer):
+                    self._post([])
                 continue
             batch = [first]
             with contextlib.suppress(queue.Empty):
@@ -158,22 +188,74 @@ class Peer(threading.Thread):
                 time.sleep(delay / 1000.0)
             if self.peer in self.node.partitioned:
                 continue
-            body = json.dumps({"src": self.node.name, "ts": time.time() * 1000, "msgs": batch})
-            for _attempt in range(2):
-                try:
-                    if self.conn is None:
-                        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=2)
-                        self.conn.connect()
-                        self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    self.conn.request(
-                        "POST", "/vsr/message", body, {"Content-Type": "application/json"}
-                    )
-                    self.conn.getresponse().read()
-                    break
-                except (OSError, http.client.HTTPException):
-                    with contextlib.suppress(Exception):
-                        self.conn.close()
-                    self.conn = None
+            self._post(batch)
+
+    def _post(self, msgs: list) -> None:
+        self.last_try = time.monotonic()
+        body = json.dumps({"src": self.node.name, "ts": time.time() * 1000, "msgs": msgs})
+        for _attempt in range(2):  # a kept-alive connection the peer closed fails once
+            try:
+                if self.conn is None:
+                    self.conn = self._connect()
+                self.conn.request(
+                    "POST", "/vsr/message", body, {"Content-Type": "application/json"}
+                )
+                self.conn.getresponse().read()
+                self.reachable, self.error, self.last_ok = True, None, time.monotonic()
+                return
+            except PeerUnreachable as exc:
+                self.reachable, self.error = False, str(exc)
+                return
+            except (OSError, http.client.HTTPException) as exc:
+                with contextlib.suppress(Exception):
+                    self.conn.close()
+                self.conn = None
+                self.reachable, self.error = False, f"{self.ip}:{self.port}: {exc}"
+
+    def _connect(self) -> http.client.HTTPConnection:
+        conn = http.client.HTTPConnection(self._lookup(), self.port, timeout=2)
+        conn.connect()
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn
+
+    def _lookup(self) -> str:
+        self.lookup_since = time.monotonic()
+        try:
+            info = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+            self.ip = info[0][4][0]
+        except OSError as exc:
+            self.ip = None
+            raise PeerUnreachable(f"name resolution of {self.host!r} failed: {exc}") from exc
+        finally:
+            self.lookup_since = None
+            self.looked_up.set()
+        return self.ip
+
+    def link(self) -> dict:
+        """The peer's link state as this replica sees it (``/admin/status`` ``peers``)."""
+        now = time.monotonic()
+        reachable, error = self.reachable, self.error
+        since = self.lookup_since
+        if since is not None:
+            reachable = False
+            error = f"name resolution of {self.host!r}: no answer for {now - since:.1f} s"
+        elif self.peer in self.node.partitioned:
+            reachable, error = False, "partitioned (simulated, control file)"
+        return {
+            "host": self.host,
+            "address": self.ip,
+            "reachable": reachable,
+            "error": error,
+            "last_ok_age_s": None if self.last_ok is None else round(now - self.last_ok, 1),
+        }
+
+    def target(self, deadline: float) -> str:
+        """The address to forward a request to; waits (up to ``deadline``) for the first lookup."""
+        self.looked_up.wait(max(0.0, deadline - time.monotonic()))
+        ip = self.ip
+        if ip is None:
+            raise PeerUnreachable(self.link()["error"] or f"{self.host!r} not resolved yet")
+        return ip
 
 
 class ReplicaNode:
@@ -246,6 +328,25 @@ class ReplicaNode:
             if self.started:
                 p.start()
         return p
+
+    def linked(self, name: str) -> bool:
+        """Whether ``name`` is a peer whose link is kept and reported: a member of the configuration
+        in the log, or the learner catching up."""
+        with self.lock:
+            return name in self._linked_names()
+
+    def _linked_names(self) -> list[str]:
+        c = self.core
+        names = [*cfg_members(c.cfg), (c.learner or {}).get("name")]
+        return [n for n in dict.fromkeys(names) if n and n != self.name]
+
+    def peer_links(self) -> dict[str, dict]:
+        """name -> link state (reachable, error, ...) of each linked peer (caller holds lock)."""
+        out = {}
+        for name in self._linked_names():
+            p = self.peer(name)
+            out[name] = p.link() if p else {"reachable": False, "error": "no address known"}
+        return out
 
     # ------------------------------------------------------------------ boot
     def _boot(self) -> Replica:
@@ -512,30 +613,36 @@ class ReplicaNode:
         }
 
     def _forward_write(self, leader: int, body: dict, deadline: float) -> tuple[int, dict]:
-        r = self.address(self.core.names[leader])
-        if r is None:
-            return 503, {"error": f"no address for the leader {self.core.names[leader]}"}
-        timeout = max(0.1, deadline - time.monotonic())
+        headers = {"Content-Type": "application/json", "X-Forwarded-By": self.name}
+        return self._forward(self.core.names[leader], "POST", "/api/write", body, headers, deadline)
+
+    def _forward(
+        self, name: str, method: str, path: str, body, headers: dict, deadline: float
+    ) -> tuple[int, dict]:
+        """Relay a client request to the peer ``name`` (the leader), within ``deadline``: at the
+        address its Peer thread resolved, so a lookup that hangs never holds the request."""
+        with self.lock:
+            peer = self.peer(name)
+        if peer is None:
+            return 503, {"error": f"no address for the leader {name}"}
         try:
-            conn = http.client.HTTPConnection(r["host"], int(r["api_port"]), timeout=timeout)
-            conn.request(
-                "POST",
-                "/api/write",
-                json.dumps(body),
-                {"Content-Type": "application/json", "X-Forwarded-By": self.name},
-            )
-            resp = conn.getresponse()
-            data = json.loads(resp.read() or b"{}")
-            conn.close()
-            return resp.status, data
-        except (OSError, ValueError, http.client.HTTPException) as exc:
-            return 503, {"error": f"forward to {self.core.names[leader]} failed: {exc}"}
+            ip = peer.target(deadline)
+            timeout = max(0.1, deadline - time.monotonic())
+            conn = http.client.HTTPConnection(ip, peer.port, timeout=timeout)
+            try:
+                conn.request(method, path, None if body is None else json.dumps(body), headers)
+                resp = conn.getresponse()
+                return resp.status, json.loads(resp.read() or b"{}")
+            finally:
+                conn.close()
+        except (PeerUnreachable, OSError, ValueError, http.client.HTTPException) as exc:
+            return 503, {"error": f"forward to {name} failed: {exc}"}
 
     def read(self, stream: str, local: bool) -> tuple[int, dict]:
         with self.lock:
             c = self.core
             if not local and c.status == NORMAL and not c.is_primary:
-                leader = self.address(c.leader_name())
+                leader = c.leader_name()
             else:
                 leader = None
                 if c.status != NORMAL or not c.clean:
@@ -551,15 +658,9 @@ class ReplicaNode:
                     "served_by": self.name,
                     "commit": c.commit,
                 }
-        try:
-            q = urllib.parse.urlencode({"stream": stream, "local": 1})
-            conn = http.client.HTTPConnection(leader["host"], int(leader["api_port"]), timeout=5)
-            conn.request("GET", f"/api/read?{q}")
-            resp = conn.getresponse()
-            data = json.loads(resp.read() or b"{}")
-            return resp.status, data
-        except (OSError, ValueError, http.client.HTTPException) as exc:
-            return 503, {"error": f"forward to leader failed: {exc}"}
+        q = urllib.parse.urlencode({"stream": stream, "local": 1})
+        deadline = time.monotonic() + float(self.cfg["request_timeout_s"])
+        return self._forward(leader, "GET", f"/api/read?{q}", None, {}, deadline)
 
     # ------------------------------------------------------------------ admin
     def status(self) -> dict:
@@ -595,6 +696,7 @@ class ReplicaNode:
                 "pending_requests": self.pending,
                 "log_bytes": self.log.size(),
                 "data_dir": str(self.data_dir),
+                "peers": self.peer_links(),
             }
 
     def admin(self, action: str, body: dict) -> tuple[int, dict]:
@@ -725,6 +827,7 @@ class _Collector:
                 "vsr_messages_sent_prepare": (c.prepares_sent, "Prepare messages sent"),
                 "vsr_scrub_tours_completed": (n.scrub_tours, "scrubber tours over the whole log"),
             }
+            links = n.peer_links()
         for name, (v, doc) in gauges.items():
             g = GaugeMetricFamily(name, doc, labels=labels)
             g.add_metric(values, v)
@@ -737,6 +840,14 @@ class _Collector:
             m = UnknownMetricFamily(name, doc, labels=labels)
             m.add_metric(values, v)
             yield m
+        g = GaugeMetricFamily(
+            "vsr_peer_reachable",
+            "1 while the last contact with the peer succeeded (why not: /admin/status peers)",
+            labels=[*labels, "peer"],
+        )
+        for peer, link in links.items():
+            g.add_metric([*values, peer], 1 if link["reachable"] else 0)
+        yield g
 
 
 def _handler(node: ReplicaNode, metrics: bool):
@@ -823,6 +934,13 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind asks socket.getfqdn(host) for server_name, a reverse lookup
+        # that waits out the resolver's timeout (seconds) when DNS does not answer, before the
+        # socket listens. Nothing here uses server_name: bind without the lookup.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
 
 
 def serve(cfg: dict) -> int:
