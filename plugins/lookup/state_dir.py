@@ -23,7 +23,7 @@ description:
     evidence and labs never land inside a playbook or collection source tree.
   - The state directory is E(FIREBREAK_STATE_DIR), else E(XDG_STATE_HOME)/firebreak, else
     C(~/.local/state/firebreak), the same rule as the C(firebreak) wrapper.
-  - Nothing is created: the roles that write there create what they need (and nothing in
+  - Nothing is created here; the roles that write there create what they need (and nothing in
     check mode).
 options:
   _terms:
