@@ -9,10 +9,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import os
-
-from ansible.errors import AnsibleError
-from ansible.plugins.lookup import LookupBase
 
 DOCUMENTATION = r"""
 name: state_dir
@@ -47,6 +43,11 @@ _raw:
   type: list
   elements: str
 """
+
+import os  # noqa: E402
+
+from ansible.errors import AnsibleError  # noqa: E402
+from ansible.plugins.lookup import LookupBase  # noqa: E402
 
 
 def state_dir(environ=None):
