@@ -125,6 +125,8 @@ attributes:
         that a real run would end at that moment, and RV(queries) the statements it would run.
       - C(changed) is then the prediction (true when a real run would end sessions). Outside
         check mode it is true only when a session was terminated.
+      - A request a real run would refuse (more matches than O(limit), a missing confirmation)
+        fails in check mode too.
   diff_mode:
     support: none
     description:
@@ -398,8 +400,9 @@ terminated:
       sample: false
 matched:
   description:
-    - With O(action=terminate), how many sessions matched the filters (before O(limit)).
-  returned: success and when more sessions match than O(limit)
+    - How many sessions matched the filters, before O(limit). Also returned when the task
+      fails because more sessions match than O(limit).
+  returned: with O(action=terminate)
   type: int
   sample: 3
 would_terminate:
