@@ -62,9 +62,20 @@ options:
     aliases: [ ssl_rootcert ]
   connect_timeout:
     description:
-      - Seconds to wait for the connection to be established. Must be 1 or more.
+      - Seconds to wait for the connection to be established and the login to complete.
+        Must be 1 or more.
     type: int
     default: 10
+  statement_timeout:
+    description:
+      - Seconds any statement may run, set on the session (C(statement_timeout)) right after
+        the login. The server cancels a statement that takes longer, for example one waiting
+        on a lock. Must be 1 or more.
+      - It bounds reads too. When the server has not answered a statement after
+        O(statement_timeout) + 2 seconds (a server that accepted the connection and then went
+        silent), the module gives up and fails with a message naming the server.
+    type: int
+    default: 30
 notes:
   - Uses L(psycopg,https://www.psycopg.org/psycopg3/) 3 on the host the module runs on.
 requirements:

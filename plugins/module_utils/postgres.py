@@ -15,8 +15,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import os
 import re
+import signal
 import traceback
 
 from ansible.module_utils.basic import missing_required_lib
@@ -48,6 +50,14 @@ SESSION_STATES = (
     "disabled",
 )
 IDLE_STATES = ("idle", "idle in transaction", "idle in transaction (aborted)")
+# States of a session running a query: ended only with confirm_terminate_active and a limit,
+# and aged from query_start (seed 004), where every other state is aged from state_change
+# (seed 003).
+RUNNING_STATES = ("active", "fastpath function call")
+
+# A read may take statement_timeout (the server cancels the statement) plus this many seconds
+# before the module stops waiting for a server that does not answer at all.
+READ_GRACE = 2
 
 # Only ordinary client sessions may ever be terminated: walsenders, autovacuum, the
 # logical replication launcher, parallel and other background workers are never targets.
@@ -56,6 +66,14 @@ CLIENT_BACKEND = "client backend"
 
 class PgConnectionError(Exception):
     """The server could not be reached or refused the login."""
+
+
+class PgTimeout(PgConnectionError):
+    """The server did not answer within the bound (see deadline())."""
+
+
+class OverLimit(ValueError):
+    """More sessions match than the limit allows, and over_limit is 'refuse'."""
 
 
 class InvalidDuration(ValueError):
@@ -83,6 +101,7 @@ def postgres_common_argument_spec():
         ),
         ca_cert=dict(type="path", aliases=["ssl_rootcert"]),
         connect_timeout=dict(type="int", default=10),
+        statement_timeout=dict(type="int", default=30),
     )
 
 
@@ -102,7 +121,18 @@ def validate_connection_params(params):
     if timeout is not None and timeout < 1:
         # libpq treats 0 and negative values as "wait forever": never what an incident wants.
         problems.append("connect_timeout must be a positive number of seconds, got %s" % timeout)
+    statement_timeout = params.get("statement_timeout")
+    if statement_timeout is not None and statement_timeout < 1:
+        # 0 is "no limit" to the server: the bound this option exists for.
+        problems.append(
+            "statement_timeout must be a positive number of seconds, got %s" % statement_timeout
+        )
     return problems
+
+
+def read_timeout(params):
+    """Seconds the module waits for any answer of the server after the login."""
+    return params.get("statement_timeout") + READ_GRACE
 
 
 def conn_params(params):
@@ -150,8 +180,44 @@ def scrub(text, secret):
     return text
 
 
+@contextlib.contextmanager
+def deadline(seconds, message):
+    """Raise PgTimeout(message) when the block has not finished within ``seconds``.
+
+    A SIGALRM timer: psycopg waits for the server in Python, so the alarm interrupts a read
+    from a server that accepted the connection and then went silent. Main thread only (an
+    Ansible module's process).
+    """
+
+    def expired(signum, frame):
+        raise PgTimeout(message)
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def bounded(params):
+    """deadline() for one statement, with the message that names the server and the bound."""
+    seconds = read_timeout(params)
+    return deadline(
+        seconds,
+        "PostgreSQL at %s did not answer within %s s (statement_timeout %s s + %s s)"
+        % (describe_target(params), seconds, params.get("statement_timeout"), READ_GRACE),
+    )
+
+
 def connect(params):
-    """Open an autocommit psycopg 3 connection; raise PgConnectionError with a clear message."""
+    """Open an autocommit psycopg 3 connection with statement_timeout set; raise
+    PgConnectionError with a clear message.
+
+    connect_timeout bounds the login (libpq's own, over the whole handshake); the
+    statement_timeout is set first thing after it, under bounded().
+    """
     try:
         conn = psycopg.connect(
             autocommit=True,
@@ -162,6 +228,17 @@ def connect(params):
     except Exception as e:  # psycopg.OperationalError and friends
         raise PgConnectionError(
             "unable to connect to PostgreSQL at %s: %s"
+            % (describe_target(params), scrub(e, params.get("login_password")))
+        ) from None
+    try:
+        with bounded(params):
+            conn.execute("SET statement_timeout = %d" % (params["statement_timeout"] * 1000))
+    except Exception as e:
+        conn.close()
+        if isinstance(e, PgConnectionError):
+            raise
+        raise PgConnectionError(
+            "cannot set statement_timeout at %s: %s"
             % (describe_target(params), scrub(e, params.get("login_password")))
         ) from None
     return conn
@@ -202,6 +279,22 @@ def parse_duration(value, name="duration"):
     return seconds
 
 
+def with_age(session):
+    """Set ``age`` (seconds) and ``age_from`` on a pg_stat_activity row that has
+    ``state_age`` (now() - state_change) and ``query_age`` (now() - query_start).
+
+    A running query is as old as the query (query_start, seed 004); any other session is as
+    old as its current state (state_change, seed 003: idle for 10 minutes).
+    """
+    if session.get("state") in RUNNING_STATES:
+        age, source = session.get("query_age"), "query_start"
+    else:
+        age, source = session.get("state_age"), "state_change"
+    session["age"] = age
+    session["age_from"] = source if age is not None else None
+    return session
+
+
 def filters_given(filters):
     """True when at least one selecting filter is set (exclude_users alone does not select)."""
     return any(filters.get(k) for k in ("states", "users", "applications", "databases")) or (
@@ -226,6 +319,7 @@ def session_view(session):
         "wait_event": session.get("wait_event"),
         "blocked_by": list(session.get("blocked_by") or []),
         "is_superuser": bool(session.get("is_superuser")),
+        "age_from": session.get("age_from"),
     }
 
 
@@ -233,7 +327,7 @@ def _round(value):
     return round(value, 1) if value is not None else None
 
 
-def protection_reason(session, own_pid, include_superusers):
+def protection_reason(session, own_pid, include_superusers, include_active=False):
     """Why a session can never be a target, or None when it may be one."""
     if session.get("pid") == own_pid:
         return "own session"
@@ -241,7 +335,49 @@ def protection_reason(session, own_pid, include_superusers):
         return "not a client backend (%s)" % (session.get("backend_type") or "unknown")
     if session.get("is_superuser") and not include_superusers:
         return "superuser session (include_superusers is false)"
+    if session.get("state") in RUNNING_STATES and not include_active:
+        return "running a query (confirm_terminate_active is false)"
     return None
+
+
+def terminate_problems(filters):
+    """What is wrong with a terminate request, as messages (an empty list when it may run).
+
+    ``filters`` holds the selecting options (states, older_than, users, applications,
+    databases), exclude_users, limit, over_limit and confirm_terminate_active.
+    """
+    problems = []
+    if not filters_given(filters):
+        problems.append(
+            "action=terminate needs at least one of states, older_than, users, applications "
+            "or databases: an empty filter never means all sessions"
+        )
+    older_than = filters.get("older_than")
+    if older_than is not None:
+        try:
+            if parse_duration(older_than, "older_than") <= 0:
+                problems.append(
+                    "older_than must be more than 0 for action=terminate, got %r" % (older_than,)
+                )
+        except InvalidDuration as e:
+            problems.append(str(e))
+    limit = filters.get("limit")
+    if limit is not None and limit < 1:
+        problems.append("limit must be 1 or more, got %s" % limit)
+    running = [s for s in RUNNING_STATES if s in (filters.get("states") or [])]
+    confirmed = filters.get("confirm_terminate_active")
+    if running and not confirmed:
+        problems.append(
+            "terminating sessions in state %s (running queries) needs "
+            "confirm_terminate_active=true and a limit" % ", ".join(running)
+        )
+    if confirmed and limit is None:
+        problems.append(
+            "confirm_terminate_active=true needs a limit: the most sessions this run may end"
+        )
+    if filters.get("over_limit") == "oldest" and limit is None:
+        problems.append("over_limit=oldest needs a limit")
+    return problems
 
 
 def matches(session, filters, older_than_seconds):
@@ -263,42 +399,51 @@ def matches(session, filters, older_than_seconds):
         return False
     if older_than_seconds is not None:
         age = session.get("age")
-        # Seed 003: state_change < now() - interval; no age (no state) never matches.
+        # Strictly older (seed 003: state_change < now() - interval); no age never matches.
         if age is None or age <= older_than_seconds:
             return False
     return True
 
 
 def select_sessions(sessions, filters, own_pid, include_superusers=False):
-    """Sessions to terminate, oldest first, capped by filters['limit'].
+    """Every session that matches the filters and may be a target, oldest first.
 
     ``sessions`` are dicts with at least pid, user, application, database, state,
-    backend_type, is_superuser and age (seconds in the current state, or None).
-    ``filters`` holds states, older_than (seconds or a duration string), users,
-    exclude_users, applications, databases and limit. Raise ValueError when no selecting
-    filter is set: an empty filter never means "all sessions".
+    backend_type, is_superuser and age (see with_age()). ``filters`` is what
+    terminate_problems() takes; raise ValueError with its messages when it finds any (an
+    empty filter never means "all sessions"). The limit is applied by within_limit().
     """
-    if not filters_given(filters):
-        raise ValueError(
-            "terminate needs at least one of states, older_than, users, applications or "
-            "databases: an empty filter never means all sessions"
-        )
+    problems = terminate_problems(filters)
+    if problems:
+        raise ValueError("; ".join(problems))
     older_than = filters.get("older_than")
     older_than_seconds = None if older_than is None else parse_duration(older_than, "older_than")
-    limit = filters.get("limit")
-    if limit is not None and limit < 0:
-        raise ValueError("limit must be zero or more, got %s" % limit)
+    include_active = bool(filters.get("confirm_terminate_active"))
 
     chosen = []
     for session in sessions:
-        if protection_reason(session, own_pid, include_superusers) is not None:
+        if protection_reason(session, own_pid, include_superusers, include_active) is not None:
             continue
         if matches(session, filters, older_than_seconds):
             chosen.append(session)
     chosen.sort(key=lambda s: (-(s.get("age") or 0.0), s.get("pid")))
-    if limit is not None:
-        chosen = chosen[:limit]
     return chosen
+
+
+def within_limit(matched, limit, over_limit="refuse"):
+    """The sessions to end: all of ``matched`` when they are no more than ``limit``.
+
+    More than ``limit`` is a sign the filters are wider than the operator thought: raise
+    OverLimit (nothing is ended), unless ``over_limit`` is 'oldest' (the oldest ``limit``).
+    """
+    if limit is None or len(matched) <= limit:
+        return matched
+    if over_limit == "oldest":
+        return matched[:limit]
+    raise OverLimit(
+        "%d sessions match, more than limit=%d: none terminated (narrow the filters, raise "
+        "the limit, or set over_limit=oldest to end the oldest %d)" % (len(matched), limit, limit)
+    )
 
 
 def _count(values):

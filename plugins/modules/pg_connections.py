@@ -22,9 +22,14 @@ description:
     C(pg_terminate_backend), one pid at a time, oldest first.
   - It never targets its own session, walsenders (replication), autovacuum or any other
     background worker (only C(backend_type = 'client backend') can be a target), nor
-    superuser sessions unless O(include_superusers=true).
+    superuser sessions unless O(include_superusers=true), nor sessions running a query
+    (state V(active) or V(fastpath function call)) unless O(confirm_terminate_active=true).
   - An empty filter never means all sessions; O(action=terminate) needs at least one of
     O(states), O(older_than), O(users), O(applications), O(databases).
+  - When more sessions match than O(limit), nothing is ended and the task fails with the
+    count (RV(matched)), unless O(over_limit=oldest).
+  - Every statement is bounded (O(connect_timeout), O(statement_timeout)). A server that
+    accepts the connection and then stops answering fails the task, it never hangs it.
   - Each session is re-checked in the terminating statement itself (same pid, same
     C(backend_start), same state, same C(state_change)), so a pid reused by a new session,
     or a session that became active again since it was selected, is left alone and reported
@@ -51,8 +56,11 @@ options:
       - disabled
   older_than:
     description:
-      - Select sessions that have been in their current state for longer than this
-        (now() - C(state_change)), as the seed runbook does for idle sessions.
+      - Select sessions older than this. Must be more than 0.
+      - A session running a query (V(active), V(fastpath function call)) is as old as its
+        query (now() - C(query_start)), as seed 004 measures long-running queries; any other
+        session is as old as its current state (now() - C(state_change)), as seed 003
+        measures idle sessions. RV(terminated[].age_from) says which one was used.
       - Seconds (V(600)) or a string with units s, m, h, d (V(90s), V(10m), V(1h), V(1h30m)).
     type: raw
   users:
@@ -77,8 +85,27 @@ options:
     elements: str
   limit:
     description:
-      - Terminate at most this many sessions (the oldest in their state first).
+      - The most sessions this run may end; 1 or more. Required with
+        O(confirm_terminate_active=true).
+      - When more sessions match, see O(over_limit).
     type: int
+  over_limit:
+    description:
+      - What to do when more sessions match than O(limit).
+      - V(refuse) ends none and fails, reporting the count in RV(matched). More matches than
+        expected usually mean the filters are wider than meant.
+      - V(oldest) ends the O(limit) oldest of them. Needs O(limit).
+    type: str
+    choices: [ refuse, oldest ]
+    default: refuse
+  confirm_terminate_active:
+    description:
+      - Allow sessions that are running a query (state V(active) or V(fastpath function call))
+        to be ended, which aborts their query and rolls back their transaction.
+      - Without it, O(states) naming one of these states is an error, and filters that name no
+        state never select such sessions. With it, O(limit) is required.
+    type: bool
+    default: false
   include_superusers:
     description:
       - Allow sessions of superuser roles to be selected. Off by default.
@@ -98,6 +125,8 @@ attributes:
         that a real run would end at that moment, and RV(queries) the statements it would run.
       - C(changed) is then the prediction (true when a real run would end sessions). Outside
         check mode it is true only when a session was terminated.
+      - A request a real run would refuse (more matches than O(limit), a missing confirmation)
+        fails in check mode too.
   diff_mode:
     support: none
     description:
@@ -113,8 +142,10 @@ notes:
     C(pg_signal_backend) cannot end superuser sessions.
   - C(used) counts client backends only; walsenders (PostgreSQL 12 and later) and background
     workers do not take C(max_connections) slots. The module's own session is counted.
-  - On PostgreSQL 14 and later C(pg_terminate_backend) waits up to 5 seconds for each session
-    to exit, so a second run right after does not see sessions that are on their way out.
+  - On PostgreSQL 14 and later C(pg_terminate_backend) waits up to 5 seconds (at most half of
+    O(statement_timeout)) for each session to exit, so a second run right after does not see
+    sessions that are on their way out.
+  - Ending a session rolls back its open transaction; what it committed stays.
 seealso:
   - module: community.postgresql.postgresql_query
   - name: pg_stat_activity
@@ -156,6 +187,20 @@ EXAMPLES = r"""
   check_mode: true
   register: preview
 
+# Seed 004 PLAY-022: "kill long-running queries" (active older than 5 minutes, measured from
+# query_start). Running queries need the confirmation and a limit: if more than 10 match,
+# nothing is ended and the task fails with the count.
+- name: End queries running for more than 5 minutes, at most 10
+  firebreak.incident.pg_connections:
+    login_host: postgres.example.com
+    login_user: postgres
+    login_password: "{{ vault_postgres_password }}"
+    action: terminate
+    states: [active]
+    older_than: 5m
+    confirm_terminate_active: true
+    limit: 10
+
 # Seed 004 PLAY-022 (PostgresConnectionPoolExhausted): saturation check.
 - name: Read connection usage
   firebreak.incident.pg_connections:
@@ -183,6 +228,7 @@ EXAMPLES = r"""
     older_than: 1h
     exclude_users: [migrator]
     limit: 5
+    over_limit: oldest
   become: true
   become_user: postgres
 """
@@ -318,9 +364,15 @@ terminated:
       type: str
       sample: idle
     age:
-      description: Seconds in that state when selected.
+      description: Age when selected, in seconds, measured from RV(terminated[].age_from).
       type: float
       sample: 742.3
+    age_from:
+      description:
+        - V(query_start) for a session running a query (V(active), V(fastpath function call)),
+          V(state_change) for any other state; null when the state is hidden.
+      type: str
+      sample: state_change
     xact_age:
       description: Seconds since its transaction started (null when not in one).
       type: float
@@ -346,6 +398,13 @@ terminated:
       description: Whether the role is a superuser.
       type: bool
       sample: false
+matched:
+  description:
+    - How many sessions matched the filters, before O(limit). Also returned when the task
+      fails because more sessions match than O(limit).
+  returned: with O(action=terminate)
+  type: int
+  sample: 3
 would_terminate:
   description:
     - In check mode, the sessions a real run would end now (same shape as RV(terminated)).
@@ -376,16 +435,21 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.firebreak.incident.plugins.module_utils.postgres import (  # noqa: E402
     SESSION_STATES,
     InvalidDuration,
+    OverLimit,
     PgConnectionError,
+    bounded,
     connect,
+    describe_target,
     ensure_required_libs,
-    filters_given,
     parse_duration,
     postgres_common_argument_spec,
     select_sessions,
     session_view,
     summarise,
+    terminate_problems,
     validate_connection_params,
+    with_age,
+    within_limit,
 )
 
 SESSIONS_QUERY = """
@@ -399,7 +463,8 @@ SELECT a.pid,
        a.wait_event_type,
        a.wait_event,
        COALESCE(r.rolsuper, false) AS is_superuser,
-       EXTRACT(EPOCH FROM (now() - a.state_change))::float8 AS age,
+       EXTRACT(EPOCH FROM (now() - a.state_change))::float8 AS state_age,
+       EXTRACT(EPOCH FROM (now() - a.query_start))::float8 AS query_age,
        EXTRACT(EPOCH FROM (now() - a.xact_start))::float8 AS xact_age,
        EXTRACT(EPOCH FROM (now() - a.backend_start))::float8 AS backend_age,
        pg_blocking_pids(a.pid) AS blocked_by,
@@ -425,6 +490,7 @@ TERMINATE_QUERY = (
 )
 
 FILTER_OPTIONS = ("states", "older_than", "users", "applications", "databases", "limit")
+TERMINATE_OPTIONS = FILTER_OPTIONS + ("exclude_users", "over_limit", "confirm_terminate_active")  # noqa: RUF005
 
 
 class PgConnections(object):
@@ -433,21 +499,27 @@ class PgConnections(object):
         self.conn = conn
         self.cursor = conn.cursor()
 
+    def execute(self, query, params=None, fetch="all"):
+        """Run one statement and fetch its rows, all within the read bound."""
+        with bounded(self.module.params):
+            self.cursor.execute(query, params)
+            return self.cursor.fetchone() if fetch == "one" else self.cursor.fetchall()
+
     def read(self):
-        self.cursor.execute(
-            "SELECT pg_backend_pid() AS pid, current_setting('server_version_num')::int AS v"
+        row = self.execute(
+            "SELECT pg_backend_pid() AS pid, current_setting('server_version_num')::int AS v",
+            fetch="one",
         )
-        row = self.cursor.fetchone()
         own_pid, version = row["pid"], row["v"]
-        self.cursor.execute(SETTINGS_QUERY)
-        settings = dict((r["name"], r["setting"]) for r in self.cursor.fetchall())
-        self.cursor.execute(SESSIONS_QUERY)
-        sessions = self.cursor.fetchall()
+        settings = dict((r["name"], r["setting"]) for r in self.execute(SETTINGS_QUERY))
+        sessions = [with_age(s) for s in self.execute(SESSIONS_QUERY)]
         return own_pid, version, settings, sessions
 
     def terminate_statement(self, session, version):
-        # 14+: wait (up to 5 s) until the backend has exited, so the report is final.
-        call = "pg_terminate_backend(pid%s)" % (", 5000" if version >= 140000 else "")
+        # 14+: wait until the backend has exited, so the report is final: up to 5 s, and
+        # within half the statement_timeout so that the wait itself is never cancelled.
+        wait_ms = min(5000, self.module.params["statement_timeout"] * 500)
+        call = "pg_terminate_backend(pid%s)" % (", %d" % wait_ms if version >= 140000 else "")
         params = {
             "pid": session["pid"],
             "backend_start": session["backend_start"],
@@ -460,8 +532,7 @@ class PgConnections(object):
         """Return (outcome, query text): outcome is 'terminated', 'gone' or 'timeout'."""
         query, params = self.terminate_statement(session, version)
         text = self.cursor.mogrify(query, params)
-        self.cursor.execute(query, params)
-        row = self.cursor.fetchone()
+        row = self.execute(query, params, fetch="one")
         if row is None:
             return "gone", text
         return ("terminated" if row["ok"] else "timeout"), text
@@ -478,6 +549,8 @@ def main():
         applications=dict(type="list", elements="str"),
         databases=dict(type="list", elements="str"),
         limit=dict(type="int"),
+        over_limit=dict(type="str", default="refuse", choices=["refuse", "oldest"]),
+        confirm_terminate_active=dict(type="bool", default=False),
         include_superusers=dict(type="bool", default=False),
         long_idle_after=dict(type="raw", default="10m"),
     )
@@ -487,19 +560,12 @@ def main():
     problems = validate_connection_params(p)
     try:
         long_idle_after = parse_duration(p["long_idle_after"], "long_idle_after")
-        if p["older_than"] is not None:
-            parse_duration(p["older_than"], "older_than")
     except InvalidDuration as e:
         problems.append(str(e))
-    if p["limit"] is not None and p["limit"] < 1:
-        problems.append("limit must be 1 or more, got %s" % p["limit"])
-    filters = dict((k, p[k]) for k in FILTER_OPTIONS + ("exclude_users",))  # noqa: RUF005
-    if p["action"] == "terminate" and not filters_given(filters):
-        problems.append(
-            "action=terminate needs at least one of states, older_than, users, applications "
-            "or databases: an empty filter never means all sessions"
-        )
-    if p["action"] == "report" and any(p[k] not in (None, []) for k in FILTER_OPTIONS):
+    filters = dict((k, p[k]) for k in TERMINATE_OPTIONS)
+    if p["action"] == "terminate":
+        problems.extend(terminate_problems(filters))
+    elif any(p[k] not in (None, []) for k in FILTER_OPTIONS):
         problems.append(
             "session filters are only used with action=terminate "
             "(run it in check mode to preview what would be ended)"
@@ -519,13 +585,20 @@ def main():
         pg = PgConnections(module, conn)
         try:
             own_pid, version, settings, sessions = pg.read()
+        except PgConnectionError as e:
+            module.fail_json(msg=str(e))
         except Exception as e:
-            module.fail_json(msg="cannot read pg_stat_activity: %s" % e)
+            module.fail_json(msg="cannot read pg_stat_activity at %s: %s" % (describe_target(p), e))
         result.update(summarise(sessions, settings, long_idle_after))
         result.update(server_version=version, own_pid=own_pid)
 
         if p["action"] == "terminate":
-            targets = select_sessions(sessions, filters, own_pid, p["include_superusers"])
+            matched = select_sessions(sessions, filters, own_pid, p["include_superusers"])
+            result["matched"] = len(matched)
+            try:
+                targets = within_limit(matched, p["limit"], p["over_limit"])
+            except OverLimit as e:
+                module.fail_json(msg=str(e), **result)
             if module.check_mode:
                 for s in targets:
                     query, params = pg.terminate_statement(s, version)
@@ -538,6 +611,9 @@ def main():
                 for s in targets:
                     try:
                         outcome, text = pg.terminate(s, version)
+                    except PgConnectionError as e:  # the server stopped answering
+                        failures.append("pid %s: %s" % (s["pid"], e))
+                        break
                     except Exception as e:
                         failures.append("pid %s: %s" % (s["pid"], str(e).strip()))
                         continue
@@ -547,9 +623,9 @@ def main():
                     elif outcome == "gone":
                         result["already_gone"].append(s["pid"])
                     else:
-                        # Signalled, but still there after 5 s: it was ended, say so.
+                        # Signalled, but still there after the wait: it was ended, say so.
                         result["terminated"].append(session_view(s))
-                        module.warn("pid %s was signalled but had not exited after 5 s" % s["pid"])
+                        module.warn("pid %s was signalled but had not exited yet" % s["pid"])
                 result["changed"] = bool(result["terminated"])
                 if failures:
                     module.fail_json(

@@ -1,19 +1,26 @@
 """A throw-away PostgreSQL server for the lab tests (playbooks run through playbook_harness).
 
 ``pg_server`` (module-scoped fixture) initdb's a cluster in a temp dir as the ``postgres``
-system user (postgres refuses root), starts it on a free port of 127.0.0.1 with its unix
+system user (postgres refuses root), starts it on a free port of ``pg_host`` (127.0.0.1
+unless a test module overrides that fixture with its own loopback address) with its unix
 socket in the temp dir, and stops it (immediate) and removes everything in ``finally``.
 It fails loudly when it cannot: no skip.
+
+``StallingServer`` is the other kind of server: a real listener that accepts and then never
+answers, either before the login or (``login=True``) right after it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,10 +44,11 @@ class PgServer:
     base: Path
     port: int
     socket_dir: Path
+    host: str = "127.0.0.1"
 
     def conninfo(self, user: str = "postgres", password: str = SUPERUSER_PASSWORD, **kw) -> dict:
         params = {
-            "host": "127.0.0.1",
+            "host": self.host,
             "port": self.port,
             "user": user,
             "password": password,
@@ -72,7 +80,13 @@ def _run(argv: list[str], what: str, timeout: float = 60) -> None:
 
 
 @pytest.fixture(scope="module")
-def pg_server():
+def pg_host():
+    """The loopback address the server listens on; a test module may override it."""
+    return "127.0.0.1"
+
+
+@pytest.fixture(scope="module")
+def pg_server(pg_host):
     for tool in ("initdb", "pg_ctl", "postgres"):
         if not (PG_BIN / tool).exists():
             pytest.fail(
@@ -102,9 +116,9 @@ def pg_server():
             ],
             "initdb",
         )  # fmt: skip
-        port = free_port()
+        port = free_port(pg_host)
         opts = (
-            f"-c port={port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={sock} "
+            f"-c port={port} -c listen_addresses={pg_host} -c unix_socket_directories={sock} "
             f"-c max_connections={MAX_CONNECTIONS} -c fsync=off -c synchronous_commit=off "
             "-c max_wal_senders=4"
         )
@@ -114,7 +128,7 @@ def pg_server():
             "pg_ctl start",
         )  # fmt: skip
         started = True
-        server = PgServer(base=base, port=port, socket_dir=sock)
+        server = PgServer(base=base, port=port, socket_dir=sock, host=pg_host)
         with server.connect() as conn:
             conn.execute(f"CREATE ROLE app_user LOGIN PASSWORD '{APP_PASSWORD}'")
             conn.execute(f"CREATE ROLE replicator LOGIN REPLICATION PASSWORD '{APP_PASSWORD}'")
@@ -137,3 +151,88 @@ def _kill_postmaster(data: Path) -> None:
     if pidfile.exists():
         pid = int(pidfile.read_text().splitlines()[0])
         os.kill(pid, 9)
+
+
+class StallingServer:
+    """A listener on ``host`` that accepts every connection and then stays silent.
+
+    With ``login=True`` it first speaks just enough of the PostgreSQL protocol for a client
+    to log in (no TLS, no password), then never answers a query: a server that stalls after
+    the connection is up. ``close()`` (or the ``with`` block's end) stops it.
+    """
+
+    def __init__(self, host: str, login: bool = False):
+        self.login = login
+        self.sock = socket.create_server((host, 0))
+        self.sock.settimeout(0.2)
+        self.endpoint = (host, self.sock.getsockname()[1])
+        self.clients: list[socket.socket] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.clients.append(client)
+            if self.login:
+                with contextlib.suppress(OSError):  # the client gave up: nothing to answer
+                    _log_in(client)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.sock.close()
+        for client in self.clients:
+            client.close()
+
+
+def _recv_exact(conn: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("client closed the connection")
+        data += chunk
+    return data
+
+
+def _message(kind: bytes, body: bytes) -> bytes:
+    return kind + struct.pack("!I", len(body) + 4) + body
+
+
+def _log_in(conn: socket.socket) -> None:
+    """Refuse TLS/GSS encryption, accept the startup packet: AuthenticationOk, ReadyForQuery."""
+    conn.settimeout(10)
+    while True:
+        (length,) = struct.unpack("!I", _recv_exact(conn, 4))
+        body = _recv_exact(conn, length - 4)
+        if struct.unpack("!I", body[:4])[0] in (80877103, 80877104):  # SSLRequest, GSSENCRequest
+            conn.sendall(b"N")
+            continue
+        break  # the StartupMessage
+    params = {
+        "server_version": "15.0",
+        "client_encoding": "UTF8",
+        "DateStyle": "ISO, MDY",
+        "standard_conforming_strings": "on",
+        "integer_datetimes": "on",
+        "TimeZone": "UTC",
+    }
+    reply = _message(b"R", struct.pack("!I", 0))
+    for key, value in params.items():
+        reply += _message(b"S", key.encode() + b"\0" + value.encode() + b"\0")
+    reply += _message(b"K", struct.pack("!II", 4242, 1234567))
+    reply += _message(b"Z", b"I")
+    conn.sendall(reply)

@@ -4,7 +4,8 @@ The test opens many sessions with distinct application_name values (idle, idle i
 transaction, active in pg_sleep, a lock holder and its blocked waiter, a superuser session,
 a walsender), runs the module in playbooks through firebreak.runner (ansible-runner, see
 playbook_harness), and checks what it returned against what pg_stat_activity shows from the
-test's own (superuser) control connection.
+test's own (superuser) control connection. The server listens on 127.0.64.1 (this file's
+``pg_host``); the stalling listeners of the bounded-I/O test on 127.0.64.2 and .3.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from fixtures_pg import (
     APP_PASSWORD,
     MAX_CONNECTIONS,
     SUPERUSER_PASSWORD,
+    StallingServer,
     free_port,
     pg_server,  # noqa: F401  (fixture)
 )
@@ -34,6 +36,22 @@ pytestmark = pytest.mark.lab
 MODULE = "firebreak.incident.pg_connections"
 OLD_AGE = 3.5  # seconds the "old" sessions sit idle before the module runs
 OLDER_THAN = "3s"
+READ_GRACE = 2  # module_utils/postgres.py: a read may take statement_timeout + this
+
+
+@pytest.fixture(scope="module")
+def pg_host():
+    """This file's loopback address for the server (fixtures_pg.pg_server listens on it)."""
+    return "127.0.64.1"
+
+
+def superuser_login(server) -> dict:
+    return {
+        "login_host": server.host,
+        "login_port": server.port,
+        "login_user": "postgres",
+        "login_password": SUPERUSER_PASSWORD,
+    }
 
 
 class Sessions:
@@ -82,9 +100,10 @@ class Sessions:
                 conn.pgconn.finish()
 
 
-def alive_by_app(control) -> dict[str, int]:
+def alive_by_app(control, prefix: str = "fb-") -> dict[str, int]:
     rows = control.execute(
-        "SELECT application_name, pid FROM pg_stat_activity WHERE application_name LIKE 'fb-%'"
+        "SELECT application_name, pid FROM pg_stat_activity WHERE application_name LIKE %s",
+        (prefix + "%",),
     ).fetchall()
     return {app: pid for app, pid in rows}
 
@@ -125,12 +144,7 @@ def test_pg_connections(pg_server, tmp_path):  # noqa: F811
         }
         assert sessions.pid("fb-walsender") in background
 
-        login = {
-            "login_host": "127.0.0.1",
-            "login_port": server.port,
-            "login_user": "postgres",
-            "login_password": SUPERUSER_PASSWORD,
-        }
+        login = superuser_login(server)
         over_socket = {
             "login_unix_socket": str(server.socket_dir),
             "login_port": server.port,
@@ -150,8 +164,9 @@ def test_pg_connections(pg_server, tmp_path):  # noqa: F811
                           "include_superusers": True,
                           "applications": ["fb-super-idle", "fb-walsender", "fb-idle-old-1"]}},
                 {"name": "check_all", "module": MODULE, "check_mode": True,
-                 "args": {**login, "action": "terminate", "older_than": 0,
-                          "include_superusers": True}},
+                 "args": {**login, "action": "terminate", "older_than": OLDER_THAN,
+                          "include_superusers": True, "confirm_terminate_active": True,
+                          "limit": 100}},
                 {"name": "empty_filter", "module": MODULE,
                  "args": {**login, "action": "terminate"}},
                 {"name": "exclude_only", "module": MODULE,
@@ -161,7 +176,7 @@ def test_pg_connections(pg_server, tmp_path):  # noqa: F811
                 {"name": "bad_password", "module": MODULE,
                  "args": {**login, "login_password": "Wrong-Pass-9931"}},
                 {"name": "unreachable", "module": MODULE,
-                 "args": {**login, "login_port": free_port(), "connect_timeout": 3}},
+                 "args": {**login, "login_port": free_port(server.host), "connect_timeout": 3}},
                 {"name": "bad_duration", "module": MODULE,
                  "args": {**login, **idle_old, "older_than": "ten minutes"}},
                 {"name": "negative_duration", "module": MODULE,
@@ -230,8 +245,8 @@ def test_pg_connections(pg_server, tmp_path):  # noqa: F811
         assert every["own_pid"] not in pids
         assert not pids & background, "walsenders and background workers are never targets"
         assert sessions.pid("fb-super-idle") in pids  # superusers included when asked
-        assert {s["application"] for s in every["would_terminate"]} >= set(before) - {
-            "fb-walsender"}  # fmt: skip
+        assert {s["application"] for s in every["would_terminate"]} - {"control"} == set(
+            before) - {"fb-walsender", "fb-idle-new-1", "fb-idle-new-2"}  # fmt: skip
 
         for name in ("empty_filter", "exclude_only"):
             assert r[name]["failed"] is True
@@ -241,13 +256,13 @@ def test_pg_connections(pg_server, tmp_path):  # noqa: F811
         bad = r["bad_password"]
         assert bad["failed"] is True
         assert "password authentication failed" in bad["msg"], bad["msg"]
-        assert f"127.0.0.1:{server.port}" in bad["msg"]
+        assert f"{server.host}:{server.port}" in bad["msg"]
         assert "password authentication failed" in run1.output  # the events are in there
         assert "Wrong-Pass-9931" not in run1.output + str(r)  # events, their stdout, the command
 
         unr = r["unreachable"]
         assert unr["failed"] is True
-        assert "unable to connect to PostgreSQL at 127.0.0.1:" in unr["msg"]
+        assert f"unable to connect to PostgreSQL at {server.host}:" in unr["msg"]
         assert "refused" in unr["msg"].lower(), unr["msg"]
 
         assert "older_than" in r["bad_duration"]["msg"] and "10m" in r["bad_duration"]["msg"]
@@ -265,6 +280,10 @@ def test_pg_connections(pg_server, tmp_path):  # noqa: F811
                 {"name": "iit_limit", "module": MODULE,
                  "args": {**login, "action": "terminate", "states": ["idle in transaction"],
                           "applications": ["fb-iit-1", "fb-iit-2"], "limit": 1}},
+                {"name": "iit_oldest", "module": MODULE,
+                 "args": {**login, "action": "terminate", "states": ["idle in transaction"],
+                          "applications": ["fb-iit-1", "fb-iit-2"], "limit": 1,
+                          "over_limit": "oldest"}},
             ],
             tmp_path,
         )  # fmt: skip
@@ -278,7 +297,11 @@ def test_pg_connections(pg_server, tmp_path):  # noqa: F811
         again = r["again"]
         assert again["changed"] is False and again["terminated"] == [], again
         lim = r["iit_limit"]
-        assert [s["application"] for s in lim["terminated"]] == ["fb-iit-1"], lim
+        assert lim["failed"] is True and lim["terminated"] == [] and lim["matched"] == 2, lim
+        assert "2 sessions match, more than limit=1: none terminated" in lim["msg"]
+        oldest = r["iit_oldest"]
+        assert [s["application"] for s in oldest["terminated"]] == ["fb-iit-1"], oldest
+        assert oldest["matched"] == 2
 
         after = alive_by_app(control)
         gone = {app for app in before if app not in after}
@@ -294,13 +317,14 @@ def test_connect_error_never_shows_password(pg_server):  # noqa: F811
     from ansible_collections.firebreak.incident.plugins.module_utils import postgres
 
     params = {
-        "login_host": "127.0.0.1",
+        "login_host": pg_server.host,
         "login_port": pg_server.port,
         "login_user": "app_user",
         "login_password": "Wrong-Pass-1234",
         "login_db": "postgres",
         "ssl_mode": "disable",
         "connect_timeout": 3,
+        "statement_timeout": 5,
     }
     with pytest.raises(postgres.PgConnectionError) as err:
         postgres.connect(params)
@@ -314,3 +338,171 @@ def test_connect_error_never_shows_password(pg_server):  # noqa: F811
         assert row["a"] == postgres.APPLICATION_NAME
     finally:
         conn.close()
+
+
+def test_running_queries_need_confirmation_and_a_limit(pg_server, tmp_path):  # noqa: F811
+    """Seed 004 ends active queries older than 5 minutes: here only when confirmed and bounded."""
+    server = pg_server
+    sessions = Sessions(server)
+    control = server.connect(application_name="control")
+    apps = ["fb-q-1", "fb-q-2", "fb-q-idle"]
+    try:
+        for app in ("fb-q-1", "fb-q-2"):
+            sessions.open(app)
+            sessions.send_nowait(app, "SELECT pg_sleep(120)")
+        sessions.open("fb-q-idle")
+        time.sleep(OLD_AGE)
+        before = alive_by_app(control, "fb-q-")
+        assert set(before) == set(apps)
+        login = superuser_login(server)
+        active = {"action": "terminate", "states": ["active"], "older_than": OLDER_THAN,
+                  "applications": apps}  # fmt: skip
+        confirmed = {**active, "confirm_terminate_active": True}
+
+        run1 = run_tasks(
+            [
+                {"name": "no_confirm", "module": MODULE, "args": {**login, **active, "limit": 5}},
+                {"name": "no_limit", "module": MODULE, "args": {**login, **confirmed}},
+                {"name": "zero_age", "module": MODULE,
+                 "args": {**login, **active, "states": ["idle"], "older_than": 0}},
+                {"name": "zero_age_text", "module": MODULE,
+                 "args": {**login, **active, "states": ["idle"], "older_than": "0s"}},
+                {"name": "over_limit", "module": MODULE,
+                 "args": {**login, **confirmed, "limit": 1}},
+                {"name": "preview", "module": MODULE, "check_mode": True,
+                 "args": {**login, **confirmed, "limit": 2}},
+                {"name": "any_state", "module": MODULE,
+                 "args": {**login, "action": "terminate", "older_than": OLDER_THAN,
+                          "applications": apps}},
+            ],
+            tmp_path,
+        )  # fmt: skip
+        r = run1.results
+        after1 = alive_by_app(control, "fb-q-")
+        for name in ("no_confirm", "no_limit", "zero_age", "zero_age_text", "over_limit"):
+            assert r[name]["failed"] is True, (name, r[name])
+            assert not r[name].get("terminated"), (name, r[name])
+        assert "confirm_terminate_active=true" in r["no_confirm"]["msg"], r["no_confirm"]["msg"]
+        assert "needs a limit" in r["no_limit"]["msg"], r["no_limit"]["msg"]
+        for name in ("zero_age", "zero_age_text"):
+            assert "older_than must be more than 0" in r[name]["msg"], r[name]["msg"]
+        over = r["over_limit"]
+        assert over["matched"] == 2 and "2 sessions match, more than limit=1" in over["msg"]
+        pre = r["preview"]
+        assert not pre.get("failed"), pre
+        assert {s["application"] for s in pre["would_terminate"]} == {"fb-q-1", "fb-q-2"}
+        for s in pre["would_terminate"]:
+            assert s["state"] == "active" and s["age_from"] == "query_start" and s["age"] > 3
+        # without confirmation a filter that names no state spares the running queries
+        anys = r["any_state"]
+        assert not anys.get("failed"), anys
+        assert [s["application"] for s in anys["terminated"]] == ["fb-q-idle"], anys
+        assert anys["terminated"][0]["age_from"] == "state_change"
+        assert after1 == {app: before[app] for app in ("fb-q-1", "fb-q-2")}
+
+        run2 = run_tasks(
+            [{"name": "confirmed", "module": MODULE, "args": {**login, **confirmed, "limit": 2}}],
+            tmp_path,
+        )
+        done = run2.results["confirmed"]
+        assert not done.get("failed"), done
+        assert done["changed"] is True and done["matched"] == 2
+        assert {s["pid"] for s in done["terminated"]} == {before["fb-q-1"], before["fb-q-2"]}
+        assert alive_by_app(control, "fb-q-") == {}
+    finally:
+        sessions.close()
+        control.close()
+
+
+def test_old_idle_sessions_end_young_ones_stay_open_transaction_rolls_back(pg_server, tmp_path):  # noqa: F811
+    server = pg_server
+    sessions = Sessions(server)
+    control = server.connect(application_name="control")
+    try:
+        control.execute("CREATE TABLE rb_t (note text)")
+        control.execute("GRANT SELECT, INSERT ON rb_t TO app_user")
+        txn = sessions.open("fb-rb-txn", autocommit=False)
+        txn.execute("INSERT INTO rb_t VALUES ('committed')")
+        txn.commit()
+        txn.execute("INSERT INTO rb_t VALUES ('uncommitted')")  # left open: idle in transaction
+        sessions.open("fb-rb-idle-old")
+        time.sleep(OLD_AGE)
+        sessions.open("fb-rb-idle-new")
+        sessions.keep_fresh(["fb-rb-idle-new"])
+        before = alive_by_app(control, "fb-rb-")
+        assert set(before) == {"fb-rb-txn", "fb-rb-idle-old", "fb-rb-idle-new"}
+
+        run = run_tasks(
+            [{"name": "old_idle", "module": MODULE,
+              "args": {**superuser_login(server), "action": "terminate",
+                       "states": ["idle", "idle in transaction"], "older_than": OLDER_THAN,
+                       "applications": list(before)}}],
+            tmp_path,
+        )  # fmt: skip
+        res = run.results["old_idle"]
+        assert not res.get("failed"), res
+        assert {s["application"] for s in res["terminated"]} == {"fb-rb-txn", "fb-rb-idle-old"}
+        assert alive_by_app(control, "fb-rb-") == {"fb-rb-idle-new": before["fb-rb-idle-new"]}
+        notes = [n for (n,) in control.execute("SELECT note FROM rb_t ORDER BY note").fetchall()]
+        assert notes == ["committed"], "the terminated session's open transaction rolled back"
+    finally:
+        sessions.close()
+        control.execute("DROP TABLE IF EXISTS rb_t")
+        control.close()
+
+
+def test_statement_timeout_ends_a_read_the_server_blocks(pg_server, tmp_path):  # noqa: F811
+    """A real server that accepts the login and then makes the module's read wait on a lock."""
+    server = pg_server
+    locker = server.connect(application_name="fb-locker", autocommit=False)
+    try:
+        locker.execute("LOCK TABLE pg_settings IN ACCESS EXCLUSIVE MODE")  # the module reads it
+        run = run_tasks(
+            [{"name": "blocked", "module": MODULE, "timed": True,
+              "args": {**superuser_login(server), "statement_timeout": 1}}],
+            tmp_path,
+            timeout=120,
+        )  # fmt: skip
+    finally:
+        locker.rollback()
+        locker.close()
+    blocked = run.results["blocked"]
+    assert blocked["failed"] is True
+    assert "canceling statement due to statement timeout" in blocked["msg"], blocked["msg"]
+    assert f"{server.host}:{server.port}" in blocked["msg"]
+    # bound: 3 x (statement_timeout + READ_GRACE), margin for the module's start on a busy host
+    assert run.seconds["blocked"] < 3 * (1 + READ_GRACE), run.seconds["blocked"]
+
+
+def test_servers_that_accept_and_stall_fail_within_the_bound(tmp_path):
+    secret = "Stall-Secret-3141"
+    with (
+        StallingServer("127.0.64.2") as silent,
+        StallingServer("127.0.64.3", login=True) as stalled,
+    ):
+        run = run_tasks(
+            [
+                {"name": "silent", "module": MODULE, "timed": True,
+                 "args": {"login_host": silent.endpoint[0], "login_port": silent.endpoint[1],
+                          "login_password": secret, "connect_timeout": 3}},
+                {"name": "stalled", "module": MODULE, "timed": True,
+                 "args": {"login_host": stalled.endpoint[0], "login_port": stalled.endpoint[1],
+                          "login_password": secret, "connect_timeout": 3,
+                          "statement_timeout": 2}},
+            ],
+            tmp_path,
+            timeout=120,
+        )  # fmt: skip
+    r = run.results
+    host, port = silent.endpoint
+    assert r["silent"]["failed"] is True
+    assert f"unable to connect to PostgreSQL at {host}:{port}" in r["silent"]["msg"]
+    assert "timeout" in r["silent"]["msg"], r["silent"]["msg"]
+    # bounds: 3 x the configured timeout, margin for the module's start (about 2 s here)
+    assert run.seconds["silent"] < 3 * 3, run.seconds["silent"]  # connect_timeout
+    host, port = stalled.endpoint
+    assert r["stalled"]["failed"] is True
+    assert f"PostgreSQL at {host}:{port}" in r["stalled"]["msg"], r["stalled"]
+    assert f"did not answer within {2 + READ_GRACE} s" in r["stalled"]["msg"], r["stalled"]
+    assert run.seconds["stalled"] < 3 * (2 + READ_GRACE), run.seconds["stalled"]
+    assert secret not in run.output + str(r)

@@ -99,20 +99,25 @@ def test_older_than_is_strict_and_none_age_never_matches():
 def test_filters_combine_with_and():
     f = {"states": ["idle"], "older_than": "10m", "databases": ["app"], "users": ["app"]}
     assert pids(pg.select_sessions(SESSIONS, f, OWN)) == [1, 2]
-    assert pids(pg.select_sessions(SESSIONS, {"applications": ["batch"]}, OWN)) == [8]
+    assert pids(pg.select_sessions(SESSIONS, {"applications": ["flyway"]}, OWN)) == [9]
     f = {"states": ["idle"], "exclude_users": ["migrator"]}
     assert pids(pg.select_sessions(SESSIONS, f, OWN)) == [1, 10, 2, 3]
 
 
-def test_limit_keeps_the_oldest():
-    f = {"states": ["idle"], "older_than": "10m", "limit": 2}
-    assert pids(pg.select_sessions(SESSIONS, f, OWN)) == [9, 1]
-    with pytest.raises(ValueError):
-        pg.select_sessions(SESSIONS, {"states": ["idle"], "limit": -1}, OWN)
+def test_more_matches_than_the_limit_ends_none_unless_oldest_is_asked():
+    matched = pg.select_sessions(SESSIONS, {"states": ["idle"], "older_than": "10m"}, OWN)
+    assert pids(matched) == [9, 1, 10, 2]  # every match, oldest first: the limit is not here
+    with pytest.raises(pg.OverLimit, match="4 sessions match, more than limit=2: none"):
+        pg.within_limit(matched, 2)
+    assert pids(pg.within_limit(matched, 2, "oldest")) == [9, 1]
+    assert pids(pg.within_limit(matched, 4)) == [9, 1, 10, 2]  # at the limit: all of them
+    assert pids(pg.within_limit(matched, None)) == [9, 1, 10, 2]
+    with pytest.raises(ValueError, match="limit must be 1 or more"):
+        pg.select_sessions(SESSIONS, {"states": ["idle"], "limit": 0}, OWN)
 
 
 def test_never_own_session_walsender_or_background_workers():
-    everything = {"older_than": 0}
+    everything = {"older_than": 0.1, "confirm_terminate_active": True, "limit": 100}
     for include_superusers in (False, True):
         chosen = pids(pg.select_sessions(SESSIONS, everything, OWN, include_superusers))
         assert OWN not in chosen
@@ -142,6 +147,82 @@ def test_older_than_zero_is_a_filter():
     assert pg.filters_given({"older_than": 0})
 
 
+@pytest.mark.parametrize("older_than", [0, "0", "0s", 0.0])
+def test_terminate_needs_older_than_above_zero(older_than):
+    problems = pg.terminate_problems({"states": ["idle"], "older_than": older_than})
+    assert problems == [f"older_than must be more than 0 for action=terminate, got {older_than!r}"]
+    with pytest.raises(ValueError, match="older_than must be more than 0"):
+        pg.select_sessions(SESSIONS, {"states": ["idle"], "older_than": older_than}, OWN)
+
+
+@pytest.mark.parametrize(
+    ("filters", "problem"),
+    [
+        ({"states": ["active"]}, "needs confirm_terminate_active=true"),
+        ({"states": ["idle", "fastpath function call"], "limit": 3},
+         "needs confirm_terminate_active=true"),
+        ({"states": ["active"], "confirm_terminate_active": True}, "needs a limit"),
+        ({"users": ["app"], "confirm_terminate_active": True}, "needs a limit"),
+        ({"states": ["active"], "confirm_terminate_active": True, "limit": 0},
+         "limit must be 1 or more"),
+        ({"states": ["idle"], "over_limit": "oldest"}, "over_limit=oldest needs a limit"),
+        ({"states": ["idle"], "older_than": -1}, "must not be negative"),
+    ],
+)  # fmt: skip
+def test_terminate_problems(filters, problem):
+    problems = pg.terminate_problems(filters)
+    assert len(problems) == 1 and problem in problems[0], problems
+    with pytest.raises(ValueError, match=problem):
+        pg.select_sessions(SESSIONS, filters, OWN)
+
+
+def test_terminate_problems_none_for_a_bounded_confirmed_request():
+    ok = {"states": ["active"], "older_than": "5m", "confirm_terminate_active": True, "limit": 5}
+    assert pg.terminate_problems(ok) == []
+    assert pg.terminate_problems({"states": ["idle"], "older_than": "10m"}) == []
+
+
+def test_running_queries_only_with_confirmation():
+    # 8 is active: a filter that does not name states never reaches it without confirmation
+    assert pids(pg.select_sessions(SESSIONS, {"applications": ["batch"]}, OWN)) == []
+    confirmed = {"applications": ["batch"], "confirm_terminate_active": True, "limit": 1}
+    assert pids(pg.select_sessions(SESSIONS, confirmed, OWN)) == [8]
+    assert "running a query" in pg.protection_reason(SESSIONS[8], OWN, False)
+    assert pg.protection_reason(SESSIONS[8], OWN, False, include_active=True) is None
+
+
+def test_age_of_running_queries_from_query_start_of_others_from_state_change():
+    # seed 004: active older than 5 minutes by query_start; seed 003: idle by state_change
+    active = pg.with_age({"state": "active", "state_age": 10.0, "query_age": 400.0})
+    assert (active["age"], active["age_from"]) == (400.0, "query_start")
+    fastpath = pg.with_age({"state": "fastpath function call", "state_age": 1.0, "query_age": 9.0})
+    assert (fastpath["age"], fastpath["age_from"]) == (9.0, "query_start")
+    for state in pg.IDLE_STATES:
+        idle = pg.with_age({"state": state, "state_age": 700.0, "query_age": 900.0})
+        assert (idle["age"], idle["age_from"]) == (700.0, "state_change")
+    none = pg.with_age({"state": None, "state_age": None, "query_age": None})
+    assert none["age"] is None and none["age_from"] is None
+    assert pg.session_view(active)["age_from"] == "query_start"
+
+
+def test_deadline_ends_a_read_that_never_returns():
+    import socket
+
+    a, b = socket.socketpair()  # nothing is ever written to b: a.recv() would wait forever
+    try:
+        with (
+            pytest.raises(pg.PgTimeout, match=r"no answer from the server within 0\.2 s"),
+            pg.deadline(0.2, "no answer from the server within 0.2 s"),
+        ):
+            a.recv(1)
+        with pg.deadline(5, "unused"):
+            b.sendall(b"x")
+            assert a.recv(1) == b"x"  # a read that is answered is left alone
+    finally:
+        a.close()
+        b.close()
+
+
 def test_protection_reasons():
     assert pg.protection_reason(SESSIONS[0], OWN, True) == "own session"
     assert "walsender" in pg.protection_reason(SESSIONS[5], OWN, True)
@@ -167,7 +248,7 @@ def test_summarise():
     assert [(b["pid"], b["blocked_by"]) for b in s["blocked"]] == [(8, [7])]
     assert set(s["long_idle"][0]) == {
         "pid", "user", "database", "application", "client_addr", "state", "age", "xact_age",
-        "backend_age", "wait_event_type", "wait_event", "blocked_by", "is_superuser",
+        "backend_age", "wait_event_type", "wait_event", "blocked_by", "is_superuser", "age_from",
     }  # fmt: skip
 
 
@@ -226,6 +307,7 @@ def test_describe_target_and_scrub_hide_password():
         ({"login_port": 70000, "connect_timeout": 10}, "login_port"),
         ({"login_port": 5432, "connect_timeout": 0}, "connect_timeout"),
         ({"login_port": 5432, "connect_timeout": -3}, "connect_timeout"),
+        ({"login_port": 5432, "connect_timeout": 10, "statement_timeout": 0}, "statement_timeout"),
     ],
 )
 def test_validate_connection_params(params, problem):
@@ -239,4 +321,12 @@ def test_argument_spec_marks_password_no_log():
     assert spec["login_password"]["no_log"] is True
     assert spec["login_db"]["aliases"] == ["db"]
     assert {"login_host", "login_port", "login_unix_socket", "ssl_mode", "ca_cert",
-            "connect_timeout", "login_user"} <= set(spec)  # fmt: skip
+            "connect_timeout", "login_user", "statement_timeout"} <= set(spec)  # fmt: skip
+    assert spec["statement_timeout"] == {"type": "int", "default": 30}
+
+
+def test_conn_params_set_statement_timeout_and_bound_reads():
+    kw = pg.conn_params({"login_host": "db1", "connect_timeout": 3, "statement_timeout": 7})
+    assert kw["connect_timeout"] == 3
+    assert "statement_timeout" not in kw  # set with SET after the login, not a libpq option
+    assert pg.read_timeout({"statement_timeout": 7}) == 7 + pg.READ_GRACE
