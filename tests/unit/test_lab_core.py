@@ -396,3 +396,27 @@ def test_wiped_replica_needs_a_quorum_of_others_not_a_stale_primary() -> None:
     net.run(1000)
     assert r3.status == NORMAL and r3.view >= 1 and r3.leader == "replica-2"
     assert [e["body"]["event"] for e in r3.log] == [f"e{k}" for k in range(4)]
+
+
+def test_fresh_backups_of_a_primary_that_bootstrapped_first_join_it() -> None:
+    """A brand-new cluster where replica-1 hears both others fresh (and bootstraps view 0)
+    before they hear anything: its answer (view 0, nothing in its log) counts as fresh, so the
+    two backups join it instead of each waiting for the other to be Normal (found by
+    test_lab_lifecycle on a real processes lab: two replicas Recovering for good)."""
+    net = Net()
+    net.r = [Replica(NAMES, i, seed=i, fresh=True) for i in range(3)]
+    for now in range(10, 2000, 10):  # only replica-1's clock runs: it asks, the others answer
+        net.now = now
+        net.effects(0, net.r[0].tick(now))
+        while net.queue and net.r[0].status != NORMAL:
+            _src, dst, msg = net.queue.pop(0)
+            net.effects(dst, net.r[dst].on_message(msg, now))
+        if net.r[0].status == NORMAL:
+            net.queue.clear()  # what it sends next is lost: the others still know nothing
+            break
+    assert net.r[0].status == NORMAL and [r.status for r in net.r[1:]] == [RECOVERING] * 2
+    net.run(2000)
+    assert all(r.status == NORMAL and r.view == 0 for r in net.r), [r.status for r in net.r]
+    net.write(0, "a")
+    net.run(300)
+    assert [x[3]["op"] for x in net.replies if x[1] == "reply"] == [1]

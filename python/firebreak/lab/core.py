@@ -1138,9 +1138,12 @@ class Replica:
         if (
             self.fresh
             and m["view"] == 0
-            and (m.get("fresh") or ("entries" not in m and "config" not in m and not m.get("op")))
+            and (m.get("fresh") or (not m.get("op") and not m.get("entries")))
         ):
-            # fresh, or normal in view 0 of a cluster that just bootstrapped without a primary
+            # fresh, or normal in view 0 with nothing in its log: a peer (the primary included)
+            # of a cluster that just bootstrapped before this replica heard all the others
+            # fresh. It holds nothing, so it counts as fresh: otherwise two fresh backups of a
+            # bootstrapped primary wait for each other forever, each needing the other Normal.
             self.fresh_peers.add(m["from"])
         if not m.get("fresh"):
             self.responses[m["from"]] = m
