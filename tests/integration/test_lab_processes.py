@@ -118,7 +118,7 @@ def _check_workload(be) -> dict:
     _wait(lambda: _all_normal_same_commit(be), 20, "convergence")
     res = workload.check(be.dir)
     assert res["acknowledged"] > 0
-    assert res["lost"] == 0, res
+    assert res["acknowledged"] > 0 and res["lost"] == 0, res
     assert res["duplicated"] == 0 and res["unexpected"] == 0, res
     return res
 

@@ -281,7 +281,8 @@ def test_fm003_check_first_then_repair_then_nothing(lab: ContainerLab, work: dic
     repair = run_playbook(lab, work, "fm003_corruption")
     assert repair.rc == 0, repair
     workload.stop(lab.lab_dir)
-    assert workload.check(lab.lab_dir)["lost"] == 0
+    res = workload.check(lab.lab_dir)
+    assert res["acknowledged"] > 0 and res["lost"] == 0, res
 
     rec = record(work)
     acts = actions(rec)
@@ -371,7 +372,8 @@ def test_fm005_single_crash_restarted_then_nothing(lab: ContainerLab, work: dict
     run = run_playbook(lab, work, "fm005_replica_crash", "fm005_replica_crash_watch_seconds=5")
     assert run.rc == 0, run
     workload.stop(lab.lab_dir)
-    assert workload.check(lab.lab_dir)["lost"] == 0
+    res = workload.check(lab.lab_dir)
+    assert res["acknowledged"] > 0 and res["lost"] == 0, res
     assert lab.unit_state(target) == "active"
     rec = record(work)
     assert rec["state"] == "mitigated"

@@ -143,7 +143,8 @@ def test_fm003_confirmed_wipe_resyncs_from_scratch(
     finally:
         workload.stop(lab.lab_dir)
     assert run.rc == 0, run
-    assert workload.check(lab.lab_dir)["lost"] == 0
+    res = workload.check(lab.lab_dir)
+    assert res["acknowledged"] > 0 and res["lost"] == 0, res
 
     # Wiped and resynced from scratch: the sentinel is gone, the log rebuilt.
     assert not (data / SENTINEL).exists(), "the data directory was not wiped"
@@ -268,7 +269,8 @@ def test_fm003_unrepairable_auto_wipes_only_once_confirmed(lab: ContainerLab, wo
         finally:
             workload.stop(lab.lab_dir)
         assert wiped.rc == 0, wiped
-        assert workload.check(lab.lab_dir)["lost"] == 0
+        res = workload.check(lab.lab_dir)
+        assert res["acknowledged"] > 0 and res["lost"] == 0, res
         assert not (data / SENTINEL).exists(), "the data directory was not wiped"
         assert storage.load_meta(data) is not None
         _settle_quiet(lab)
@@ -362,5 +364,6 @@ def test_fm005_repeat_crash_escalated_not_looped(lab: ContainerLab, work: dict) 
     assert {r: _unit_identity(lab, r) for r in others} == others_before
     c = _cluster(lab)
     assert all((c["by"][r] or {}).get("vsr_replica_status") == 0 for r in others), c
-    assert workload.check(lab.lab_dir)["lost"] == 0
+    res = workload.check(lab.lab_dir)
+    assert res["acknowledged"] > 0 and res["lost"] == 0, res
     print(f"escalated: {json.dumps(watch['detail'])}")

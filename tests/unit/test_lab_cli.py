@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 import yaml
-from firebreak.lab import backend, cli
+from firebreak.lab import backend, cli, workload
 
 pytestmark = pytest.mark.unit
 
@@ -166,3 +166,13 @@ def test_status_table_notes_unreachable_peers(capsys) -> None:
     cli._print_status([{"name": "replica-1", "running": True, "peers": peers}])
     row = capsys.readouterr().out.splitlines()[1]
     assert row.endswith("unreachable replica-2"), row
+
+
+def test_a_workload_check_with_nothing_acknowledged_is_not_ok(tmp_path) -> None:
+    """A check of "0 lost" proves nothing when nothing was acknowledged: not a pass."""
+    (tmp_path / "state.json").write_text(
+        json.dumps({"mode": "processes", "replicas": [{"api_url": "http://127.0.0.1:9"}]})
+    )
+    result = workload.check(tmp_path)
+    assert result["acknowledged"] == 0 and result["lost"] == 0
+    assert result["ok"] is False
