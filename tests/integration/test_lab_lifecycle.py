@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from firebreak import paths
+from test_lab_processes import _leftover_pids
 
 NETS = (48, 49)
 CONTAINERS_NET = 95
@@ -59,17 +60,8 @@ def _alive(pid: int) -> bool:
 
 
 def _processes_of(d: Path) -> list[int]:
-    """Every process whose command line names the lab dir (replicas, workload)."""
-    out = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                cmd = (p / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if str(d).encode() in cmd and b"firebreak" in cmd:
-                out.append(int(p.name))
-    return out
+    """Every lab process (replicas, workload) whose command line names the lab dir."""
+    return _leftover_pids(d)
 
 
 def _acks(d: Path) -> int:

@@ -180,12 +180,7 @@ def test_rehearse_fm003_repairs_a_held_corruption_and_keeps_the_damaged_bytes(tm
     assert f"checksum mismatch in log entry op={damaged[0]}" in journal
     assert "repair held for the operator" in journal
     assert _lab_containers(lab_dir) == []
-    assert _lab_leftovers(lab_dir) == {
-        "containers": [],
-        "mounts": [],
-        "processes": [],
-        "network": [],
-    }
+    assert _lab_leftovers(lab_dir) == NOTHING_LEFT
     assert not lab_dir.exists()
     # Nothing landed in the source tree, and the collection built after it holds only the
     # collection's own files (scripts/build-collection checks every member).
@@ -219,10 +214,5 @@ def test_a_rehearsal_failing_at_lab_up_leaves_nothing_and_says_why(tmp_path):
     ), result["error"]
     assert [s["name"] for s in result["steps"]] == ["lab up", "lab down"], result["steps"]
     lab_dir = paths.labs_dir() / result["incident_id"]
-    assert _lab_leftovers(lab_dir) == {
-        "containers": [],
-        "mounts": [],
-        "processes": [],
-        "network": [],
-    }
+    assert _lab_leftovers(lab_dir) == NOTHING_LEFT
     assert not lab_dir.exists()
