@@ -335,19 +335,11 @@ def replica_summary(samples, metric_names=None, replica_label="replica"):
             out["replica"] = sample.labels[replica_label]
         values[key] = _clean_number(sample.value, integer=key in INTEGER_METRICS)
     out["missing"] = [names[key] for key in CORE_METRICS if values[key] is None]
+    for key in INTEGER_METRICS:
+        if key != "operations":  # returned as operations_total
+            out[key] = values[key]
     status = values["status"]
-    out["status"] = status
     out["status_name"] = STATUS_NAMES.get(status) if _is_int(status) else None
-    for key in (
-        "view",
-        "op",
-        "commit",
-        "checksum_failures",
-        "pending_requests",
-        "reconfig_state",
-        "config_size",
-    ):
-        out[key] = values[key]
     out["op_commit_lag"] = (
         values["op"] - values["commit"]
         if _is_int(values["op"]) and _is_int(values["commit"])

@@ -175,6 +175,13 @@ def test_quorum_decision(replicas, target, allowed, words):
         assert row["reasons"], row
 
 
+def test_vsr_metrics_reports_a_missing_metric_as_none_and_each_endpoint_s_label():
+    result = metrics(healthy(2, r1={"commit": None, "size": 3}), ["replica-1", "replica-2"])
+    first, second = result["replicas"]
+    assert (first["commit"], first["config_size"], first["replica"]) == (None, 3, "replica-1")
+    assert (second["commit"], second["config_size"], second["replica"]) == (100, None, "replica-2")
+
+
 def test_leader_commit_missing_leaves_the_reference_none_not_zero():
     result = decide(healthy(3, r1={"commit": None}), "replica-2")
     assert result["reference_commit"] is None, result
