@@ -3,10 +3,11 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or
 # https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""VSR filters: thin wrappers over module_utils/vsr.py and module_utils/prometheus_text.py.
+"""VSR filters: thin wrappers over module_utils/vsr.py, module_utils/guard.py and
+module_utils/prometheus_text.py.
 
-Their documentation is in the sidecar files vsr_leader.yml, quorum_size.yml, vsr_classify.yml
-and prometheus_samples.yml beside this file.
+Their documentation is in the sidecar files vsr_leader.yml, quorum_size.yml, vsr_classify.yml,
+quorum_decision.yml and prometheus_samples.yml beside this file.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -14,7 +15,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.firebreak.incident.plugins.module_utils import prometheus_text, vsr
+from ansible_collections.firebreak.incident.plugins.module_utils import (
+    guard,
+    prometheus_text,
+    vsr,
+)
 
 
 def vsr_leader(view, replica_order):
@@ -41,6 +46,23 @@ def vsr_classify(data, previous=None, disk=None, **thresholds):
         )
     except vsr.VsrInputError as e:
         raise AnsibleFilterError("vsr_classify: %s" % e) from e
+
+
+def quorum_decision(
+    metrics, hosts, out_of_service, max_lag=10, action="remediation", override=None
+):
+    """The quorum guard's decision on taking ``out_of_service`` out of service."""
+    try:
+        return guard.quorum_decision(
+            _plain(metrics),
+            _plain(hosts),
+            _plain(out_of_service),
+            max_lag=max_lag,
+            action=action,
+            override=_plain(override),
+        )
+    except vsr.VsrInputError as e:
+        raise AnsibleFilterError("quorum_decision: %s" % e) from e
 
 
 def prometheus_samples(text):
@@ -71,5 +93,6 @@ class FilterModule(object):
             "vsr_leader": vsr_leader,
             "quorum_size": quorum_size,
             "vsr_classify": vsr_classify,
+            "quorum_decision": quorum_decision,
             "prometheus_samples": prometheus_samples,
         }

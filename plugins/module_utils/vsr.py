@@ -37,6 +37,7 @@ DEFAULT_METRIC_NAMES = {
     "pending_requests": "vsr_pending_requests",
     "clock_offset": "vsr_clock_offset_ms",
     "reconfig_state": "vsr_reconfig_state",
+    "config_size": "vsr_config_size",
     "client_latency": "vsr_client_latency_ms",
     "prepare_latency": "vsr_prepare_latency_ms",
     "operations": "vsr_operations_total",
@@ -54,6 +55,7 @@ GAUGES = (
     "pending_requests",
     "clock_offset",
     "reconfig_state",
+    "config_size",
     "operations",
 )
 INTEGER_METRICS = (
@@ -64,6 +66,7 @@ INTEGER_METRICS = (
     "checksum_failures",
     "pending_requests",
     "reconfig_state",
+    "config_size",
     "operations",
 )
 HISTOGRAMS = ("client_latency", "prepare_latency")
@@ -309,7 +312,7 @@ def replica_summary(samples, metric_names=None, replica_label="replica"):
 
     Returns a dict: ``replica`` (the ``replica_label`` label, or None), status, status_name,
     view, op, commit, op_commit_lag, checksum_failures, pending_requests, clock_offset_ms,
-    reconfig_state, reconfig_state_name, operations_total, client_latency_p95_ms,
+    reconfig_state, reconfig_state_name, config_size, operations_total, client_latency_p95_ms,
     prepare_latency_p95_ms, filesystem_avail_bytes, filesystem_used_percent, histograms,
     missing (keys of CORE_METRICS not found) and notes. A gauge exposed under several label
     sets is read from the first and noted.
@@ -332,11 +335,11 @@ def replica_summary(samples, metric_names=None, replica_label="replica"):
             out["replica"] = sample.labels[replica_label]
         values[key] = _clean_number(sample.value, integer=key in INTEGER_METRICS)
     out["missing"] = [names[key] for key in CORE_METRICS if values[key] is None]
+    for key in INTEGER_METRICS:
+        if key != "operations":  # returned as operations_total
+            out[key] = values[key]
     status = values["status"]
-    out["status"] = status
     out["status_name"] = STATUS_NAMES.get(status) if _is_int(status) else None
-    for key in ("view", "op", "commit", "checksum_failures", "pending_requests", "reconfig_state"):
-        out[key] = values[key]
     out["op_commit_lag"] = (
         values["op"] - values["commit"]
         if _is_int(values["op"]) and _is_int(values["commit"])

@@ -101,6 +101,10 @@ options:
         description: Reconfiguration state gauge (0 Stable, 1 Joint).
         type: str
         default: vsr_reconfig_state
+      config_size:
+        description: Configuration size gauge (members of the configuration the replica runs).
+        type: str
+        default: vsr_config_size
       client_latency:
         description: Client latency histogram, in milliseconds.
         type: str
@@ -391,6 +395,12 @@ replicas:
       description: Its name.
       type: str
       sample: Stable
+    config_size:
+      description: >-
+        The members of the replica's own configuration (null when the exposition has no such
+        gauge); the quorum guard decides for the larger of this and the inventory's count.
+      type: int
+      sample: 3
     operations_total:
       description: The committed operations counter.
       type: int
@@ -473,6 +483,7 @@ _EMPTY_FIELDS = (
     "clock_offset_ms",
     "reconfig_state",
     "reconfig_state_name",
+    "config_size",
     "operations_total",
     "client_latency_p95_ms",
     "prepare_latency_p95_ms",
