@@ -89,6 +89,7 @@ from firebreak.lab.core import (
     Timing,
     cfg_json,
     cfg_members,
+    served_range,
 )
 
 LOG = logging.getLogger("kimberlite-vsr")
@@ -369,9 +370,6 @@ class ReplicaNode:
         self.meta_on_disk = (
             {"view": meta["view"], "last_normal_view": meta["last_normal_view"]} if meta else None
         )
-        restarted = meta is not None or bool(res.entries) or bool(res.corrupt)
-        fresh = not restarted
-        meta = meta or {"view": 0, "last_normal_view": 0}
         timing = Timing(
             heartbeat_ms=int(self.cfg["heartbeat_ms"]),
             view_change_min_ms=int(self.cfg["view_change_min_ms"]),
@@ -385,14 +383,9 @@ class ReplicaNode:
             members=self.members,
             seed=int.from_bytes(os.urandom(4), "big"),
             now=self.now_ms(),
-            log=res.entries,
-            view=meta["view"],
-            last_normal_view=meta["last_normal_view"],
-            commit_hint=commit_hint,
-            corrupt_from=res.corrupt[0] if res.corrupt else None,
-            snapshot=storage.load_latest_checkpoint(self.data_dir),
-            restarted=restarted,
-            fresh=fresh,
+            **storage.boot_args(
+                res, meta, commit_hint, storage.load_latest_checkpoint(self.data_dir)
+            ),
             hold_repair=bool(self.cfg["hold_repair"]),
         )
         self.boot_effects = core._drain()
@@ -489,16 +482,8 @@ class ReplicaNode:
 
     def _verify_outgoing(self, msg: dict) -> list[int]:
         """Read path: verify the durable copies of the entries a message would serve to a peer."""
-        t = msg.get("type")
-        if t == "newstate" or (t == "recovery_response" and "entries" in msg):
-            first, count = msg["from_op"], len(msg["entries"])
-        elif t in ("start_view", "dvc"):
-            first, count = 1, len(msg["log"])
-        else:
-            return []
-        if count == 0:
-            return []
-        return self.log.verify_range(first, first + count - 1)
+        span = served_range(msg)
+        return self.log.verify_range(*span) if span else []
 
     def _report_corruption(self, bad: list[int], where: str) -> list:
         effects = []
