@@ -277,6 +277,10 @@ class ReplicaNode:
         self.partitioned: set[str] = set()
         self.latency_ms = 0
         self.isolated = False
+        # test-only fault (control file "read_fault"): this replica answers reads wrongly, so
+        # that the workload's history checker can be shown to catch it (see _bad_read)
+        self.read_fault: str | None = None
+        self.frozen: dict[str, list] = {}
         self.checksum_failures = 0
         self.scrub_tours = 0
         self.known_bad: set[int] = set()
@@ -408,13 +412,35 @@ class ReplicaNode:
         if lat != self.latency_ms:
             LOG.warning("outbound protocol latency set to %d ms", lat)
         self.latency_ms = lat
+        rf = ctl.get("read_fault")
+        if rf != self.read_fault:
+            LOG.warning("test fault: reads served %s", rf or "correctly again")
+            self.read_fault, self.frozen = rf, {}
 
     def _save_control(self) -> None:
-        storage.write_json_atomic(
-            Path(self.cfg["control_file"]),
-            {"partition": sorted(self.partitioned), "latency_ms": self.latency_ms},
-            fsync=False,
-        )
+        """Write what the admin API changed; the rest of the control file (the read fault) is
+        the lab's, kept as the file says it."""
+        path = Path(self.cfg["control_file"])
+        try:
+            ctl = json.loads(path.read_text())
+        except (OSError, ValueError):
+            ctl = {}
+        ctl.update(partition=sorted(self.partitioned), latency_ms=self.latency_ms)
+        storage.write_json_atomic(path, ctl, fsync=False)
+
+    def _bad_read(self, code: int, body: dict) -> tuple[int, dict]:
+        """The test-only read fault on an answer this replica gives (local or forwarded):
+        ``stale`` serves each stream as it was at its first read under the fault, ``reorder``
+        swaps the last two events of the stream."""
+        if code != 200 or self.read_fault not in ("stale", "reorder"):
+            return code, body
+        pairs = list(zip(body["events"], body["ops"], strict=True))
+        if self.read_fault == "stale":
+            pairs = self.frozen.setdefault(body["stream"], pairs)
+        elif len(pairs) >= 2:
+            pairs[-2:] = pairs[:-3:-1]
+        body = dict(body, events=[e for e, _ in pairs], ops=[op for _, op in pairs])
+        return code, body
 
     # ------------------------------------------------------------------ effects
     def run_effects(self, effects: list) -> None:
@@ -624,6 +650,9 @@ class ReplicaNode:
             return 503, {"error": f"forward to {name} failed: {exc}"}
 
     def read(self, stream: str, local: bool) -> tuple[int, dict]:
+        return self._bad_read(*self._read(stream, local))
+
+    def _read(self, stream: str, local: bool) -> tuple[int, dict]:
         with self.lock:
             c = self.core
             if not local and c.status == NORMAL and not c.is_primary:
@@ -668,6 +697,7 @@ class ReplicaNode:
                 "checksum_failures": self.checksum_failures,
                 "scrub_tours": self.scrub_tours,
                 "partitioned_from": sorted(self.partitioned),
+                "read_fault": self.read_fault,
                 "latency_ms": self.latency_ms,
                 "clock_offset_ms": round(self.clock_offset_ms(), 1),
                 "reconfig_state": self.reconfig_state(),
