@@ -96,6 +96,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     w.add_argument("--rate", type=float, default=20)
     w.add_argument("--streams", type=int, default=4)
     w.add_argument(
+        "--readers", type=int, default=1, help="start: threads reading while it writes (1)"
+    )
+    w.add_argument(
         "--per-replica",
         action="store_true",
         help="check: also read every replica locally and compare their streams",
@@ -260,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if cmd == "workload":
             if args.action == "start":
-                pid = workload.start(d, rate=args.rate, streams=args.streams)
+                pid = workload.start(d, rate=args.rate, streams=args.streams, readers=args.readers)
                 print(f"workload started (pid {pid})")
                 return 0
             if args.action == "stop":
