@@ -529,3 +529,32 @@ def test_per_replica_comparison_catches_a_backup_serving_bad_local_reads(tmp_pat
             assert found[mode]["unreadable"] == {}, found
         healed = workload.compare_replicas(be.dir, streams, timeout=10)
     assert healed["ok"] and set(healed["events"].values()) == {11}, healed
+
+
+def test_a_cut_off_leader_serves_no_stale_read(tmp_path) -> None:
+    """Found by the history checker (issue 11, FM-002's fault): a leader cut off from the
+    others stays Normal in its old view and answered reads from its own state, without the
+    write the new view's leader had acknowledged since (missing_ack, went_back). A read is
+    linearizable only if the current view orders it: it goes through the log."""
+    with _processes_lab(tmp_path, 72) as be:
+        old = _leader_writes(be, "cut", ["before"])
+        be.fault("partition", old["name"])
+        others = [r for r in be.state()["replicas"] if r["name"] != old["name"]]
+
+        def new_leader():
+            sts = [_status(be, r["name"]) for r in others]
+            return next((s for s in sts if s and s["is_primary"] and s["status"] == 0), None)
+
+        lead = _wait(new_leader, 20, "a new leader among the others")
+        lm = next(r for r in others if r["name"] == lead["replica"])
+        code, ack = http_json(
+            lm["api_url"] + "/api/write", "POST", {"stream": "cut", "event": "after"}
+        )
+        assert code == 200 and ack["acknowledged"], ack
+        assert _status(be, old["name"])["is_primary"], "the old leader still believes it leads"
+        code, got = http_json(old["api_url"] + "/api/read?stream=cut", timeout=10)
+        assert code != 200 or "after" in got["events"], f"stale read after the ack: {got}"
+        be.heal()
+        _wait(lambda: _all_normal_same_commit(be), 20, "convergence after the heal")
+        code, got = http_json(old["api_url"] + "/api/read?stream=cut", timeout=10)
+        assert code == 200 and got["events"] == ["before", "after"], got

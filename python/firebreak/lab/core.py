@@ -212,6 +212,15 @@ class StateMachine:
             events = self.streams.setdefault(stream, [])
             events.append([body.get("event"), e["op"]])
             result = {"op": e["op"], "stream": stream, "index": len(events) - 1}
+        elif kind == "read":  # a linearizable read: ordered by the log like a write
+            stream = str(body.get("stream", ""))
+            events = self.streams.get(stream, [])
+            result = {
+                "op": e["op"],
+                "stream": stream,
+                "events": [ev for ev, _ in events],
+                "ops": [op for _, op in events],
+            }
         elif kind == "reconfig_begin":
             self.reconfig = {"old": body["old"], "new": body["new"]}
             result = {

@@ -26,9 +26,12 @@ Endpoints on ``api_port`` (8080):
   and the leader's answer is relayed. A write that cannot commit within ``request_timeout_s``
   (no quorum, view change that does not finish) gets 503 and is *not* acknowledged.
   ``client``/``request`` make retries exactly-once (the replicated client table).
-* ``GET /api/read?stream=S``: the committed events of S, served by the leader (a backup forwards
-  the read to it); ``&local=1`` serves the local replica's state. A replica that is not in normal
-  status or has a detected checksum failure answers 503 instead of serving.
+* ``GET /api/read?stream=S``: the committed events of S, linearizable: the read is an op of the
+  log (``{"kind": "read"}``), answered by the leader once it commits (a backup forwards it, as a
+  write), so a leader cut off from a newer view cannot answer it (503 after
+  ``request_timeout_s``); ``&local=1`` serves the local replica's state at once (possibly
+  behind). A replica that is not in normal status or has a detected checksum failure answers a
+  local read with 503 instead of serving.
 * ``POST /vsr/message``: replica-to-replica protocol traffic (JSON batches).
 * ``/admin/...``: status, state-transfer, checkpoints, checkpoint, isolate, rejoin, scrub, reconfig,
   partition, latency (used by ``kimberlite-admin`` and the lab's fault injection).
@@ -653,28 +656,36 @@ class ReplicaNode:
         return self._bad_read(*self._read(stream, local))
 
     def _read(self, stream: str, local: bool) -> tuple[int, dict]:
+        if not local:
+            # linearizable: the read is an op of the log, answered when it commits, so a leader
+            # cut off from the others (still Normal in its old view) cannot answer it from a
+            # state the new view has moved past; a backup relays it to the leader
+            deadline = time.monotonic() + float(self.cfg["request_timeout_s"])
+            code, resp = self.write({"kind": "read", "stream": stream}, deadline, False)
+            if code != 200:
+                return code, {"error": resp.get("error", f"read failed ({code})")}
+            return 200, {
+                "stream": stream,
+                "events": resp["events"],
+                "ops": resp["ops"],
+                "served_by": resp.get("replica"),
+                "commit": resp["op"],
+            }
         with self.lock:
             c = self.core
-            if not local and c.status == NORMAL and not c.is_primary:
-                leader = c.leader_name()
-            else:
-                leader = None
-                if c.status != NORMAL or not c.clean:
-                    return 503, {
-                        "error": f"{self.name} is {STATUS_NAMES[c.status]}"
-                        + ("" if c.clean else f" (checksum failure from op {c.corrupt_from})"),
-                    }
-                events = c.sm.streams.get(stream, [])
-                return 200, {
-                    "stream": stream,
-                    "events": [e for e, _ in events],
-                    "ops": [op for _, op in events],
-                    "served_by": self.name,
-                    "commit": c.commit,
+            if c.status != NORMAL or not c.clean:
+                return 503, {
+                    "error": f"{self.name} is {STATUS_NAMES[c.status]}"
+                    + ("" if c.clean else f" (checksum failure from op {c.corrupt_from})"),
                 }
-        q = urllib.parse.urlencode({"stream": stream, "local": 1})
-        deadline = time.monotonic() + float(self.cfg["request_timeout_s"])
-        return self._forward(leader, "GET", f"/api/read?{q}", None, {}, deadline)
+            events = c.sm.streams.get(stream, [])
+            return 200, {
+                "stream": stream,
+                "events": [e for e, _ in events],
+                "ops": [op for _, op in events],
+                "served_by": self.name,
+                "commit": c.commit,
+            }
 
     # ------------------------------------------------------------------ admin
     def status(self) -> dict:

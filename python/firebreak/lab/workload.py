@@ -142,7 +142,7 @@ def run(
             stream, url = f"wl-{rng.randrange(streams)}", rng.choice(urls)
             t0 = time.time()
             try:
-                code, resp = http_json(f"{url}/api/read?stream={stream}", timeout=5)
+                code, resp = http_json(f"{url}/api/read?stream={stream}", timeout=8)
             except OSError:
                 continue
             if code == 200:
@@ -304,7 +304,7 @@ def _about(stream: str, r: dict) -> dict:
 def _read_stream(url: str, stream: str, local: bool = False) -> tuple[int, dict]:
     q = f"stream={stream}" + ("&local=1" if local else "")
     try:
-        return http_json(f"{url}/api/read?{q}", timeout=5)
+        return http_json(f"{url}/api/read?{q}", timeout=8)
     except OSError as exc:
         return 0, {"error": str(exc)}
 
