@@ -797,7 +797,7 @@ def main(argv: list[str] | None = None) -> int:
         "--midcrash-rate",
         type=float,
         default=0.0,
-        help="chance per persisting batch of a crash partway through it (half tear an append)",
+        help="chance per persisting batch of a crash at a persist: before, after or tearing it",
     )
     ap.add_argument("--oneway", type=float, default=0.0, help="share of one-way partitions")
     ap.add_argument("--count", type=int, default=1, help="run seeds seed..seed+count-1")
