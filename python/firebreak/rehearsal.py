@@ -351,7 +351,8 @@ def rehearse(
             # Stop writing first: a write acknowledged after its stream was read back would
             # look lost.
             lab("workload", "stop", env=lab_env)
-            check = lab("workload", "check", "--json", env=lab_env)
+            # the history too, and every replica's own copy (the repaired one's included)
+            check = lab("workload", "check", "--json", "--per-replica", env=lab_env)
             if not check.get("ok", False):
                 raise FirebreakError(f"workload check failed: {check}")
             # The rehearsal driver is the responder here: it declares the incident resolved,

@@ -447,3 +447,114 @@ def test_enlarged_length_at_restart_is_counted_fenced_and_repaired(tmp_path) -> 
         code, data = http_json(m["api_url"] + "/api/read?stream=len&local=1")
         assert code == 200 and data["events"] == [f"l{k}" for k in range(60)]
         assert storage.scan(Path(m["data_dir"]) / "log.dat").corrupt == []
+
+
+def _run_workload_with_reads(be, acks: int = 40, reads: int = 40) -> None:
+    """A fresh workload history: writes and linearizable reads until enough of both."""
+    d = be.dir / "workload"
+    workload.reset(be.dir)
+    workload.start(be.dir, rate=30, streams=2, workers=2, read_period=0.05)
+    try:
+        _wait(
+            lambda: (
+                len(workload._read_jsonl(d / "acks.jsonl")) >= acks
+                and len(workload._read_jsonl(d / "reads.jsonl")) >= reads
+            ),
+            30,
+            f"{acks} acks and {reads} reads",
+        )
+    finally:
+        workload.stop(be.dir)
+
+
+def _set_read_fault(be, name: str, mode: str | None) -> None:
+    if mode:
+        be.fault("bad-reads", name, mode)
+    else:
+        be.heal()
+    _wait(lambda: (_status(be, name) or {}).get("read_fault") == mode, 5, f"read fault {mode}")
+
+
+BAD_READS = [(None, None), ("stale", "missing_ack"), ("reorder", "not_prefix")]
+
+
+@pytest.mark.parametrize(("mode", "kind"), BAD_READS)
+def test_history_checker_catches_a_leader_serving_bad_reads(tmp_path, mode, kind) -> None:
+    """Issue 11: the checker verifies the recorded history, not only the end state. A leader
+    serving stale or reordered streams (a test-only fault, healed before the final read-back,
+    so the end state is clean) is caught: reads that miss acknowledged writes, or that are not
+    a prefix of the final order. Without the fault the same run passes, writes acknowledged."""
+    with _processes_lab(tmp_path, 72) as be:
+        leader = be.resolve("leader")
+        if mode:
+            _set_read_fault(be, leader, mode)
+        try:
+            _run_workload_with_reads(be)
+        finally:
+            _set_read_fault(be, leader, None)
+        _wait(lambda: _all_normal_same_commit(be), 20, "convergence")
+        res = workload.check(be.dir, per_replica=True)
+    # the end state alone (all the check looked at before) finds nothing wrong in any run
+    assert res["acknowledged"] > 0 and res["lost"] == 0, res
+    assert res["unexpected"] == 0 and res["duplicated"] == 0 and res["reads"] >= 40, res
+    assert res["per_replica"]["ok"], res["per_replica"]
+    if mode is None:
+        assert res["ok"] and res["history_violations"] == 0, res
+    else:
+        assert res["ok"] is False and kind in {v["kind"] for v in res["violations"]}, res
+        assert {v["replica"] for v in res["violations"]} == {leader}, res
+
+
+def test_per_replica_comparison_catches_a_backup_serving_bad_local_reads(tmp_path) -> None:
+    """A backup whose local reads are reordered diverges from the others; one whose local
+    reads are frozen stays behind while the others move on. Healed, all agree."""
+    with _processes_lab(tmp_path, 72) as be:
+        streams = ["cmp-a", "cmp-b"]
+        for s in streams:
+            _leader_writes(be, s, [f"{s}-{k}" for k in range(5)])
+        _wait(lambda: _all_normal_same_commit(be), 20, "convergence")
+        backup = be.resolve("backup")
+        found = {}
+        for mode, finding in (("reorder", "diverged"), ("stale", "behind")):
+            _set_read_fault(be, backup, mode)
+            try:
+                if mode == "stale":  # frozen at its first read, then the others move on
+                    assert workload.compare_replicas(be.dir, streams, timeout=0)["ok"]
+                    _leader_writes(be, streams[0], ["after-freeze"])
+                found[mode] = workload.compare_replicas(be.dir, streams, timeout=2)
+            finally:
+                _set_read_fault(be, backup, None)
+            assert not found[mode]["ok"] and found[mode][finding], found
+            assert backup in str(found[mode][finding]), found
+            assert found[mode]["unreadable"] == {}, found
+        healed = workload.compare_replicas(be.dir, streams, timeout=10)
+    assert healed["ok"] and set(healed["events"].values()) == {11}, healed
+
+
+def test_a_cut_off_leader_serves_no_stale_read(tmp_path) -> None:
+    """Found by the history checker (issue 11, FM-002's fault): a leader cut off from the
+    others stays Normal in its old view and answered reads from its own state, without the
+    write the new view's leader had acknowledged since (missing_ack, went_back). A read is
+    linearizable only if the current view orders it: it goes through the log."""
+    with _processes_lab(tmp_path, 72) as be:
+        old = _leader_writes(be, "cut", ["before"])
+        be.fault("partition", old["name"])
+        others = [r for r in be.state()["replicas"] if r["name"] != old["name"]]
+
+        def new_leader():
+            sts = [_status(be, r["name"]) for r in others]
+            return next((s for s in sts if s and s["is_primary"] and s["status"] == 0), None)
+
+        lead = _wait(new_leader, 20, "a new leader among the others")
+        lm = next(r for r in others if r["name"] == lead["replica"])
+        code, ack = http_json(
+            lm["api_url"] + "/api/write", "POST", {"stream": "cut", "event": "after"}
+        )
+        assert code == 200 and ack["acknowledged"], ack
+        assert _status(be, old["name"])["is_primary"], "the old leader still believes it leads"
+        code, got = http_json(old["api_url"] + "/api/read?stream=cut", timeout=10)
+        assert code != 200 or "after" in got["events"], f"stale read after the ack: {got}"
+        be.heal()
+        _wait(lambda: _all_normal_same_commit(be), 20, "convergence after the heal")
+        code, got = http_json(old["api_url"] + "/api/read?stream=cut", timeout=10)
+        assert code == 200 and got["events"] == ["before", "after"], got

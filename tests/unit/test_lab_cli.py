@@ -26,6 +26,9 @@ def test_add_parser_registers_lab_group() -> None:
     assert (ns.lab_cmd, ns.mode, ns.replicas) == ("up", "processes", 5)
     assert _parse("status", "--json").json
     assert _parse("workload", "check", "--json").action == "check"
+    assert _parse("workload", "check", "--per-replica").per_replica is True
+    assert _parse("workload", "start").readers == 1
+    assert _parse("workload", "start", "--readers", "0").readers == 0
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from firebreak.lab.core import NORMAL, RECOVERING, STATE_TRANSFER, VIEW_CHANGE, Replica, Timing
+from firebreak.lab.core import (
+    NORMAL,
+    RECOVERING,
+    STATE_TRANSFER,
+    VIEW_CHANGE,
+    Replica,
+    StateMachine,
+    Timing,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -420,3 +428,16 @@ def test_fresh_backups_of_a_primary_that_bootstrapped_first_join_it() -> None:
     net.write(0, "a")
     net.run(300)
     assert [x[3]["op"] for x in net.replies if x[1] == "reply"] == [1]
+
+
+def test_a_read_op_answers_the_stream_as_of_its_place_in_the_log() -> None:
+    """A linearizable read is an op: it sees exactly the writes ordered before it."""
+    sm = StateMachine()
+    w = [{"op": k, "view": 0, "body": {"stream": "s", "event": f"e{k}"}} for k in (1, 2, 4)]
+    read = {"op": 3, "view": 0, "body": {"kind": "read", "stream": "s"}}
+    results = [sm.apply(e) for e in (w[0], w[1], read, w[2])]
+    assert results[2] == {"op": 3, "stream": "s", "events": ["e1", "e2"], "ops": [1, 2]}
+    assert [ev for ev, _ in sm.streams["s"]] == ["e1", "e2", "e4"]
+    assert (
+        sm.apply({"op": 5, "view": 0, "body": {"kind": "read", "stream": "none"}})["events"] == []
+    )

@@ -95,6 +95,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     w.add_argument("--json", action="store_true")
     w.add_argument("--rate", type=float, default=20)
     w.add_argument("--streams", type=int, default=4)
+    w.add_argument(
+        "--readers", type=int, default=1, help="start: threads reading while it writes (1)"
+    )
+    w.add_argument(
+        "--per-replica",
+        action="store_true",
+        help="check: also read every replica locally and compare their streams",
+    )
     lab.set_defaults(func=run)
     return lab
 
@@ -255,19 +263,20 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if cmd == "workload":
             if args.action == "start":
-                pid = workload.start(d, rate=args.rate, streams=args.streams)
+                pid = workload.start(d, rate=args.rate, streams=args.streams, readers=args.readers)
                 print(f"workload started (pid {pid})")
                 return 0
             if args.action == "stop":
                 print("workload stopped" if workload.stop(d) else "workload not running")
                 return 0
-            result = workload.check(d)
+            result = workload.check(d, per_replica=args.per_replica)
             if args.json:
                 print(json.dumps(result, indent=2))
             else:
                 print(
                     "attempted {attempted} acknowledged {acknowledged} lost {lost} "
-                    "unexpected {unexpected} duplicated {duplicated}".format(**result)
+                    "unexpected {unexpected} duplicated {duplicated} reads {reads} "
+                    "history violations {history_violations}".format(**result)
                 )
             return 0 if result["ok"] else 1
     except LabError as exc:

@@ -157,6 +157,19 @@ def meets_every_quorum(cfg: tuple, names) -> bool:
     return True
 
 
+def served_range(msg: dict) -> tuple[int, int] | None:
+    """The ops (first, last) whose log entries an outgoing message carries, or None: the driver
+    verifies their durable copies before sending (a corrupt entry is never served)."""
+    t = msg.get("type")
+    if t == "newstate" or (t == "recovery_response" and "entries" in msg):
+        first, count = msg["from_op"], len(msg["entries"])
+    elif t in ("start_view", "dvc"):
+        first, count = 1, len(msg["log"])
+    else:
+        return None
+    return (first, first + count - 1) if count else None
+
+
 def cfg_leader(view: int, cfg: tuple) -> str:
     """Primary of ``view`` under ``cfg``: the old configuration's rotation while joint."""
     group = cfg[0]
@@ -199,6 +212,15 @@ class StateMachine:
             events = self.streams.setdefault(stream, [])
             events.append([body.get("event"), e["op"]])
             result = {"op": e["op"], "stream": stream, "index": len(events) - 1}
+        elif kind == "read":  # a linearizable read: ordered by the log like a write
+            stream = str(body.get("stream", ""))
+            events = self.streams.get(stream, [])
+            result = {
+                "op": e["op"],
+                "stream": stream,
+                "events": [ev for ev, _ in events],
+                "ops": [op for _, op in events],
+            }
         elif kind == "reconfig_begin":
             self.reconfig = {"old": body["old"], "new": body["new"]}
             result = {

@@ -20,6 +20,9 @@ Faults, and how they are done here:
   in its ``vsr_clock_offset_ms`` (measured against its peers' heartbeat timestamps).
 * ``latency MS`` delays the replica's outbound protocol sends.
 * ``heal`` undoes what can be undone and restarts killed/stopped replicas.
+* ``bad-reads stale|reorder`` (test-only, not offered by ``lab fault``): the replica answers
+  reads wrongly (each stream frozen at its first read, or its last two events swapped), on local
+  and forwarded reads; the workload's history checker must catch it. Heal clears it.
 
 Reconfiguration: :meth:`ProcessesBackend.add_replica` provisions replica *k* (next free number)
 on ``127.0.N.k`` with an empty data dir and starts it; it stays Recovering (not a member) until
@@ -407,6 +410,11 @@ class ProcessesBackend(Backend):
             done["ms"] = ms
         elif kind == "disk-full":
             done.update(self._disk_full(st, m, arg))
+        elif kind == "bad-reads":
+            if arg not in ("stale", "reorder"):
+                raise LabError(f"bad-reads: ARG is stale or reorder, not {arg!r}")
+            self._control(m, read_fault=arg)  # the replica polls its control file (0.2 s)
+            done["mode"] = arg
         else:
             raise LabError(f"unknown fault {kind!r}")
         st["faults"][name] = {**done, "at": time.time()}
@@ -529,10 +537,10 @@ class ProcessesBackend(Backend):
                 os.kill(pid, signal.SIGCONT)
                 actions.append(f"SIGCONT {name}")
             ctl = self._control(m)
-            if ctl.get("partition") or ctl.get("latency_ms"):
-                self._control(m, partition=[], latency_ms=0)
+            if ctl.get("partition") or ctl.get("latency_ms") or ctl.get("read_fault"):
+                self._control(m, partition=[], latency_ms=0, read_fault=None)
                 self._push_control(m)
-                actions.append(f"cleared partition/latency on {name}")
+                actions.append(f"cleared partition/latency/read fault on {name}")
             if m.get("mount"):
                 self._stop_pid(m)
                 self._cleanup_mounts(st)

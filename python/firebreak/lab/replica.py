@@ -26,9 +26,12 @@ Endpoints on ``api_port`` (8080):
   and the leader's answer is relayed. A write that cannot commit within ``request_timeout_s``
   (no quorum, view change that does not finish) gets 503 and is *not* acknowledged.
   ``client``/``request`` make retries exactly-once (the replicated client table).
-* ``GET /api/read?stream=S``: the committed events of S, served by the leader (a backup forwards
-  the read to it); ``&local=1`` serves the local replica's state. A replica that is not in normal
-  status or has a detected checksum failure answers 503 instead of serving.
+* ``GET /api/read?stream=S``: the committed events of S, linearizable: the read is an op of the
+  log (``{"kind": "read"}``), answered by the leader once it commits (a backup forwards it, as a
+  write), so a leader cut off from a newer view cannot answer it (503 after
+  ``request_timeout_s``); ``&local=1`` serves the local replica's state at once (possibly
+  behind). A replica that is not in normal status or has a detected checksum failure answers a
+  local read with 503 instead of serving.
 * ``POST /vsr/message``: replica-to-replica protocol traffic (JSON batches).
 * ``/admin/...``: status, state-transfer, checkpoints, checkpoint, isolate, rejoin, scrub, reconfig,
   partition, latency (used by ``kimberlite-admin`` and the lab's fault injection).
@@ -89,6 +92,7 @@ from firebreak.lab.core import (
     Timing,
     cfg_json,
     cfg_members,
+    served_range,
 )
 
 LOG = logging.getLogger("kimberlite-vsr")
@@ -276,6 +280,10 @@ class ReplicaNode:
         self.partitioned: set[str] = set()
         self.latency_ms = 0
         self.isolated = False
+        # test-only fault (control file "read_fault"): this replica answers reads wrongly, so
+        # that the workload's history checker can be shown to catch it (see _bad_read)
+        self.read_fault: str | None = None
+        self.frozen: dict[str, list] = {}
         self.checksum_failures = 0
         self.scrub_tours = 0
         self.known_bad: set[int] = set()
@@ -369,9 +377,6 @@ class ReplicaNode:
         self.meta_on_disk = (
             {"view": meta["view"], "last_normal_view": meta["last_normal_view"]} if meta else None
         )
-        restarted = meta is not None or bool(res.entries) or bool(res.corrupt)
-        fresh = not restarted
-        meta = meta or {"view": 0, "last_normal_view": 0}
         timing = Timing(
             heartbeat_ms=int(self.cfg["heartbeat_ms"]),
             view_change_min_ms=int(self.cfg["view_change_min_ms"]),
@@ -385,14 +390,9 @@ class ReplicaNode:
             members=self.members,
             seed=int.from_bytes(os.urandom(4), "big"),
             now=self.now_ms(),
-            log=res.entries,
-            view=meta["view"],
-            last_normal_view=meta["last_normal_view"],
-            commit_hint=commit_hint,
-            corrupt_from=res.corrupt[0] if res.corrupt else None,
-            snapshot=storage.load_latest_checkpoint(self.data_dir),
-            restarted=restarted,
-            fresh=fresh,
+            **storage.boot_args(
+                res, meta, commit_hint, storage.load_latest_checkpoint(self.data_dir)
+            ),
             hold_repair=bool(self.cfg["hold_repair"]),
         )
         self.boot_effects = core._drain()
@@ -415,13 +415,35 @@ class ReplicaNode:
         if lat != self.latency_ms:
             LOG.warning("outbound protocol latency set to %d ms", lat)
         self.latency_ms = lat
+        rf = ctl.get("read_fault")
+        if rf != self.read_fault:
+            LOG.warning("test fault: reads served %s", rf or "correctly again")
+            self.read_fault, self.frozen = rf, {}
 
     def _save_control(self) -> None:
-        storage.write_json_atomic(
-            Path(self.cfg["control_file"]),
-            {"partition": sorted(self.partitioned), "latency_ms": self.latency_ms},
-            fsync=False,
-        )
+        """Write what the admin API changed; the rest of the control file (the read fault) is
+        the lab's, kept as the file says it."""
+        path = Path(self.cfg["control_file"])
+        try:
+            ctl = json.loads(path.read_text())
+        except (OSError, ValueError):
+            ctl = {}
+        ctl.update(partition=sorted(self.partitioned), latency_ms=self.latency_ms)
+        storage.write_json_atomic(path, ctl, fsync=False)
+
+    def _bad_read(self, code: int, body: dict) -> tuple[int, dict]:
+        """The test-only read fault on an answer this replica gives (local or forwarded):
+        ``stale`` serves each stream as it was at its first read under the fault, ``reorder``
+        swaps the last two events of the stream."""
+        if code != 200 or self.read_fault not in ("stale", "reorder"):
+            return code, body
+        pairs = list(zip(body["events"], body["ops"], strict=True))
+        if self.read_fault == "stale":
+            pairs = self.frozen.setdefault(body["stream"], pairs)
+        elif len(pairs) >= 2:
+            pairs[-2:] = pairs[:-3:-1]
+        body = dict(body, events=[e for e, _ in pairs], ops=[op for _, op in pairs])
+        return code, body
 
     # ------------------------------------------------------------------ effects
     def run_effects(self, effects: list) -> None:
@@ -489,16 +511,8 @@ class ReplicaNode:
 
     def _verify_outgoing(self, msg: dict) -> list[int]:
         """Read path: verify the durable copies of the entries a message would serve to a peer."""
-        t = msg.get("type")
-        if t == "newstate" or (t == "recovery_response" and "entries" in msg):
-            first, count = msg["from_op"], len(msg["entries"])
-        elif t in ("start_view", "dvc"):
-            first, count = 1, len(msg["log"])
-        else:
-            return []
-        if count == 0:
-            return []
-        return self.log.verify_range(first, first + count - 1)
+        span = served_range(msg)
+        return self.log.verify_range(*span) if span else []
 
     def _report_corruption(self, bad: list[int], where: str) -> list:
         effects = []
@@ -639,28 +653,39 @@ class ReplicaNode:
             return 503, {"error": f"forward to {name} failed: {exc}"}
 
     def read(self, stream: str, local: bool) -> tuple[int, dict]:
+        return self._bad_read(*self._read(stream, local))
+
+    def _read(self, stream: str, local: bool) -> tuple[int, dict]:
+        if not local:
+            # linearizable: the read is an op of the log, answered when it commits, so a leader
+            # cut off from the others (still Normal in its old view) cannot answer it from a
+            # state the new view has moved past; a backup relays it to the leader
+            deadline = time.monotonic() + float(self.cfg["request_timeout_s"])
+            code, resp = self.write({"kind": "read", "stream": stream}, deadline, False)
+            if code != 200:
+                return code, {"error": resp.get("error", f"read failed ({code})")}
+            return 200, {
+                "stream": stream,
+                "events": resp["events"],
+                "ops": resp["ops"],
+                "served_by": resp.get("replica"),
+                "commit": resp["op"],
+            }
         with self.lock:
             c = self.core
-            if not local and c.status == NORMAL and not c.is_primary:
-                leader = c.leader_name()
-            else:
-                leader = None
-                if c.status != NORMAL or not c.clean:
-                    return 503, {
-                        "error": f"{self.name} is {STATUS_NAMES[c.status]}"
-                        + ("" if c.clean else f" (checksum failure from op {c.corrupt_from})"),
-                    }
-                events = c.sm.streams.get(stream, [])
-                return 200, {
-                    "stream": stream,
-                    "events": [e for e, _ in events],
-                    "ops": [op for _, op in events],
-                    "served_by": self.name,
-                    "commit": c.commit,
+            if c.status != NORMAL or not c.clean:
+                return 503, {
+                    "error": f"{self.name} is {STATUS_NAMES[c.status]}"
+                    + ("" if c.clean else f" (checksum failure from op {c.corrupt_from})"),
                 }
-        q = urllib.parse.urlencode({"stream": stream, "local": 1})
-        deadline = time.monotonic() + float(self.cfg["request_timeout_s"])
-        return self._forward(leader, "GET", f"/api/read?{q}", None, {}, deadline)
+            events = c.sm.streams.get(stream, [])
+            return 200, {
+                "stream": stream,
+                "events": [e for e, _ in events],
+                "ops": [op for _, op in events],
+                "served_by": self.name,
+                "commit": c.commit,
+            }
 
     # ------------------------------------------------------------------ admin
     def status(self) -> dict:
@@ -683,6 +708,7 @@ class ReplicaNode:
                 "checksum_failures": self.checksum_failures,
                 "scrub_tours": self.scrub_tours,
                 "partitioned_from": sorted(self.partitioned),
+                "read_fault": self.read_fault,
                 "latency_ms": self.latency_ms,
                 "clock_offset_ms": round(self.clock_offset_ms(), 1),
                 "reconfig_state": self.reconfig_state(),

@@ -1,9 +1,17 @@
 """Seeded deterministic simulation of the VSR core.
 
 One :class:`Simulation` drives ``n`` :class:`~firebreak.lab.core.Replica` objects over a simulated
-network that drops, delays, duplicates and reorders messages, partitions replicas, crashes and
-restarts them (the durable log, meta and checkpoint survive a crash), flips bits in durable
-log entries (detected later by a simulated scrubber or at restart), with ``wipe_rate`` wipes a
+network that drops, delays, duplicates and reorders messages, partitions replicas (with
+``oneway``, that share of the partitions is one-way: the cut-off side hears the others, they do
+not hear it), crashes and restarts them, flips bits in durable log entries (detected later by the
+scrubber, by the check before an entry is sent, or at restart). Each replica's disk is a real
+data directory written and read by :mod:`firebreak.lab.storage` (``Log``, meta, commit hint,
+checkpoints; memory-backed under ``/dev/shm`` when there is one), and a restart boots from it as the
+replica process does (``Log.load``, :func:`storage.boot_args`). With ``midcrash_rate`` a replica
+crashes partway through a batch of effects that persists something (between persist and send:
+what came before is done, what came after never happens), and half of the crashes that land on
+an ``append`` tear it (a prefix of its bytes on disk: ``Log.load`` must drop the torn tail, or
+hold it as corruption if it was committed). With ``wipe_rate`` wipes a
 member's disk (it restarts with no durable state: fresh; one disk fault at a time, as neither a
 wipe nor a corruption overlaps another), and, with ``reconfig_rate``,
 reconfigures the cluster at random points: ``add`` (a spare replica is provisioned with an empty
@@ -11,7 +19,7 @@ disk, before or after the request) and ``remove`` (any member, the primary inclu
 replica keeps running as a non-member or is decommissioned once its removal has committed).
 Every fault decision comes from one ``random.Random(seed)``, so a seed replays exactly:
 
-    python -m firebreak.lab.sim --seed 1234 [--reconfig-rate 0.002]
+    python -m firebreak.lab.sim --seed 1234 [--reconfig-rate 0.002] [--midcrash-rate 0.01]
 
 Invariants are checked after every step (see :meth:`Simulation.check`); after the fault phase
 everything heals and the cluster must return to normal and commit a new write (liveness). With
@@ -26,10 +34,16 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import os
 import random
+import shutil
 import sys
+import tempfile
+import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from firebreak.lab import storage
 from firebreak.lab.core import (
     NORMAL,
     Replica,
@@ -38,6 +52,7 @@ from firebreak.lab.core import (
     cfg_members,
     entry_id,
     is_config_entry,
+    served_range,
 )
 
 
@@ -47,12 +62,34 @@ class InvariantViolation(AssertionError):
 
 @dataclass
 class Disk:
-    log: list = field(default_factory=list)
-    meta: dict = field(default_factory=lambda: {"view": 0, "last_normal_view": 0})
-    commit_hint: int = 0
-    snapshot: dict | None = None
-    corrupt: set = field(default_factory=set)
-    blank: bool = False  # nothing written yet (new or wiped): the replica boots fresh
+    """A replica's data directory, written and read by the real :mod:`firebreak.lab.storage`."""
+
+    path: Path
+    blank: bool = False  # wiped and nothing written since (the replica boots fresh)
+    corrupt: set = field(default_factory=set)  # ops the simulation damaged, not yet rewritten
+    known_bad: set = field(default_factory=set)  # ops the running replica reported corrupt
+    meta: dict | None = None  # what meta.json holds
+    hint: int = 0  # what commit.json holds
+    log: storage.Log = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.open()
+
+    def open(self) -> None:
+        """A new process opens the directory (the log's index is rebuilt by ``load``)."""
+        self.log = storage.Log(self.path)
+
+    def erase(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.corrupt, self.known_bad, self.meta, self.hint = set(), set(), None, 0
+        self.open()
+
+
+def _data_root() -> Path:
+    """Where the simulated disks live: memory-backed when the machine has it (fsync is cheap)."""
+    shm = Path("/dev/shm")  # noqa: S108 (mkdtemp below: a private, unique 0700 directory)
+    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+    return Path(tempfile.mkdtemp(prefix="firebreak-sim-", dir=base))
 
 
 @dataclass
@@ -88,6 +125,8 @@ class Simulation:
         spares: int = 2,
         min_members: int = 3,
         wipe_rate: float = 0.0,
+        midcrash_rate: float = 0.0,
+        oneway: float = 0.0,
     ) -> None:
         if wipe_rate and reconfig_rate:
             raise ValueError("wipe_rate and reconfig_rate do not combine (wipes hit members)")
@@ -102,6 +141,8 @@ class Simulation:
             "reconfig_rate": 0.0,
             "min_members": 3,
             "wipe_rate": 0.0,
+            "midcrash_rate": 0.0,
+            "oneway": 0.0,
         }
         given = {
             "n": n,
@@ -113,6 +154,8 @@ class Simulation:
             "reconfig_rate": reconfig_rate,
             "min_members": min_members,
             "wipe_rate": wipe_rate,
+            "midcrash_rate": midcrash_rate,
+            "oneway": oneway,
         }
         self.params = {k: v for k, v in given.items() if v != defaults[k]}
         self.rng = random.Random(seed)
@@ -126,6 +169,8 @@ class Simulation:
         self.reconfig_rate = reconfig_rate
         self.wipe_rate = wipe_rate
         self.wipes = 0
+        self.midcrash_rate, self.oneway = midcrash_rate, oneway
+        self.midcrashes = self.torn = self.torn_dropped = self.oneways = 0
         self.min_members = min_members
         # the universe: the initial members, then spares that reconfigurations may add
         self.u = n + (spares if reconfig_rate > 0 else 0)
@@ -133,7 +178,12 @@ class Simulation:
         self.initial = self.names[:n]
         self.timing = Timing(checkpoint_interval=20)
         self.now = 0
-        self.disks = [Disk() for _ in range(self.u)]
+        self.root = _data_root()
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self.root, True)
+        self.disks = [Disk(self.root / name) for name in self.names]
+        for d in self.disks[:n]:  # the initial members start bootstrapped: Normal in view 0
+            storage.save_meta(d.path, {"view": 0, "last_normal_view": 0})
+            d.meta = {"view": 0, "last_normal_view": 0}
         self.replicas: list[Replica | None] = [
             Replica(
                 self.names,
@@ -162,6 +212,7 @@ class Simulation:
         self.primaries: dict[int, int] = {}  # view -> index seen as normal primary
         self.last_view = [0] * self.u
         self.last_commit = [0] * self.u
+        self.spoke = [0] * self.u  # the highest view each replica sent a message in
         self.checked = [0] * self.u
         self.scrub_due: list = []
         self.steps = 0
@@ -182,21 +233,57 @@ class Simulation:
             del self.trace[:100]
 
     def apply(self, i: int, effects: list) -> None:
+        """Carry out replica ``i``'s effects in order, as the replica process does (the log, meta,
+        commit hint and checkpoints through :mod:`storage`, outgoing entries verified first).
+        With ``midcrash_rate`` the replica may crash at one of the batch's persisting effects:
+        just before it, just after it (persisted, nothing after it sent), or in the middle of an
+        ``append`` (torn: only a prefix of its bytes reaches the disk)."""
+        cut = tear = None
+        persists = [k for k, e in enumerate(effects) if e[0] in ("append", "meta")]
+        if (
+            self.faults
+            and self.midcrash_rate
+            and i < self.n
+            and persists
+            and self.rng.random() < self.midcrash_rate
+        ):
+            k, how = self.rng.choice(persists), self.rng.choice(("before", "after", "torn"))
+            cut = k + 1 if how == "after" else k
+            tear = how == "torn" and effects[k][0] == "append" and bool(effects[k][2])
         disk = self.disks[i]
-        for eff in effects:
+        work = list(effects)
+        stop = effects[cut] if cut is not None and cut < len(effects) else None
+        while work:
+            eff = work.pop(0)
             kind = eff[0]
+            if eff is stop:
+                if tear:
+                    self.tear(i, eff[1], eff[2])
+                self.midcrash(i, f"{'in' if tear else 'before'} effect {cut} ({kind})", effects)
+                return
             if kind == "send":
+                span = served_range(eff[2])
+                bad = disk.log.verify_range(*span) if span else []
+                if bad and self.replicas[i] is not None:
+                    for op in sorted(set(bad) - disk.known_bad):
+                        disk.known_bad.add(op)
+                        work[:0] = self.replicas[i].on_corruption(op)
+                    continue
+                self.spoke[i] = max(self.spoke[i], eff[2].get("view", 0))
                 self.transmit(i, eff[1], eff[2])
             elif kind == "append":
                 from_op, entries = eff[1], eff[2]
-                disk.log = disk.log[: from_op - 1] + [dict(e) for e in entries]
+                disk.log.write(from_op, entries)
                 disk.corrupt = {op for op in disk.corrupt if op < from_op}
+                disk.known_bad = {op for op in disk.known_bad if op < from_op}
                 disk.blank = False
             elif kind == "meta":
-                disk.meta = dict(eff[1])
+                if eff[1] != disk.meta:
+                    storage.save_meta(disk.path, eff[1])
+                    disk.meta = dict(eff[1])
                 disk.blank = False
             elif kind == "checkpoint":
-                disk.snapshot = eff[2]
+                storage.write_checkpoint(disk.path, eff[1], eff[2], keep=2)
             elif kind in ("reply", "redirect", "fail") and eff[1][0] == "reconfig":
                 if kind == "reply":
                     self.note(f"reconfig {eff[1][1]} by {self.names[i]}: {eff[2]}")
@@ -213,6 +300,31 @@ class Simulation:
                 c.target = leader if leader is not None else self.rng.randrange(self.u)
             elif kind == "log" and eff[1] != "INFO":
                 self.note(f"{self.names[i]} {eff[1]} {eff[2]}")
+        if cut == len(effects):
+            self.midcrash(i, f"after effect {cut - 1} ({effects[-1][0]})", effects)
+
+    def midcrash(self, i: int, where: str, effects: list) -> None:
+        self.midcrashes += 1
+        kinds = ",".join(e[0] for e in effects)
+        self.crash(i, f"mid-batch {where} of [{kinds}]")
+
+    def tear(self, i: int, from_op: int, entries: list) -> None:
+        """A crash in the middle of writing ``entries``: the file keeps a prefix of the bytes."""
+        log = self.disks[i].log
+        start = log.offsets[from_op - 1] if from_op <= len(log.offsets) else log.end
+        log.write(from_op, entries)
+        keep = self.rng.randrange(start, log.end)
+        with open(log.path, "r+b") as fh:
+            fh.truncate(keep)
+        self.torn += 1
+        kept = f"{keep - start} of {log.end - start} bytes"
+        self.note(f"torn write {self.names[i]} from op {from_op}: {kept} on disk")
+
+    def save_hint(self, i: int, commit: int) -> None:
+        d = self.disks[i]
+        if commit != d.hint:
+            storage.save_commit_hint(d.path, commit)
+            d.hint = commit
 
     def transmit(self, src: int, dst: int, msg: dict) -> None:
         if self.faults and self.rng.random() < self.drop:
@@ -226,15 +338,19 @@ class Simulation:
             heapq.heappush(self.net, (self.now + delay, self.seq, src, dst, msg))
 
     # -------------------------------------------------------------- faults
-    def crash(self, i: int) -> None:
+    def crash(self, i: int, why: str = "") -> None:
+        if self.replicas[i] is not None:  # a crash mid-batch may follow a commit and its reply
+            self.record_commits(i, self.replicas[i])
         self.replicas[i] = None
         self.restart_at[i] = self.now + self.rng.randint(200, 3000)
-        self.note(f"crash {self.names[i]}")
+        self.note(f"crash {self.names[i]} {why}".rstrip())
 
     def wipe(self, i: int) -> None:
         """The disk of member ``i`` is lost: it restarts later with nothing (fresh)."""
         self.replicas[i] = None
-        self.disks[i] = Disk(blank=True)
+        self.disks[i].erase()
+        self.disks[i].blank = True
+        self.spoke[i] = 0  # it remembers nothing, so it promised nothing
         self.restart_at[i] = self.now + self.rng.randint(200, 3000)
         self.wipes += 1
         self.note(f"wipe {self.names[i]}")
@@ -244,34 +360,38 @@ class Simulation:
         return any(d.corrupt or d.blank for d in self.disks)
 
     def restart(self, i: int) -> None:
+        """Boot replica ``i`` from its data directory, as the replica process does."""
         d = self.disks[i]
-        if d.blank:  # as the real replica: no durable state at all is a fresh boot
-            self.last_view[i] = self.last_commit[i] = 0
-        corrupt_from = min(d.corrupt) if d.corrupt else None
+        d.open()
+        hint = storage.load_commit_hint(d.path)
+        res = d.log.load(hint)
+        boot = storage.boot_args(
+            res, storage.load_meta(d.path), hint, storage.load_latest_checkpoint(d.path)
+        )
+        d.known_bad = set()
+        corrupt_from = boot["corrupt_from"]
         r = Replica(
             self.names,
             i,
             timing=self.timing,
             seed=self.rng.getrandbits(32),
             now=self.now,
-            log=[dict(e) for e in d.log],
-            view=d.meta["view"],
-            last_normal_view=d.meta["last_normal_view"],
-            commit_hint=d.commit_hint,
-            corrupt_from=corrupt_from,
-            snapshot=d.snapshot,
-            restarted=not d.blank,
-            fresh=d.blank,
             members=self.initial,
+            **boot,
         )
-        if r.view < self.last_view[i]:
-            self.fail(f"{self.names[i]} restarted in view {r.view} < {self.last_view[i]}")
+        # a view it sent a message in is a promise: forgetting it could vote twice in one view
+        # (what it never told anyone, a crash between persist and send may take back)
+        if r.view < self.spoke[i]:
+            self.fail(f"{self.names[i]} restarted in view {r.view}, spoke in {self.spoke[i]}")
+        self.last_view[i] = r.view
         self.replicas[i] = r
         self.incarnation[i] += 1
         self.last_commit[i] = r.commit
         self.checked[i] = 0
         self.restart_at.pop(i, None)
-        self.note(f"restart {self.names[i]} (corrupt_from={corrupt_from})")
+        torn = ", torn tail dropped" if res.torn_tail else ""
+        self.torn_dropped += res.torn_tail
+        self.note(f"restart {self.names[i]} (corrupt_from={corrupt_from}{torn})")
         self.apply(i, r._drain())
 
     def corrupt(self) -> None:
@@ -279,9 +399,11 @@ class Simulation:
             return
         i = self.rng.randrange(self.u)
         d = self.disks[i]
-        if not d.log:
+        spans = storage.record_spans(d.log.path)  # the file as it is (torn by a crash, maybe)
+        if not spans:
             return
-        op = self.rng.randint(1, len(d.log))
+        op = self.rng.randint(1, len(spans))
+        storage.damage_body(d.log.path, *spans[op - 1])
         d.corrupt.add(op)
         self.note(f"corrupt {self.names[i]} op {op}")
         if self.replicas[i] is not None:
@@ -295,11 +417,17 @@ class Simulation:
             self.crash(self.rng.choice(alive))
         if r() < self.partition_rate and not self.blocked:
             side = set(self.rng.sample(range(self.u), self.rng.randint(1, self.f_plus())))
+            # one way: the side hears the others, the others do not hear the side
+            oneway = bool(self.oneway) and self.rng.random() < self.oneway
+            self.oneways += oneway
             self.blocked = {
-                (a, b) for a in range(self.u) for b in range(self.u) if (a in side) != (b in side)
+                (a, b)
+                for a in range(self.u)
+                for b in range(self.u)
+                if (a in side) != (b in side) and (a in side or not oneway)
             }
             self.partition_until = self.now + self.rng.randint(300, 4000)
-            self.note(f"partition {sorted(side)}")
+            self.note(f"partition {sorted(side)}{' one-way (side not heard)' if oneway else ''}")
         if self.blocked and self.now >= self.partition_until:
             self.blocked = set()
             self.note("partition healed")
@@ -318,10 +446,11 @@ class Simulation:
         """A new (or re-added, wiped) replica: empty disk, fresh, not yet a member."""
         self.provision_at.pop(j, None)
         self.restart_at.pop(j, None)
-        self.disks[j] = Disk()
         self.decommission.discard(j)
         self.decommissioned.discard(j)
         self.provisioned.add(j)
+        self.disks[j].erase()
+        self.spoke[j] = 0
         r = Replica(
             self.names,
             j,
@@ -411,15 +540,18 @@ class Simulation:
             if self.now >= due:
                 self.scrub_due.remove((due, i, inc, op))
                 r = self.replicas[i]
-                if r is not None and self.incarnation[i] == inc and op in self.disks[i].corrupt:
+                d = self.disks[i]
+                if r is not None and self.incarnation[i] == inc and d.log.verify_range(op, op):
+                    d.known_bad.add(op)
                     self.apply(i, r.on_corruption(op))
         if self.decommission and self.steps % 10 == 0:
             self.decommission_removed()
         if self.steps % 50 == 0:  # the scrubber's tour: re-reports what is still corrupt
             for i, r in enumerate(self.replicas):
-                d = self.disks[i]
-                if r is not None and d.corrupt and r.clean:
-                    self.apply(i, r.on_corruption(min(d.corrupt)))
+                bad = self.disks[i].log.scrub() if r is not None and r.clean else []
+                if bad:
+                    self.disks[i].known_bad.update(bad)
+                    self.apply(i, r.on_corruption(min(bad)))
         while self.net and self.net[0][0] <= self.now:
             _, _, src, dst, msg = heapq.heappop(self.net)
             r = self.replicas[dst]
@@ -429,8 +561,8 @@ class Simulation:
         for i, r in enumerate(self.replicas):
             if r is not None:
                 self.apply(i, r.tick(self.now))
-                if self.rng.random() < 0.3:
-                    self.disks[i].commit_hint = r.commit
+                if self.rng.random() < 0.3 and self.replicas[i] is r:
+                    self.save_hint(i, r.commit)
         self.drive_clients()
         self.check()
 
@@ -465,15 +597,7 @@ class Simulation:
             self.last_commit[i] = r.commit
             if r.executed > max(r.commit, r.sm.op) or r.commit > r.op:
                 self.fail(f"{r.name} executed {r.executed} commit {r.commit} op {r.op}")
-            start = 0 if full else self.checked[i]
-            for e in r.log[start : r.commit]:
-                eid = entry_id(e)
-                have = self.committed.setdefault(e["op"], eid)
-                if have != eid:
-                    self.fail(
-                        f"agreement: op {e['op']} committed as {have} and as {eid} ({r.name})"
-                    )
-            self.checked[i] = r.commit
+            self.record_commits(i, r, full)
             if full and self.reconfig_rate:
                 self.check_config_entries(r)
             if r.status == NORMAL and r.is_primary:
@@ -510,6 +634,16 @@ class Simulation:
                             f"{r.name}'s log is not a prefix of primary {p.name}'s, view {r.view}"
                         )
 
+    def record_commits(self, i: int, r: Replica, full: bool = False) -> None:
+        """Agreement: what ``r`` knows committed matches what any replica ever knew committed."""
+        start = 0 if full else self.checked[i]
+        for e in r.log[start : r.commit]:
+            eid = entry_id(e)
+            have = self.committed.setdefault(e["op"], eid)
+            if have != eid:
+                self.fail(f"agreement: op {e['op']} committed as {have} and as {eid} ({r.name})")
+        self.checked[i] = r.commit
+
     def check_config_entries(self, r: Replica) -> None:
         """The configuration entries of a log alternate begin / end, each begin starts from the
         stable configuration before it and changes one member; at most one change is open."""
@@ -531,6 +665,16 @@ class Simulation:
 
     # -------------------------------------------------------------- run
     def run(self) -> dict:
+        try:
+            return self._run()
+        except InvariantViolation:
+            raise
+        except Exception as exc:  # a crash of the simulation itself: replayable like the rest
+            self.fail(f"simulation error {exc.__class__.__name__}: {exc}")
+        finally:
+            self._cleanup()  # the simulated disks
+
+    def _run(self) -> dict:
         while self.now < self.fault_ms:
             self.step()
         self.faults = False
@@ -570,6 +714,10 @@ class Simulation:
         }
         if self.wipe_rate:
             res["wipes"] = self.wipes
+        if self.midcrash_rate:
+            res.update(midcrashes=self.midcrashes, torn=self.torn, torn_dropped=self.torn_dropped)
+        if self.oneway:
+            res["oneway_partitions"] = self.oneways
         if self.reconfig_rate:
             leader = self.final_leader()
             res["reconfigs"] = sum(
@@ -645,6 +793,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--min-members", type=int, default=3, help="removes keep at least this many")
     ap.add_argument("--wipe-rate", type=float, default=0.0, help="chance per step of a disk wipe")
+    ap.add_argument(
+        "--midcrash-rate",
+        type=float,
+        default=0.0,
+        help="chance per persisting batch of a crash at a persist: before, after or tearing it",
+    )
+    ap.add_argument("--oneway", type=float, default=0.0, help="share of one-way partitions")
     ap.add_argument("--count", type=int, default=1, help="run seeds seed..seed+count-1")
     args = ap.parse_args(argv)
     rc = 0
@@ -661,6 +816,8 @@ def main(argv: list[str] | None = None) -> int:
                 reconfig_rate=args.reconfig_rate,
                 min_members=args.min_members,
                 wipe_rate=args.wipe_rate,
+                midcrash_rate=args.midcrash_rate,
+                oneway=args.oneway,
             )
             print(sim.run())
         except InvariantViolation as exc:

@@ -137,9 +137,29 @@ def _parse(data: bytes, commit_hint: int = 0) -> tuple[LoadResult, list[int], in
     return res, offsets, pos
 
 
+def boot_args(res: LoadResult, meta: dict | None, commit_hint: int, snapshot: dict | None) -> dict:
+    """The keyword arguments of ``core.Replica`` for a replica booting from its durable state: the
+    log as :meth:`Log.load` left it, the views of :func:`load_meta`, the commit hint and the latest
+    checkpoint. No durable state at all (no meta, nothing in the log) is a fresh boot; anything
+    else is a restart (the replica and the simulation boot the same way)."""
+    restarted = meta is not None or bool(res.entries) or bool(res.corrupt)
+    meta = meta or {"view": 0, "last_normal_view": 0}
+    return {
+        "log": res.entries,
+        "view": meta["view"],
+        "last_normal_view": meta["last_normal_view"],
+        "commit_hint": commit_hint,
+        "corrupt_from": res.corrupt[0] if res.corrupt else None,
+        "snapshot": snapshot,
+        "restarted": restarted,
+        "fresh": not restarted,
+    }
+
+
 def scan(path: str | os.PathLike, commit_hint: int = 0) -> LoadResult:
     """Verify a log file without touching it (a live replica's, or a copy kept as evidence);
-    :meth:`Log.load`, by contrast, cuts a damaged file at its first bad record."""
+    :meth:`Log.load`, by contrast, keeps a copy of a damaged file as evidence and cuts a torn
+    tail."""
     return _parse(Path(path).read_bytes(), commit_hint)[0]
 
 
@@ -153,12 +173,17 @@ class Log:
         self.path.touch(exist_ok=True)
         self.offsets: list[int] = []  # offsets[op-1] = start of record op
         self.end = 0
+        self.past_end = False  # bytes after ``end`` (a damaged range kept until rewritten)
 
     # -------------------------------------------------------------- loading / verifying
     def load(self, commit_hint: int = 0) -> LoadResult:
         """Read and verify the whole file. Returns the entries up to the first bad record, and
         the ops whose checksum failed (the first one ends the usable prefix). ``commit_hint``
-        (:func:`load_commit_hint`): no record up to it is taken for a torn tail."""
+        (:func:`load_commit_hint`): no record up to it is taken for a torn tail.
+
+        A torn tail is cut off. A damaged range is not: it stays in the file (and is found again
+        by the next start) until a write replaces it, as a repair does; cutting it would make a
+        replica that restarts before its repair boot with a clean but shorter log, and vote."""
         data = self.path.read_bytes()
         res, self.offsets, pos = _parse(data, commit_hint)
         if res.corrupt:
@@ -171,7 +196,8 @@ class Log:
             evidence.write_bytes(data)
         else:
             self.end = pos
-        if res.torn_tail or res.corrupt:
+        self.past_end = bool(res.corrupt)
+        if res.torn_tail and not res.corrupt:
             with open(self.path, "r+b") as fh:
                 fh.truncate(self.end)
                 fh.flush()
@@ -228,12 +254,13 @@ class Log:
         start = self.offsets[from_op - 1] if from_op <= len(self.offsets) else self.end
         blob = b"".join(encode(e) for e in entries)
         with open(self.path, "r+b") as fh:
-            if start != self.end:
+            if start != self.end or self.past_end:
                 fh.truncate(start)
             fh.seek(start)
             fh.write(blob)
             fh.flush()
             os.fsync(fh.fileno())
+        self.past_end = False
         del self.offsets[from_op - 1 :]
         pos = start
         for e in entries:
@@ -364,14 +391,7 @@ def corrupt_entry(
     log = Log(data_dir)
     deadline = time.monotonic() + wait_s
     while True:
-        data = log.path.read_bytes()
-        offsets, pos = [], 0
-        while pos + HEADER.size <= len(data):
-            _, length, _, _, _ = HEADER.unpack_from(data, pos)
-            if pos + HEADER.size + length > len(data):
-                break
-            offsets.append((pos, length))
-            pos += HEADER.size + length
+        offsets = record_spans(log.path)
         commit = min(load_commit_hint(Path(data_dir)), len(offsets))
         if commit >= max(1, op or 1) or time.monotonic() > deadline:
             break
@@ -382,16 +402,33 @@ def corrupt_entry(
         op = max(1, commit // 2 + (seed % max(1, commit // 2)))
     if op > commit:
         raise RuntimeError(f"op {op} is not committed (commit hint {commit})")
-    start, length = offsets[op - 1]
+    damage_body(log.path, *offsets[op - 1])
+    return op
+
+
+def damage_body(path: Path, start: int, length: int) -> None:
+    """Flip bits in the middle of the body of the record at ``start`` (body ``length``)."""
     target = start + HEADER.size + length // 2
-    with open(log.path, "r+b") as fh:
+    with open(path, "r+b") as fh:
         fh.seek(target)
         b = fh.read(1)
         fh.seek(target)
         fh.write(bytes([b[0] ^ 0x5A]))
         fh.flush()
         os.fsync(fh.fileno())
-    return op
+
+
+def record_spans(path: Path) -> list[tuple[int, int]]:
+    """(offset, body length) of each whole record in a log file, read as it is on disk."""
+    data = Path(path).read_bytes()
+    spans, pos = [], 0
+    while pos + HEADER.size <= len(data):
+        _, length, _, _, _ = HEADER.unpack_from(data, pos)
+        if pos + HEADER.size + length > len(data):
+            break
+        spans.append((pos, length))
+        pos += HEADER.size + length
+    return spans
 
 
 def corrupt_length(data_dir: str | os.PathLike, op: int) -> int:

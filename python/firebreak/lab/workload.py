@@ -1,10 +1,16 @@
 """The lab workload: unique events to several streams at a steady rate, every attempt and every
-acknowledgement recorded, then read back and checked.
+acknowledgement recorded, reads while it writes, then read back and checked.
 
 ``start`` runs ``python -m firebreak.lab.workload run`` in the background (own session, pid in
 ``<lab>/workload/pid``); ``stop`` stops it (SIGTERM, in-flight requests finish); ``check`` reads
 every stream back and reports attempted / acknowledged / lost (acknowledged but missing) /
-unexpected (present but never attempted) / duplicated (present more than once).
+unexpected (present but never attempted) / duplicated (present more than once), then checks the
+recorded history (:func:`check_history`, in the way etcd's robustness tests check client
+histories): every read (``reads.jsonl``: invoked ``t0``, completed ``t1``, the replica asked and
+the one that served it, the events) is a prefix of the stream's final order; a read begun after
+an acknowledgement contains that write; no read sees less than a read that ended before it began.
+With ``per_replica`` it also reads every replica locally and compares their streams
+(:func:`compare_replicas`): each a prefix of the others', all equal once caught up.
 
 A workload belongs to one lab: the one whose ``state.json`` it found at start. It stops by
 itself once that lab is gone (taken down, or replaced by a new lab in the same directory), so it
@@ -61,7 +67,9 @@ def _watch_lab(lab: Path, stop: threading.Event, period: float = 0.5) -> None:
             stop.set()
 
 
-def run(lab: Path, rate: float, streams: int, workers: int) -> int:
+def run(
+    lab: Path, rate: float, streams: int, workers: int, readers: int = 1, read_period: float = 0.5
+) -> int:
     d = _dir(lab)
     d.mkdir(parents=True, exist_ok=True)
     urls = _urls(lab)
@@ -73,6 +81,7 @@ def run(lab: Path, rate: float, streams: int, workers: int) -> int:
     lock = threading.Lock()
     attempts = open(d / "attempts.jsonl", "a")  # noqa: SIM115
     acks = open(d / "acks.jsonl", "a")  # noqa: SIM115
+    reads = open(d / "reads.jsonl", "a")  # noqa: SIM115
 
     def record(fh, row: dict) -> None:
         with lock:
@@ -126,17 +135,41 @@ def run(lab: Path, rate: float, streams: int, workers: int) -> int:
             else:
                 nxt = time.monotonic()
 
+    def reader(k: int) -> None:
+        """Linearizable reads (through whichever replica, which forwards to the leader)."""
+        rng = random.Random(f"{run_id}-r{k}")
+        while not stop.wait(read_period * rng.uniform(0.5, 1.5)):
+            stream, url = f"wl-{rng.randrange(streams)}", rng.choice(urls)
+            t0 = time.time()
+            try:
+                code, resp = http_json(f"{url}/api/read?stream={stream}", timeout=8)
+            except OSError:
+                continue
+            if code == 200:
+                row = {"t0": t0, "t1": time.time(), "stream": stream, "via": url}
+                row.update(replica=resp.get("served_by"), events=resp.get("events", []))
+                record(reads, row)
+
     threads = [threading.Thread(target=worker, args=(w,)) for w in range(workers)]
+    threads += [threading.Thread(target=reader, args=(k,)) for k in range(readers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     attempts.close()
     acks.close()
+    reads.close()
     return 0
 
 
-def start(lab: Path, rate: float = 20, streams: int = 4, workers: int = 4) -> int:
+def start(
+    lab: Path,
+    rate: float = 20,
+    streams: int = 4,
+    workers: int = 4,
+    readers: int = 1,
+    read_period: float = 0.5,
+) -> int:
     d = _dir(lab)
     d.mkdir(parents=True, exist_ok=True)
     if _running(lab):
@@ -156,6 +189,10 @@ def start(lab: Path, rate: float = 20, streams: int = 4, workers: int = 4) -> in
             str(streams),
             "--workers",
             str(workers),
+            "--readers",
+            str(readers),
+            "--read-period",
+            str(read_period),
         ],
         stdin=subprocess.DEVNULL,
         stdout=log,
@@ -171,7 +208,7 @@ def reset(lab: Path) -> None:
     """Forget the workload history of an earlier lab in this directory (never while running)."""
     if running(lab):
         raise SystemExit("workload still running; stop it first")
-    for name in ("attempts.jsonl", "acks.jsonl", "workload.log", "pid"):
+    for name in ("attempts.jsonl", "acks.jsonl", "reads.jsonl", "workload.log", "pid"):
         (_dir(lab) / name).unlink(missing_ok=True)
 
 
@@ -218,25 +255,114 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def check(lab: Path, timeout: float = 30) -> dict:
+def check_history(acks: list[dict], reads: list[dict], final: dict[str, list]) -> list[dict]:
+    """The violations in a recorded history (pure). ``acks``: rows with ``t`` (when the ack
+    came back), ``stream``, ``event``; ``reads``: rows with ``t0``/``t1`` (invoked/completed),
+    ``stream``, ``events`` (and ``replica``); ``final``: each stream's events in their final
+    order. Kinds: ``not_prefix`` (a read is not a prefix of the final order), ``missing_ack``
+    (a read begun after an acknowledgement lacks that write), ``went_back`` (a read sees less
+    than a read that completed before it began)."""
+    out: list[dict] = []
+    for s in sorted({r["stream"] for r in reads}):
+        order = final.get(s, [])
+        pos = {ev: k for k, ev in enumerate(order)}
+        valid = []
+        for r in sorted((r for r in reads if r["stream"] == s), key=lambda r: r["t0"]):
+            n = len(r["events"])
+            if r["events"] == order[:n]:
+                valid.append(r)
+                continue
+            at = next(k for k, ev in enumerate(r["events"]) if k >= len(order) or order[k] != ev)
+            got = r["events"][max(0, at - 2) : at + 1]
+            out.append({"kind": "not_prefix", **_about(s, r), "at": at, "events": got})
+        # acks by time, each with its position in the final order (an event never read back is
+        # the set check's "lost", not counted twice here)
+        acked = sorted((a["t"], pos[a["event"]], a["event"]) for a in acks if a["event"] in pos)
+        done = sorted(valid, key=lambda r: r["t1"])
+        ai = di = 0
+        need = (-1, "")  # (final position, event) of the furthest write acknowledged so far
+        seen = 0  # the longest read completed so far
+        for r in valid:
+            while ai < len(acked) and acked[ai][0] < r["t0"]:
+                need = max(need, acked[ai][1:])
+                ai += 1
+            while di < len(done) and done[di]["t1"] < r["t0"]:
+                seen = max(seen, len(done[di]["events"]))
+                di += 1
+            n = len(r["events"])
+            if need[0] >= n:
+                out.append({"kind": "missing_ack", **_about(s, r), "event": need[1], "seen": n})
+            if seen > n:
+                out.append({"kind": "went_back", **_about(s, r), "seen": n, "earlier": seen})
+    return out
+
+
+def _about(stream: str, r: dict) -> dict:
+    return {"stream": stream, "replica": r.get("replica"), "t0": r["t0"]}
+
+
+def _read_stream(url: str, stream: str, local: bool = False) -> tuple[int, dict]:
+    q = f"stream={stream}" + ("&local=1" if local else "")
+    try:
+        return http_json(f"{url}/api/read?{q}", timeout=8)
+    except OSError as exc:
+        return 0, {"error": str(exc)}
+
+
+def compare_replicas(lab: Path, streams: list[str], timeout: float = 30) -> dict:
+    """Read every replica locally (``local=1``) and compare their streams: each replica's stream
+    must be a prefix of every other's (``diverged`` otherwise, at once), and all must be equal
+    within ``timeout`` (``behind``: who still lacks events; ``unreadable``: who cannot serve)."""
+    replicas = load_state(lab)["replicas"]
+    deadline = time.monotonic() + timeout
+    while True:
+        got: dict[str, dict[str, list]] = {}
+        unreadable: dict[str, str] = {}
+        for r in replicas:
+            for s in streams:
+                code, resp = _read_stream(r["api_url"], s, local=True)
+                if code != 200:
+                    unreadable[r["name"]] = str(resp.get("error"))
+                    break
+                got.setdefault(r["name"], {})[s] = resp["events"]
+        diverged, behind = [], {}
+        for s in streams:
+            longest = max((g[s] for g in got.values()), key=len, default=[])
+            for name, g in got.items():
+                if g[s] != longest[: len(g[s])]:
+                    diverged.append({"replica": name, "stream": s})
+                elif len(g[s]) < len(longest):
+                    behind.setdefault(name, {})[s] = len(longest) - len(g[s])
+        settled = not diverged and not behind and not unreadable
+        if settled or diverged or time.monotonic() > deadline:
+            return {
+                "ok": settled,
+                "diverged": diverged,
+                "behind": behind,
+                "unreadable": unreadable,
+                "events": {name: sum(map(len, g.values())) for name, g in got.items()},
+            }
+        time.sleep(0.5)
+
+
+def check(lab: Path, timeout: float = 30, per_replica: bool = False) -> dict:
     d = _dir(lab)
     attempts = _read_jsonl(d / "attempts.jsonl")
     acks = _read_jsonl(d / "acks.jsonl")
+    reads = _read_jsonl(d / "reads.jsonl")
     attempted = {a["event"] for a in attempts}
     acked = {a["event"] for a in acks}
     streams = sorted({a["stream"] for a in attempts})
     urls = _urls(lab)
     found: dict[str, int] = {}
+    final: dict[str, list] = {}
     deadline = time.monotonic() + timeout
     errors = []
     for s in streams:
         while True:
-            url = random.choice(urls)
-            try:
-                code, resp = http_json(f"{url}/api/read?stream={s}", timeout=5)
-            except OSError as exc:
-                code, resp = 0, {"error": str(exc)}
+            code, resp = _read_stream(random.choice(urls), s)
             if code == 200:
+                final[s] = resp["events"]
                 for ev in resp["events"]:
                     found[ev] = found.get(ev, 0) + 1
                 break
@@ -247,7 +373,8 @@ def check(lab: Path, timeout: float = 30) -> dict:
     lost = sorted(acked - set(found))
     unexpected = sorted(set(found) - attempted)
     duplicated = sorted(e for e, k in found.items() if k > 1)
-    return {
+    violations = [] if errors else check_history(acks, reads, final)
+    res = {
         "attempted": len(attempted),
         "acknowledged": len(acked),
         "lost": len(lost),
@@ -259,9 +386,21 @@ def check(lab: Path, timeout: float = 30) -> dict:
         "duplicated_events": duplicated[:20],
         "streams": streams,
         "errors": errors,
+        "reads": len(reads),
+        "history_violations": len(violations),
+        "violations": violations[:20],
         # "nothing lost" proves something only if something was acknowledged
-        "ok": bool(acked) and not lost and not unexpected and not duplicated and not errors,
+        "ok": bool(acked)
+        and not lost
+        and not unexpected
+        and not duplicated
+        and not errors
+        and not violations,
     }
+    if per_replica:
+        res["per_replica"] = compare_replicas(lab, streams, timeout)
+        res["ok"] = res["ok"] and res["per_replica"]["ok"]
+    return res
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,8 +411,17 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--rate", type=float, default=20)
     r.add_argument("--streams", type=int, default=4)
     r.add_argument("--workers", type=int, default=4)
+    r.add_argument("--readers", type=int, default=1, help="threads reading while it writes")
+    r.add_argument("--read-period", type=float, default=0.5, help="seconds between reads")
     args = ap.parse_args(argv)
-    return run(Path(args.lab_dir), args.rate, args.streams, args.workers)
+    return run(
+        Path(args.lab_dir),
+        args.rate,
+        args.streams,
+        args.workers,
+        args.readers,
+        args.read_period,
+    )
 
 
 if __name__ == "__main__":
