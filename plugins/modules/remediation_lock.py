@@ -14,14 +14,15 @@ version_added: "0.2.0"
 description:
   - "One remediation at a time per cluster: the lock is the directory
     C(<lock_dir>/<cluster>.lock/) with C(owner.json) inside (run id, incident id, controller
-    host, the pids of C(ansible-playbook) and of the C(firebreak) wrapper with their start
-    times, user, time)."
+    host, the pid of C(ansible-playbook) with its start time, the pid of the C(firebreak)
+    wrapper, user, time)."
   - The lock is created whole (owner file written in a temp dir renamed into place), and
     every change to it runs under C(flock) on C(<lock_dir>/.<cluster>.guard), so of two runs
     taking over one stale lock exactly one wins.
-  - "A held lock is stale only when its holder is gone: on this host, none of its processes
-    lives and no process carries its run's marker; from another host, or without an owner
-    file, after O(stale_after) seconds. A stale lock is taken over only with O(break_stale)."
+  - "A held lock is stale only when its holder is gone: on this host, its C(ansible-playbook)
+    is not alive (same pid and start time) and no process carries its run's marker; from
+    another host, or without an owner file, after O(stale_after) seconds. A stale lock is
+    taken over only with O(break_stale)."
   - A live lock is broken only with O(override) (the reason) and O(override_confirm=true).
   - "Meant to run on the controller (C(delegate_to: localhost), C(run_once: true)), as the
     C(firebreak.incident.remediation_lock) role does."
