@@ -12,6 +12,10 @@ every run dir. Extra vars (which can carry passwords) go to ``<run dir>/vars/ext
 holds the path and never the values; the file is removed when the run ends. A run holds a lock
 on its run dir while it lives: a wrapper killed with SIGKILL cannot remove its file, and the
 next run removes the ``vars`` dir of every run dir that nobody holds any more.
+
+A run stopped on its timeout or cancelled never reaches its roles' ``always:`` (lock release,
+record phase): the wrapper appends a ``run_killed`` note to its incident record, with the tasks
+it saw finish, those cut off, and the remediation lock the run leaves (docs/record.md).
 """
 
 from __future__ import annotations
@@ -606,7 +610,12 @@ def run_playbook(
         if task.action and task.action.endswith("incident_record") and task.result.get("path"):
             result.record_path = task.result["path"]
     if status in ("timeout", "canceled") and not check:
-        _record_kill(result, collector, variables)
+        from firebreak.record import RecordError
+
+        try:
+            _record_kill(result, collector, variables)
+        except (RecordError, OSError) as exc:  # the run's own result must still come back
+            result.error = f"the kill could not be appended to the incident record: {exc}"
     return result
 
 
