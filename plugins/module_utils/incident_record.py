@@ -358,11 +358,19 @@ def append(
 
     items = [(raw, 0, host, "event") for raw, host in merge_host_items(events_by_host)]
     items += [(raw, 1, host, "evidence") for raw, host in merge_host_items(evidence_by_host)]
+    # A step appends its events right after it acts (a killed run keeps them) and the record
+    # phase appends the run's events again: what is already in the record is skipped.
+    recorded = set(_event_key(e) for e in record["timeline"])
+    recorded |= set(_evidence_key(e) for e in record["evidence"])
     for raw, _rank, host, what in in_order(items, now):
         if what == "event":
-            added.append(_chain_entry(record, normalize_entry(raw, now, host, run_id)))
+            entry = normalize_entry(raw, now, host, run_id)
+            if not (raw.get("at") and _event_key(entry) in recorded):
+                added.append(_chain_entry(record, entry))
             continue
         item = normalize_evidence(raw, now, host)
+        if raw.get("at") and _evidence_key(item) in recorded:
+            continue
         item["id"] = "ev-%04d" % (len(record["evidence"]) + 1)
         record["evidence"].append(item)
         added.append(
@@ -394,6 +402,17 @@ def append(
     record.update(derive(record))
     record["updated_at"] = now
     return added
+
+
+def _event_key(entry):
+    """What makes two entries the same event (its own `at`, to the millisecond, included);
+    the host is left out: a run_once fact is attributed to no host or to the first."""
+    return ("event", canonical_json(dict((k, entry.get(k)) for k in ENTRY_FIELDS if k != "host")))
+
+
+def _evidence_key(item):
+    fields = [k for k in EVIDENCE_FIELDS if k != "host"]
+    return ("evidence", canonical_json(dict((k, item.get(k)) for k in fields)))
 
 
 def verify(record):

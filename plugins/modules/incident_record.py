@@ -77,6 +77,9 @@ options:
       - An event has the keys C(type), C(at), C(phase), C(host), C(action), C(target),
         C(decision), C(outcome), C(detail), C(run_id); only C(type) is required
         (default C(action)). Identical events on several hosts are recorded once.
+      - An event or evidence item with its own C(at) that is already in the record (same
+        content, time and run id; the host aside) is not appended again, so a step can append
+        its events right after it acts and the record phase append the whole run at the end.
     type: dict
     default: {}
   evidence:

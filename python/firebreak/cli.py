@@ -7,6 +7,8 @@ Exit codes
   rehearse  0 passed, 1 failed, 2 setup error (unknown FM, missing runbook, no lab)
   report    0 rendered, 1 record does not verify / template not applicable, 2 usage error
   record verify  0 chain intact, 1 tampered or unreadable
+  lock show      0 shown (also when no lock is held), 2 usage error
+  lock release   0 released, 1 refused (the holder is alive), 2 no such lock / usage error
 """
 
 from __future__ import annotations
@@ -341,6 +343,56 @@ def cmd_record_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
+def _holder_text(info: Any) -> str:
+    owner = info.owner
+    if owner is None:
+        return f"{info.path}: no owner file; {info.status}: {info.why}\n"
+    procs = f"ansible-playbook pid {owner.get('pid')}, firebreak pid {owner.get('wrapper_pid')}"
+    return (
+        f"{info.path}: cluster {owner.get('cluster')}, run {owner.get('run_id')}, "
+        f"incident {owner.get('incident_id')}\n"
+        f"  held by {owner.get('owner')} on {owner.get('host')} ({procs}), "
+        f"since {owner.get('acquired_at')}, {owner.get('purpose')}\n"
+        f"  holder {info.status}: {info.why}\n"
+    )
+
+
+def cmd_lock_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from firebreak import lock
+
+    found = [lock.resolve(args.lock, args.lock_dir)] if args.lock else lock.held(args.lock_dir)
+    infos = [lock.describe(p, args.stale_after) for p in found]
+    if args.json:
+        _emit_json([asdict(i) for i in infos], out)
+    elif not infos:
+        out.write(f"no remediation lock held in {args.lock_dir or lock.default_lock_dir()}\n")
+    for info in [] if args.json else infos:
+        out.write(_holder_text(info))
+    return EXIT_OK
+
+
+def cmd_lock_release(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import getpass
+
+    from firebreak import lock
+
+    path = lock.resolve(args.lock, args.lock_dir)
+    try:
+        owner, record = lock.release(path, args.stale_after, operator=getpass.getuser())
+    except lock.LockHeld as exc:
+        if args.json:
+            _emit_json({"released": False, "path": str(path), "why": str(exc)}, out)
+        err.write(f"firebreak: lock {path} not released: {exc}\n")
+        return EXIT_FAILED
+    if args.json:
+        _emit_json({"released": True, "path": str(path), "owner": owner, "record": record}, out)
+    else:
+        out.write(f"released {path} (run {owner.get('run_id')}, holder gone)\n")
+        if record:
+            out.write(f"recorded in {record}\n")
+    return EXIT_OK
+
+
 def _lab_unavailable(reason: str) -> Callable[..., int]:
     def handler(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return _error(f"lab not available: {reason}", err)
@@ -444,6 +496,34 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("record")
     common(v, inventory=False)
     v.set_defaults(func=cmd_record_verify)
+
+    p = sub.add_parser("lock", help="the remediation locks: who holds them, release a dead one")
+    lock_sub = p.add_subparsers(dest="lock_command", required=True)
+    for name, func, text in (
+        ("show", cmd_lock_show, "print the holder of a lock (default: every lock held)"),
+        ("release", cmd_lock_release, "release a lock whose holder is gone (recorded)"),
+    ):
+        q = lock_sub.add_parser(name, help=text)
+        q.add_argument(
+            "lock",
+            nargs="?" if name == "show" else None,
+            metavar="CLUSTER|PATH",
+            help="the cluster name, or the lock's path (<lock dir>/<cluster>.lock)",
+        )
+        q.add_argument(
+            "--lock-dir",
+            help="the runbooks' firebreak_lock_dir (default: $FIREBREAK_LOCK_DIR, else "
+            "/var/tmp/firebreak/locks)",
+        )
+        q.add_argument(
+            "--stale-after",
+            type=int,
+            default=3600,
+            help="seconds after which a holder on another host (or a lock without an owner "
+            "file) counts as gone; a holder on this host counts as gone only when it is",
+        )
+        common(q, inventory=False)
+        q.set_defaults(func=func)
 
     _add_lab(sub)
     return parser

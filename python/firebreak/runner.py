@@ -12,6 +12,10 @@ every run dir. Extra vars (which can carry passwords) go to ``<run dir>/vars/ext
 holds the path and never the values; the file is removed when the run ends. A run holds a lock
 on its run dir while it lives: a wrapper killed with SIGKILL cannot remove its file, and the
 next run removes the ``vars`` dir of every run dir that nobody holds any more.
+
+A run stopped on its timeout or cancelled never reaches its roles' ``always:`` (lock release,
+record phase): the wrapper appends a ``run_killed`` note to its incident record, with the tasks
+it saw finish, those cut off, and the remediation lock the run leaves (docs/record.md).
 """
 
 from __future__ import annotations
@@ -39,12 +43,16 @@ from typing import Any
 
 import ansible_runner
 
+from firebreak.collection import module_utils
+
+_lock_impl = module_utils("remediation_lock")
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE_CFG = REPO_ROOT / "ansible.cfg"
 # Where short names resolve; FIREBREAK_PLAYBOOK_DIR points elsewhere (tests, a site's copy).
 PLAYBOOK_DIR = REPO_ROOT / "playbooks"
 COLLECTION_PREFIX = "firebreak.incident."
-RUN_MARKER_ENV = "FIREBREAK_RUN_ID"  # inherited by every process of a run; see _sweep()
+RUN_MARKER_ENV = _lock_impl.RUN_MARKER_ENV  # inherited by every process of a run; see _sweep()
 RUNS_DIR_ENV = "FIREBREAK_RUNS_DIR"
 KEEP_RUNS_ENV = "FIREBREAK_KEEP_RUNS"
 DEFAULT_KEEP_RUNS = 20
@@ -267,6 +275,7 @@ class _Collector:
     def __init__(self, on_task: Callable[[TaskResult], None] | None) -> None:
         self.on_task = on_task
         self.tasks: list[TaskResult] = []
+        self.started: list[tuple[str, str]] = []  # (host, task) of every runner_on_start
         self.stats: dict[str, HostStats] = {}
         self.lines: collections.deque[str] = collections.deque(maxlen=200)
 
@@ -282,7 +291,9 @@ class _Collector:
         for line in (event.get("stdout") or "").splitlines():
             if line.strip():
                 self.lines.append(line.strip())
-        if kind in RESULT_EVENTS:
+        if kind == "runner_on_start":
+            self.started.append((data.get("host") or "?", data.get("task") or "?"))
+        elif kind in RESULT_EVENTS:
             self._task(RESULT_EVENTS[kind], data)
         elif kind == "playbook_on_stats":
             self._stats(data)
@@ -334,19 +345,7 @@ class _Collector:
 
 def _processes_with_marker(run_id: str) -> list[int]:
     """PIDs of live processes whose environment carries this run's marker."""
-    needle = f"{RUN_MARKER_ENV}={run_id}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state != "Z" and needle in environ.split(b"\0"):
-            found.append(int(entry.name))
-    return found
+    return _lock_impl.processes_with_env(RUN_MARKER_ENV, run_id, (os.getpid(),))
 
 
 def _kill_run(run_id: str) -> list[int]:
@@ -553,6 +552,7 @@ def run_playbook(
         "ANSIBLE_CONFIG": str(ANSIBLE_CFG),
         "TMPDIR": str(run_tmp),
         RUN_MARKER_ENV: run_id,
+        _lock_impl.WRAPPER_PID_ENV: str(os.getpid()),  # named in the remediation lock
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_NOCOLOR": "1",
         # The venv's ansible-playbook first (runner's `binary=` would switch it to raw mode).
@@ -609,7 +609,71 @@ def run_playbook(
     for task in result.tasks:
         if task.action and task.action.endswith("incident_record") and task.result.get("path"):
             result.record_path = task.result["path"]
+    if status in ("timeout", "canceled") and not check:
+        from firebreak.record import RecordError
+
+        try:
+            _record_kill(result, collector, variables)
+        except (RecordError, OSError) as exc:  # the run's own result must still come back
+            result.error = f"the kill could not be appended to the incident record: {exc}"
     return result
+
+
+def _record_kill(result: RunResult, collector: _Collector, variables: Mapping[str, Any]) -> None:
+    """The run was killed: its roles' `always:` never ran. Append to its incident record what
+    the wrapper saw: the tasks that started and finished, those cut off, the lock it leaves."""
+    from firebreak import paths
+    from firebreak.record import append_file, load_document
+
+    lock = result.facts("remediation_lock_info") or {}
+    if result.record_path:
+        incident_dir, incident_id = os.path.split(result.record_path[: -len(".json")])
+    else:
+        incident_id = variables.get("firebreak_incident_id") or lock.get("incident_id")
+        incident_dir = variables.get("firebreak_incident_dir") or lock.get("incident_dir")
+        incident_dir = incident_dir or str(paths.incidents_dir())
+    if not incident_id:
+        return
+    record = Path(incident_dir) / f"{incident_id}.json"
+    cluster = (
+        load_document(record).get("cluster")
+        if record.is_file()
+        else variables.get("firebreak_cluster") or lock.get("cluster") or "lab"
+    )
+    finished = [(t.host, t.task) for t in result.tasks]
+    unfinished = list(collections.Counter(collector.started) - collections.Counter(finished))
+    left = None
+    if lock.get("path") and os.path.isdir(lock["path"]):
+        owner = _lock_impl.read_owner(lock["path"])
+        if owner and owner.get("run_id") == lock.get("run_id"):
+            left = {"path": lock["path"], "cluster": lock.get("cluster"), "owner": owner}
+    text = (
+        f"the run was killed ({result.status}) after {result.duration:.1f} s: its always: steps "
+        "(lock release, record) did not run"
+        + (
+            f"; it leaves the lock {left['path']}: `firebreak lock release {left['cluster']}` "
+            "once the holder is gone"
+            if left
+            else ""
+        )
+    )
+    event = {
+        "type": "note",
+        "at": result.finished_at,
+        "action": "run_killed",
+        "outcome": result.status,
+        "detail": {
+            "text": text,
+            "playbook": result.playbook,
+            "tasks_finished": [f"{t.host}: {t.task} ({t.status})" for t in result.tasks],
+            "tasks_cut_off": [f"{h}: {t}" for h, t in unfinished],
+            "lock_left": left,
+            "processes_killed": len(result.leftover_killed),
+        },
+        "run_id": result.run_id,
+    }
+    append_file(incident_dir, incident_id, cluster, events_by_host={"controller": [event]})
+    result.record_path = str(record)
 
 
 def _quote(arg: str) -> str:
