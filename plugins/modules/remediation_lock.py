@@ -102,7 +102,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 lock:
-  description: The lock directory (not C(path), which would make Ansible add the directory's file attributes).
+  description: The lock directory (named so, not C(path), which makes Ansible add file attributes).
   returned: always
   type: str
 acquired:
