@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -55,9 +56,12 @@ def test_lab_dir_env_override(monkeypatch, tmp_path) -> None:
     assert backend.lab_dir() == tmp_path
     monkeypatch.delenv("FIREBREAK_LAB_DIR")
     monkeypatch.setenv("FIREBREAK_STATE_DIR", str(tmp_path / "state"))
-    # The default lab lives in the state dir, never in the checkout.
     assert backend.lab_dir() == tmp_path / "state" / "labs" / "default"
-    assert backend.REPO not in backend.lab_dir().parents
+    # With no state dir set, the default lab lives in the user's, never in the checkout.
+    monkeypatch.delenv("FIREBREAK_STATE_DIR")
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    monkeypatch.setenv("HOME", "/home/sre")
+    assert backend.lab_dir() == Path("/home/sre/.local/state/firebreak/labs/default")
 
 
 def test_status_without_lab_fails_clearly(monkeypatch, tmp_path, capsys) -> None:
