@@ -217,9 +217,10 @@ def test_check_mode_changes_nothing_anywhere(
         lab.fault("corrupt", latent)
         _check_run(lab, "fm003_corruption", locks, state, expect_target=repaired)
 
-        # FM-005: a killed backup; the check run, the first run's dir now in the runs dir.
-        lab.fault("kill", repaired)
-        _check_run(lab, "fm005_replica_crash", locks, state, expect_target=repaired)
+        # FM-005: a killed backup (not the repaired one: its journal names the corruption, and
+        # FM-005 rightly hands that to FM-003); the first run's dir is now in the runs dir.
+        lab.fault("kill", latent)
+        _check_run(lab, "fm005_replica_crash", locks, state, expect_target=latent)
     finally:
         lab.heal()
         # Leave no corruption and no counted failure behind for the next test.
