@@ -364,6 +364,52 @@ def test_fm003_wipe_not_confirmed_is_refused(lab: ContainerLab, work: dict) -> N
     lab.systemctl(target, "restart", "kimberlite-vsr", check=True)
 
 
+def _refused_untouched(lab: ContainerLab, work: dict, action: str, untouched: list[str]) -> dict:
+    """FM-003 ran, refused with ACTION, touched nothing on UNTOUCHED, and escalated."""
+    before = {r: lab.unit_state(r) for r in untouched}
+    run = run_playbook(lab, work, "fm003_corruption")
+    assert run.rc != 0, run
+    plan = run.fact("fm003_corruption_plan")
+    assert plan["action"] == action, plan
+    assert run.host_changes() == [], run.host_changes()  # no task changed a replica host
+    assert {r: lab.unit_state(r) for r in untouched} == before, "a refusing FM-003 acted"
+    rec = record(work)
+    assert rec["state"] == "escalated", rec["state"]
+    acts = actions(rec)
+    assert not {"replica_isolate", "replica_stop", "state_transfer", "replica_wipe"} & set(acts)
+    return plan
+
+
+def test_fm003_refuses_more_corrupted_replicas_than_it_can_lose(lab, work) -> None:
+    """Both backups corrupted: repairing one would leave no quorum of clean replicas to repair
+    from (refuse_many); nothing is isolated, stopped or repaired."""
+    _write(lab, 20)
+    backups = [r for r in REPLICAS if r != _leader(lab)]
+    for r in backups:
+        lab.fault("corrupt", r)
+    for r in backups:
+        _wait_detected(lab, r)
+    plan = _refused_untouched(lab, work, "refuse_many", REPLICAS)
+    assert sorted(plan["targets"]) == sorted(backups), plan
+    assert "more than the 1 the cluster can lose" in plan["message"], plan["message"]
+    for r in backups:  # no counted checksum failure left behind for the next test
+        lab.systemctl(r, "restart", "kimberlite-vsr", check=True)
+
+
+def test_fm003_refuses_without_a_quorum_of_others(lab, work) -> None:
+    """One backup corrupted, the other down: without the target only the leader is Normal, so
+    isolating the target would stop the cluster (refuse_quorum)."""
+    _write(lab, 20)
+    leader = _leader(lab)
+    target, other = [r for r in REPLICAS if r != leader]
+    lab.fault("corrupt", target)
+    _wait_detected(lab, target)
+    lab.fault("kill", other)
+    plan = _refused_untouched(lab, work, "refuse_quorum", [leader, target])
+    assert plan["target_name"] == target and plan["others_ok"] == [leader], plan
+    lab.systemctl(target, "restart", "kimberlite-vsr", check=True)
+
+
 # ----------------------------------------------------------------------------- FM-005
 def test_fm005_single_crash_restarted_then_nothing(lab: ContainerLab, work: dict) -> None:
     target = _backup(lab)
