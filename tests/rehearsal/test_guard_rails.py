@@ -23,14 +23,12 @@ import hashlib
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 import test_runbooks_guards
 from firebreak import runner
-from firebreak.lab import workload
-from firebreak.lab.containers import REPO_ROOT, ContainerLab
+from firebreak.lab.containers import ContainerLab
 from test_runbooks_guards import (
     REPLICAS,
     _backup,
@@ -39,6 +37,7 @@ from test_runbooks_guards import (
     _settle_quiet,
     _write,
     run_playbook,
+    snapshot_lab,
 )
 
 pytestmark = pytest.mark.rehearsal
@@ -70,28 +69,15 @@ STATUS_KEYS = (
 # ----------------------------------------------------------------------------- lab fixture
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory):
-    source = tmp_path_factory.mktemp("check-source") / "python"
-    shutil.copytree(
-        Path(REPO_ROOT) / "python",
-        source,
-        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
-    )
-    lab = ContainerLab(
-        tmp_path_factory.mktemp("check-lab"),
-        replicas=len(REPLICAS),
+    with snapshot_lab(
+        tmp_path_factory,
+        "check",
         net=74,
         network="firebreak-check",
         name_prefix="ck-",
         config_extra={"scrub_interval_s": 3600},
-        source_dir=source,
-    )
-    try:
-        lab.up()
+    ) as lab:
         yield lab
-    finally:
-        with contextlib.suppress(Exception):
-            workload.stop(lab.lab_dir)
-        lab.down()
 
 
 # ----------------------------------------------------------------------------- snapshots

@@ -37,25 +37,21 @@ RUN_TIMEOUT = 600
 
 
 # ----------------------------------------------------------------------------- lab fixture
-@pytest.fixture(scope="module")
-def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    # The replicas run the source bind-mounted from the host: a snapshot taken now keeps every
-    # restart of this module on the same code, whatever is edited meanwhile.
-    source = tmp_path_factory.mktemp("runbooks-source") / "python"
+@contextlib.contextmanager
+def snapshot_lab(tmp_path_factory: pytest.TempPathFactory, name: str, **options):
+    """A module's own containers lab (``options``: net, network, name_prefix, config_extra).
+
+    The replicas run the source bind-mounted from the host: a snapshot taken now keeps every
+    restart of the module on the same code, whatever is edited meanwhile. Whatever happens,
+    its workload stops and the lab comes down."""
+    source = tmp_path_factory.mktemp(f"{name}-source") / "python"
     shutil.copytree(
         Path(REPO_ROOT) / "python",
         source,
         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
     )
-    lab = ContainerLab(
-        tmp_path_factory.mktemp("runbooks-lab"),
-        replicas=len(REPLICAS),
-        net=38,
-        network="firebreak-lab-runbooks",
-        name_prefix="rbk-",
-        config_extra={"scrub_interval_s": 2},
-        source_dir=source,
-    )
+    lab_dir = options.pop("lab_dir", None) or tmp_path_factory.mktemp(f"{name}-lab")
+    lab = ContainerLab(lab_dir, replicas=len(REPLICAS), source_dir=source, **options)
     try:
         t0 = time.monotonic()
         lab.up()
@@ -65,6 +61,19 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         with contextlib.suppress(Exception):
             workload.stop(lab.lab_dir)
         lab.down()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory):
+    with snapshot_lab(
+        tmp_path_factory,
+        "runbooks",
+        net=38,
+        network="firebreak-lab-runbooks",
+        name_prefix="rbk-",
+        config_extra={"scrub_interval_s": 2},
+    ) as lab:
+        yield lab
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 from firebreak.lab import storage, workload
-from firebreak.lab.containers import REPO_ROOT, ContainerLab
+from firebreak.lab.containers import ContainerLab
 from test_runbooks_guards import (
     REPLICAS,
     _backup,
@@ -42,6 +42,7 @@ from test_runbooks_guards import (
     actions,
     record,
     run_playbook,
+    snapshot_lab,
 )
 
 pytestmark = pytest.mark.rehearsal
@@ -55,33 +56,21 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
     probe = subprocess.run(["podman", "info"], capture_output=True, text=True, timeout=60)
     if probe.returncode != 0:
         pytest.fail(f"podman cannot run here: {probe.stderr[-1000:]}")
-    source = tmp_path_factory.mktemp("paths-source") / "python"
-    shutil.copytree(
-        Path(REPO_ROOT) / "python",
-        source,
-        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
-    )
     lab_dir = tmp_path_factory.mktemp("paths-lab")
     saved = os.environ.get("FIREBREAK_LAB_DIR")
     os.environ["FIREBREAK_LAB_DIR"] = str(lab_dir)
-    lab = ContainerLab(
-        lab_dir,
-        replicas=len(REPLICAS),
-        net=37,
-        network="firebreak-lab-pth",
-        name_prefix="pth-",
-        config_extra={"scrub_interval_s": 2},
-        source_dir=source,
-    )
     try:
-        t0 = time.monotonic()
-        lab.up()
-        print(f"lab up in {time.monotonic() - t0:.1f}s")
-        yield lab
+        with snapshot_lab(
+            tmp_path_factory,
+            "paths",
+            lab_dir=lab_dir,
+            net=37,
+            network="firebreak-lab-pth",
+            name_prefix="pth-",
+            config_extra={"scrub_interval_s": 2},
+        ) as lab:
+            yield lab
     finally:
-        with contextlib.suppress(Exception):
-            workload.stop(lab.lab_dir)
-        lab.down()
         if saved is None:
             os.environ.pop("FIREBREAK_LAB_DIR", None)
         else:

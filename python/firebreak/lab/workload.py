@@ -172,7 +172,7 @@ def start(
 ) -> int:
     d = _dir(lab)
     d.mkdir(parents=True, exist_ok=True)
-    if _running(lab):
+    if running(lab):
         raise SystemExit("workload already running")
     log = open(d / "workload.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen(
@@ -214,10 +214,6 @@ def reset(lab: Path) -> None:
 
 def running(lab: Path) -> int | None:
     """The pid of this lab's running workload, or None."""
-    return _running(lab)
-
-
-def _running(lab: Path) -> int | None:
     try:
         pid = int((_dir(lab) / "pid").read_text())
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -228,16 +224,16 @@ def _running(lab: Path) -> int | None:
 
 
 def stop(lab: Path, timeout: float = 40) -> bool:
-    pid = _running(lab)
+    pid = running(lab)
     if pid is None:
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _running(lab) and time.monotonic() < deadline:
+    while running(lab) and time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(pid, os.WNOHANG)
         time.sleep(0.1)
-    if _running(lab):
+    if running(lab):
         os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
