@@ -16,6 +16,7 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.firebreak.incident.plugins.module_utils import (
+    failure_modes,
     guard,
     prometheus_text,
     vsr,
@@ -46,6 +47,34 @@ def vsr_classify(data, previous=None, disk=None, **thresholds):
         )
     except vsr.VsrInputError as e:
         raise AnsibleFilterError("vsr_classify: %s" % e) from e
+
+
+def vsr_verdict(findings):
+    """The finding that names the cause among ``findings`` (vsr_classify's, plus any a role
+    adds), each with its runbook; ``{}`` when there is none."""
+    findings = _plain(findings)
+    if not isinstance(findings, list) or not all(
+        isinstance(f, dict) and "fm" in f and "severity" in f for f in findings
+    ):
+        raise AnsibleFilterError(
+            "vsr_verdict: the input must be a list of findings ({fm, severity, ...}), got %r"
+            % (findings,)
+        )
+    try:
+        top = vsr.verdict(findings)
+    except failure_modes.UnknownFailureMode as e:
+        raise AnsibleFilterError("vsr_verdict: %s" % e) from e
+    if top is None:
+        return {}
+    return dict(top, runbook=failure_modes.runbook(top["fm"]))
+
+
+def failure_mode(name):
+    """The registry's entry for a failure mode (``FM-003``, ``fm003_corruption``, ``3``)."""
+    try:
+        return failure_modes.get(_plain(name))
+    except failure_modes.UnknownFailureMode as e:
+        raise AnsibleFilterError("failure_mode: %s" % e) from e
 
 
 def quorum_decision(
@@ -93,6 +122,8 @@ class FilterModule(object):
             "vsr_leader": vsr_leader,
             "quorum_size": quorum_size,
             "vsr_classify": vsr_classify,
+            "vsr_verdict": vsr_verdict,
+            "failure_mode": failure_mode,
             "quorum_decision": quorum_decision,
             "prometheus_samples": prometheus_samples,
         }

@@ -23,6 +23,8 @@ __metaclass__ = type
 
 import math
 
+from ansible_collections.firebreak.incident.plugins.module_utils import failure_modes
+
 STATUS_NAMES = {0: "Normal", 1: "ViewChange", 2: "Recovering", 3: "StateTransfer"}
 NORMAL, VIEW_CHANGE = 0, 1
 RECONFIG_NAMES = {0: "Stable", 1: "Joint"}
@@ -71,29 +73,10 @@ INTEGER_METRICS = (
 )
 HISTOGRAMS = ("client_latency", "prepare_latency")
 
-# The seed's thresholds (FM-001..FM-008); every one can be overridden in classify().
-DEFAULT_THRESHOLDS = {
-    "client_p95_ms": 50.0,  # FM-004: vsr_client_latency_ms p95 > 50 ms
-    "prepare_p95_ms": 20.0,  # FM-004: vsr_prepare_latency_ms p95 > 20 ms
-    "op_commit_lag": 100,  # FM-006: vsr_op_number - vsr_commit_number > 100
-    "commit_lag": 100,  # FM-006: a replica's commit more than 100 behind the highest
-    "clock_offset_ms": 200.0,  # FM-008: |vsr_clock_offset_ms| > 200
-    "checksum_failures": 0,  # FM-003: vsr_checksum_failures_total > 0 (or rising)
-    "disk_used_percent": 90.0,  # FM-007: "critical at 90%"
-    "disk_avail_bytes": 0,  # FM-007: node_filesystem_avail_bytes -> 0
-    "view_climb": 1,  # FM-002: the view rose by at least this much since the previous sample
-}
-
-FAILURE_MODES = {
-    "FM-001": ("Quorum Lost", "SEV1"),
-    "FM-002": ("Leader Stuck in ViewChange", "SEV2"),
-    "FM-003": ("Data Corruption Detected", "SEV1"),
-    "FM-004": ("High Latency Spike", "SEV2"),
-    "FM-005": ("Single Replica Crash", "SEV3"),
-    "FM-006": ("Commit Lag Accumulation", "SEV3"),
-    "FM-007": ("Disk Full", "SEV2"),
-    "FM-008": ("Clock Drift Exceeds Tolerance", "SEV3"),
-}
+# The seed's thresholds (FM-001..FM-008, from the failure-mode registry); every one can be
+# overridden in classify().
+DEFAULT_THRESHOLDS = failure_modes.thresholds()
+FAILURE_MODES = dict((e["id"], (e["name"], e["severity"])) for e in failure_modes.REGISTRY)
 
 
 class VsrInputError(ValueError):
@@ -602,14 +585,327 @@ def _checked_disk_number(name, key, value):
 
 
 def _finding(fm, replicas, evidence):
-    name, severity = FAILURE_MODES[fm]
+    name, severity = failure_modes.name_and_severity(fm)
     return {
         "fm": fm,
         "name": name,
         "severity": severity,
         "replicas": replicas,
         "evidence": evidence,
+        "runbook": failure_modes.runbook(fm),
     }
+
+
+class _Context(object):
+    """What every failure mode's check reads: the replicas, the previous sample, the limits."""
+
+    def __init__(self, data, previous, disk, thresholds):
+        self.cluster, self.replicas = _split_result(data, "vsr_classify input")
+        self.limits = _thresholds(thresholds)
+        self.names = dict(DEFAULT_METRIC_NAMES)
+        if isinstance(data.get("metric_names"), dict):
+            self.names.update((k, v) for k, v in data["metric_names"].items() if isinstance(v, str))
+        self.prev = {}
+        self.window = ""
+        self.window_seconds = None
+        if previous is not None:
+            _prev_cluster, prev_replicas = _split_result(previous, "previous")
+            self.prev = dict((_name(r), r) for r in prev_replicas)
+            now, then = _num(data.get("collected_at")), _num(previous.get("collected_at"))
+            if now is not None and then is not None:
+                self.window_seconds = now - then
+                self.window = " over %ss" % _fmt(round(now - then, 1))
+        self.reachable = [r for r in self.replicas if r.get("reachable")]
+        n = _num(self.cluster.get("replica_count"))
+        self.n = len(self.replicas) if n is None else n
+        self.quorum = quorum_size(self.n) if self.n else 0
+        self.normal = [r for r in self.reachable if r.get("status") == NORMAL]
+        self.unreachable = [r for r in self.replicas if not r.get("reachable")]
+        self.disk = _disk_input(disk, self.replicas)
+
+    def before(self, replica, key):
+        return _num(self.prev.get(_name(replica), {}).get(key))
+
+
+def _fm002_view_change(c):
+    """Every reachable replica in ViewChange, or the view climbing while unsettled."""
+    in_vc = [r for r in c.reachable if r.get("status") == VIEW_CHANGE]
+    evidence = []
+    if c.reachable and len(in_vc) == len(c.reachable):
+        evidence.append(
+            "all %d reachable replicas in ViewChange (%s=1): %s"
+            % (len(c.reachable), c.names["status"], ", ".join(_name(r) for r in in_vc))
+        )
+    views = [r["view"] for r in c.reachable if _num(r.get("view")) is not None]
+    prev_views = [
+        r["view"] for r in c.prev.values() if r.get("reachable") and _num(r.get("view")) is not None
+    ]
+    settled = (
+        bool(c.reachable)
+        and len(c.normal) == len(c.reachable)
+        and c.cluster.get("view_agreed", len(set(views)) == 1)
+    )
+    if (
+        views
+        and prev_views
+        and max(views) - max(prev_views) >= max(c.limits["view_climb"], 1)
+        and not settled
+    ):
+        evidence.append(
+            "%s climbed from %s to %s%s without the cluster settling in Normal"
+            % (c.names["view"], _fmt(max(prev_views)), _fmt(max(views)), c.window)
+        )
+    if not evidence:
+        return None
+    if len(c.normal) < c.quorum:
+        evidence.append(
+            "%d of %d replicas Normal (quorum %d): the replicas answer but are electing"
+            % (len(c.normal), c.n, c.quorum)
+        )
+    return _finding("FM-002", [_name(r) for r in c.reachable], evidence)
+
+
+def _fm001_quorum_lost(c, view_change):
+    """Fewer than a quorum reachable and Normal; a quorum of reachable replicas stuck in a
+    view change is FM-002 (seed 000), not FM-001."""
+    if len(c.normal) >= c.quorum:
+        return None
+    if view_change is not None and len(c.reachable) >= c.quorum:
+        return None
+    evidence = ["%d of %d replicas Normal, quorum needs %d" % (len(c.normal), c.n, c.quorum)]
+    for r in c.replicas:
+        if r in c.normal:
+            continue
+        if not r.get("reachable"):
+            evidence.append("%s unreachable: %s" % (_name(r), r.get("error") or "no answer"))
+        else:
+            evidence.append(
+                "%s %s=%s (%s)"
+                % (
+                    _name(r),
+                    c.names["status"],
+                    _fmt(r.get("status")),
+                    r.get("status_name") or "unknown",
+                )
+            )
+    return _finding("FM-001", [_name(r) for r in c.replicas if r not in c.normal], evidence)
+
+
+def _fm003_corruption(c):
+    """Checksum failures above the threshold, or rising since the previous sample."""
+    evidence, targets = [], []
+    metric = c.names["checksum_failures"]
+    for r in c.reachable:
+        failures = _num(r.get("checksum_failures"))
+        if failures is None:
+            continue
+        before = c.before(r, "checksum_failures")
+        if before is not None and failures > before:
+            evidence.append(
+                "%s %s rose from %s to %s%s"
+                % (_name(r), metric, _fmt(before), _fmt(failures), c.window)
+            )
+        elif failures > c.limits["checksum_failures"]:
+            evidence.append(
+                "%s %s=%s (> %s)"
+                % (_name(r), metric, _fmt(failures), _fmt(c.limits["checksum_failures"]))
+            )
+        else:
+            continue
+        targets.append(_name(r))
+    return _finding("FM-003", targets, evidence) if targets else None
+
+
+def _fm004_latency(c):
+    """Latency p95 above the seed's limits (over the window when a previous is given)."""
+    evidence, targets = [], []
+    for r in c.reachable:
+        for key, limit_key in (
+            ("client_latency", "client_p95_ms"),
+            ("prepare_latency", "prepare_p95_ms"),
+        ):
+            p95, scope = _window_p95(r, c.prev.get(_name(r)), key)
+            if p95 is not None and p95 > c.limits[limit_key]:
+                evidence.append(
+                    "%s %s p95 %s ms%s (> %s ms)"
+                    % (
+                        _name(r),
+                        c.names[key],
+                        _fmt(round(p95, 3)),
+                        c.window if scope else "",
+                        _fmt(c.limits[limit_key]),
+                    )
+                )
+                if _name(r) not in targets:
+                    targets.append(_name(r))
+    return _finding("FM-004", targets, evidence) if targets else None
+
+
+def _fm005_crash(c):
+    """Exactly one replica unreachable while the others keep a quorum."""
+    if len(c.unreachable) != 1 or len(c.normal) < c.quorum:
+        return None
+    r = c.unreachable[0]
+    return _finding(
+        "FM-005",
+        [_name(r)],
+        [
+            "%s unreachable: %s" % (_name(r), r.get("error") or "no answer"),
+            "%d of %d replicas Normal, quorum %d kept" % (len(c.normal), c.n, c.quorum),
+        ],
+    )
+
+
+def _fm006_lag_evidence(c, r, max_commit):
+    op, commit = _num(r.get("op")), _num(r.get("commit"))
+    names, limits, evidence = c.names, c.limits, []
+    if op is not None and commit is not None and op - commit > limits["op_commit_lag"]:
+        evidence.append(
+            "%s %s - %s = %s (> %s)"
+            % (
+                _name(r),
+                names["op"],
+                names["commit"],
+                _fmt(op - commit),
+                _fmt(limits["op_commit_lag"]),
+            )
+        )
+    if commit is not None and max_commit is not None and max_commit - commit > limits["commit_lag"]:
+        evidence.append(
+            "%s %s %s is %s behind the highest (%s)"
+            % (_name(r), names["commit"], _fmt(commit), _fmt(max_commit - commit), _fmt(max_commit))
+        )
+    return evidence
+
+
+def _fm006_commit_lag(c):
+    """op - commit, or a replica's commit behind the highest, above the limit."""
+    evidence, targets = [], []
+    max_commit = _max_commit(c)
+    for r in c.reachable:
+        found = _fm006_lag_evidence(c, r, max_commit)
+        if not found:
+            continue
+        evidence.extend(found)
+        targets.append(_name(r))
+        pending, before = _num(r.get("pending_requests")), c.before(r, "pending_requests")
+        if pending is not None and before is not None and pending > before:
+            evidence.append(
+                "%s %s rose from %s to %s%s"
+                % (_name(r), c.names["pending_requests"], _fmt(before), _fmt(pending), c.window)
+            )
+    return _finding("FM-006", targets, evidence) if targets else None
+
+
+def _max_commit(c):
+    commits = [r["commit"] for r in c.reachable if _num(r.get("commit")) is not None]
+    return max(commits) if commits else None
+
+
+def _fm007_disk_full(c):
+    """A full (or nearly full) disk, from the exposition or the disk input."""
+    evidence, targets = [], []
+    for name, (avail, used) in sorted(c.disk.items()):
+        hit = []
+        if avail is not None and avail <= c.limits["disk_avail_bytes"]:
+            hit.append(
+                "%s %s (<= %s)"
+                % (c.names["filesystem_avail"], _fmt(avail), _fmt(c.limits["disk_avail_bytes"]))
+            )
+        if used is not None and used >= c.limits["disk_used_percent"]:
+            hit.append(
+                "disk %s%% used (>= %s%%)"
+                % (_fmt(round(used, 1)), _fmt(c.limits["disk_used_percent"]))
+            )
+        if hit:
+            targets.append(name)
+            evidence.append("%s %s" % (name, "; ".join(hit)))
+    return _finding("FM-007", targets, evidence) if targets else None
+
+
+def _fm008_clock(c):
+    """|clock offset| above tolerance."""
+    evidence, targets = [], []
+    for r in c.reachable:
+        offset = _num(r.get("clock_offset_ms"))
+        if offset is not None and abs(offset) > c.limits["clock_offset_ms"]:
+            evidence.append(
+                "%s %s=%s (|offset| > %s ms)"
+                % (
+                    _name(r),
+                    c.names["clock_offset"],
+                    _fmt(offset),
+                    _fmt(c.limits["clock_offset_ms"]),
+                )
+            )
+            targets.append(_name(r))
+    return _finding("FM-008", targets, evidence) if targets else None
+
+
+def _alerts(c):
+    """The seed's alerts that would fire (its "Prevention" thresholds, below the failure
+    modes'): commit lag per replica, disk space, clock offset, view changes per hour."""
+    out = []
+    limits, max_commit = c.limits, _max_commit(c)
+    for r in c.reachable:
+        commit, offset = _num(r.get("commit")), _num(r.get("clock_offset_ms"))
+        if (
+            commit is not None
+            and max_commit is not None
+            and max_commit - commit > limits["commit_lag_alert"]
+        ):
+            out.append(_alert("FM-006", r, max_commit - commit, limits["commit_lag_alert"]))
+        if offset is not None and abs(offset) > limits["clock_offset_alert_ms"]:
+            out.append(_alert("FM-008", r, offset, limits["clock_offset_alert_ms"]))
+    for name, (_avail, used) in sorted(c.disk.items()):
+        if used is not None and used >= limits["disk_alert_percent"]:
+            out.append(
+                _alert("FM-007", {"name": name}, round(used, 1), limits["disk_alert_percent"])
+            )
+    views = [r["view"] for r in c.reachable if _num(r.get("view")) is not None]
+    prev = [r["view"] for r in c.prev.values() if _num(r.get("view")) is not None]
+    if views and prev and c.window_seconds:
+        per_hour = (max(views) - max(prev)) * 3600.0 / c.window_seconds
+        if per_hour > limits["view_changes_per_hour_alert"]:
+            out.append(
+                _alert(
+                    "FM-002",
+                    {"name": "cluster"},
+                    round(per_hour, 1),
+                    limits["view_changes_per_hour_alert"],
+                )
+            )
+    return out
+
+
+def _alert(fm, replica, value, threshold):
+    return {
+        "alert": failure_modes.get(fm)["alert"],
+        "fm": fm,
+        "replica": _name(replica),
+        "value": _clean_number(value) if isinstance(value, float) else value,
+        "threshold": _clean_number(threshold) if isinstance(threshold, float) else threshold,
+    }
+
+
+def _explained(finding, present):
+    """The failure modes among ``present`` that explain ``finding`` (it is their symptom)."""
+    causes = failure_modes.get(finding["fm"]).get("explained_by") or []
+    return [fm for fm in causes if fm in present]
+
+
+def verdict(findings):
+    """The finding that names the cause: the most severe one that no other finding explains
+    (FM-004 latency is the verdict only when nothing else explains it). Each explained
+    finding gets ``explained_by``; it stays in the findings as evidence."""
+    present = set(f["fm"] for f in findings)
+    for finding in findings:
+        causes = _explained(finding, present)
+        if causes:
+            finding["explained_by"] = causes
+    ordered = sorted(findings, key=lambda f: (f["severity"], f["fm"]))
+    causes = [f for f in ordered if not f.get("explained_by")]
+    return (causes or ordered or [None])[0]
 
 
 def classify(data, previous=None, disk=None, **thresholds):
@@ -620,248 +916,42 @@ def classify(data, previous=None, disk=None, **thresholds):
     view climbing, latency p95 over the window between the two). ``disk``: extra disk input
     (see ``_disk_input``). ``thresholds``: overrides of DEFAULT_THRESHOLDS.
 
-    Returns ``{findings: [...], overall: {failure_mode, severity, targets}}``; findings are
-    ``{fm, name, severity, replicas, evidence}``, SEV1 first (then by FM number). Healthy gives
-    no findings and failure_mode/severity ``none``.
+    Returns ``{findings, overall: {failure_mode, name, severity, targets, runbook}, alerts}``;
+    findings are ``{fm, name, severity, replicas, evidence, runbook[, explained_by]}``, SEV1
+    first (then by FM number). The overall verdict is the cause, not its symptom (``verdict``).
+    Healthy gives no findings and failure_mode/severity ``none``.
     """
-    cluster, replicas = _split_result(data, "vsr_classify input")
-    limits = _thresholds(thresholds)
-    names = dict(DEFAULT_METRIC_NAMES)
-    if isinstance(data.get("metric_names"), dict):
-        names.update((k, v) for k, v in data["metric_names"].items() if isinstance(v, str))
-    prev_by_name = {}
-    if previous is not None:
-        _prev_cluster, prev_replicas = _split_result(previous, "previous")
-        prev_by_name = dict((_name(r), r) for r in prev_replicas)
-    window = ""
-    if (
-        previous is not None
-        and _num(data.get("collected_at")) is not None
-        and _num(previous.get("collected_at")) is not None
-    ):
-        window = " over %ss" % _fmt(round(data["collected_at"] - previous["collected_at"], 1))
-    findings = []
-    reachable = [r for r in replicas if r.get("reachable")]
-    n = _num(cluster.get("replica_count"))
-    if n is None:
-        n = len(replicas)
-    quorum = quorum_size(n) if n else 0
-    normal = [r for r in reachable if r.get("status") == NORMAL]
-    unreachable = [r for r in replicas if not r.get("reachable")]
-
-    # FM-001: fewer than a quorum of replicas reachable and Normal.
-    if len(normal) < quorum:
-        evidence = ["%d of %d replicas Normal, quorum needs %d" % (len(normal), n, quorum)]
-        for r in replicas:
-            if r in normal:
-                continue
-            if not r.get("reachable"):
-                evidence.append("%s unreachable: %s" % (_name(r), r.get("error") or "no answer"))
-            else:
-                evidence.append(
-                    "%s %s=%s (%s)"
-                    % (
-                        _name(r),
-                        names["status"],
-                        _fmt(r.get("status")),
-                        r.get("status_name") or "unknown",
-                    )
-                )
-        findings.append(
-            _finding("FM-001", [_name(r) for r in replicas if r not in normal], evidence)
-        )
-
-    # FM-002: every reachable replica in ViewChange, or the view climbing while unsettled.
-    in_vc = [r for r in reachable if r.get("status") == VIEW_CHANGE]
-    evidence = []
-    if reachable and len(in_vc) == len(reachable):
-        evidence.append(
-            "all %d reachable replicas in ViewChange (%s=1): %s"
-            % (len(reachable), names["status"], ", ".join(_name(r) for r in in_vc))
-        )
-    views = [r["view"] for r in reachable if _num(r.get("view")) is not None]
-    prev_views = [
-        r["view"]
-        for r in prev_by_name.values()
-        if r.get("reachable") and _num(r.get("view")) is not None
+    c = _Context(data, previous, disk, thresholds)
+    view_change = _fm002_view_change(c)
+    found = [
+        _fm001_quorum_lost(c, view_change),
+        view_change,
+        _fm003_corruption(c),
+        _fm004_latency(c),
+        _fm005_crash(c),
+        _fm006_commit_lag(c),
+        _fm007_disk_full(c),
+        _fm008_clock(c),
     ]
-    settled = (
-        bool(reachable)
-        and len(normal) == len(reachable)
-        and cluster.get("view_agreed", len(set(views)) == 1)
-    )
-    if (
-        views
-        and prev_views
-        and max(views) - max(prev_views) >= max(limits["view_climb"], 1)
-        and not settled
-    ):
-        evidence.append(
-            "%s climbed from %s to %s%s without the cluster settling in Normal"
-            % (names["view"], _fmt(max(prev_views)), _fmt(max(views)), window)
-        )
-    if evidence:
-        findings.append(_finding("FM-002", [_name(r) for r in reachable], evidence))
-
-    # FM-003: checksum failures above the threshold, or rising since the previous sample.
-    evidence, targets = [], []
-    for r in reachable:
-        failures = _num(r.get("checksum_failures"))
-        if failures is None:
-            continue
-        before = _num(prev_by_name.get(_name(r), {}).get("checksum_failures"))
-        if before is not None and failures > before:
-            evidence.append(
-                "%s %s rose from %s to %s%s"
-                % (_name(r), names["checksum_failures"], _fmt(before), _fmt(failures), window)
-            )
-            targets.append(_name(r))
-        elif failures > limits["checksum_failures"]:
-            evidence.append(
-                "%s %s=%s (> %s)"
-                % (
-                    _name(r),
-                    names["checksum_failures"],
-                    _fmt(failures),
-                    _fmt(limits["checksum_failures"]),
-                )
-            )
-            targets.append(_name(r))
-    if targets:
-        findings.append(_finding("FM-003", targets, evidence))
-
-    # FM-004: latency p95 above the seed's limits (over the window when a previous is given).
-    evidence, targets = [], []
-    for r in reachable:
-        for key, limit_key in (
-            ("client_latency", "client_p95_ms"),
-            ("prepare_latency", "prepare_p95_ms"),
-        ):
-            p95, scope = _window_p95(r, prev_by_name.get(_name(r)), key)
-            if p95 is not None and p95 > limits[limit_key]:
-                evidence.append(
-                    "%s %s p95 %s ms%s (> %s ms)"
-                    % (
-                        _name(r),
-                        names[key],
-                        _fmt(round(p95, 3)),
-                        window if scope else "",
-                        _fmt(limits[limit_key]),
-                    )
-                )
-                if _name(r) not in targets:
-                    targets.append(_name(r))
-    if targets:
-        findings.append(_finding("FM-004", targets, evidence))
-
-    # FM-005: exactly one replica unreachable while the others keep a quorum.
-    if len(unreachable) == 1 and len(normal) >= quorum:
-        r = unreachable[0]
-        findings.append(
-            _finding(
-                "FM-005",
-                [_name(r)],
-                [
-                    "%s unreachable: %s" % (_name(r), r.get("error") or "no answer"),
-                    "%d of %d replicas Normal, quorum %d kept" % (len(normal), n, quorum),
-                ],
-            )
-        )
-
-    # FM-006: op - commit, or a replica's commit behind the highest, above the limit.
-    evidence, targets = [], []
-    commits = [r["commit"] for r in reachable if _num(r.get("commit")) is not None]
-    max_commit = max(commits) if commits else None
-    for r in reachable:
-        op, commit = _num(r.get("op")), _num(r.get("commit"))
-        hit = False
-        if op is not None and commit is not None and op - commit > limits["op_commit_lag"]:
-            evidence.append(
-                "%s %s - %s = %s (> %s)"
-                % (
-                    _name(r),
-                    names["op"],
-                    names["commit"],
-                    _fmt(op - commit),
-                    _fmt(limits["op_commit_lag"]),
-                )
-            )
-            hit = True
-        if (
-            commit is not None
-            and max_commit is not None
-            and max_commit - commit > limits["commit_lag"]
-        ):
-            evidence.append(
-                "%s %s %s is %s behind the highest (%s)"
-                % (
-                    _name(r),
-                    names["commit"],
-                    _fmt(commit),
-                    _fmt(max_commit - commit),
-                    _fmt(max_commit),
-                )
-            )
-            hit = True
-        if hit:
-            targets.append(_name(r))
-            pending, before = (
-                _num(r.get("pending_requests")),
-                _num(prev_by_name.get(_name(r), {}).get("pending_requests")),
-            )
-            if pending is not None and before is not None and pending > before:
-                evidence.append(
-                    "%s %s rose from %s to %s%s"
-                    % (_name(r), names["pending_requests"], _fmt(before), _fmt(pending), window)
-                )
-    if targets:
-        findings.append(_finding("FM-006", targets, evidence))
-
-    # FM-007: a full (or nearly full) disk, from the exposition or the disk input.
-    evidence, targets = [], []
-    for name, (avail, used) in sorted(_disk_input(disk, replicas).items()):
-        hit = []
-        if avail is not None and avail <= limits["disk_avail_bytes"]:
-            hit.append(
-                "%s %s (<= %s)"
-                % (names["filesystem_avail"], _fmt(avail), _fmt(limits["disk_avail_bytes"]))
-            )
-        if used is not None and used >= limits["disk_used_percent"]:
-            hit.append(
-                "disk %s%% used (>= %s%%)"
-                % (_fmt(round(used, 1)), _fmt(limits["disk_used_percent"]))
-            )
-        if hit:
-            targets.append(name)
-            evidence.append("%s %s" % (name, "; ".join(hit)))
-    if targets:
-        findings.append(_finding("FM-007", targets, evidence))
-
-    # FM-008: |clock offset| above tolerance.
-    evidence, targets = [], []
-    for r in reachable:
-        offset = _num(r.get("clock_offset_ms"))
-        if offset is not None and abs(offset) > limits["clock_offset_ms"]:
-            evidence.append(
-                "%s %s=%s (|offset| > %s ms)"
-                % (_name(r), names["clock_offset"], _fmt(offset), _fmt(limits["clock_offset_ms"]))
-            )
-            targets.append(_name(r))
-    if targets:
-        findings.append(_finding("FM-008", targets, evidence))
-
-    findings.sort(key=lambda f: (f["severity"], f["fm"]))
-    if findings:
-        top = findings[0]
+    findings = sorted((f for f in found if f), key=lambda f: (f["severity"], f["fm"]))
+    top = verdict(findings)
+    if top:
         overall = {
             "failure_mode": top["fm"],
             "name": top["name"],
             "severity": top["severity"],
             "targets": list(top["replicas"]),
+            "runbook": top["runbook"],
         }
     else:
-        overall = {"failure_mode": "none", "name": "Healthy", "severity": "none", "targets": []}
-    return {"findings": findings, "overall": overall}
+        overall = {
+            "failure_mode": "none",
+            "name": "Healthy",
+            "severity": "none",
+            "targets": [],
+            "runbook": "none",
+        }
+    return {"findings": findings, "overall": overall, "alerts": _alerts(c)}
 
 
 def _window_p95(replica, previous, key):

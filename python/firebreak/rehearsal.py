@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from firebreak import paths, runner
+from firebreak.collection import module_utils
 from firebreak.comms import CommsError, render
 from firebreak.record import RecordError, load
 from firebreak.record import io as record_io
@@ -49,67 +50,24 @@ class Rehearsal:
         return "FM-" + self.failure_mode.split("_")[0][2:]
 
 
-def _fault(*argv: str) -> tuple[str, ...]:
-    return argv
+failure_modes = module_utils("failure_modes")
 
 
-# Seed 000's failure mode catalog, each with the lab faults that provoke it
-# (`firebreak lab fault KIND --replica TARGET [ARG]`; FAULT_KINDS in firebreak.lab.backend).
-REGISTRY: dict[str, Rehearsal] = {
-    r.failure_mode: r
-    for r in (
-        Rehearsal(
-            "fm001_quorum_lost",
-            (_fault("kill", "--replica", "replica-2"), _fault("kill", "--replica", "replica-3")),
-            "SEV1",
-            "two of three replicas down",
-        ),
-        Rehearsal(
-            "fm002_viewchange_stuck",
-            (_fault("partition", "--replica", "leader"),),
-            "SEV2",
-            "leader cut off, view change",
-        ),
-        Rehearsal(
-            "fm003_corruption",
-            (_fault("corrupt", "--replica", "backup"),),
-            "SEV1",
-            "checksum failures on one replica",
-            # The corrupted replica fences itself and waits: the runbook's repair is what
-            # heals it, and its evidence holds the damaged bytes.
-            lab_options=("--hold-repair",),
-        ),
-        Rehearsal(
-            "fm004_latency",
-            (_fault("latency", "--replica", "leader", "200"),),
-            "SEV2",
-            "latency spike",
-        ),
-        Rehearsal(
-            "fm005_replica_crash",
-            (_fault("kill", "--replica", "backup"),),
-            "SEV3",
-            "one replica crashed",
-        ),
-        Rehearsal(
-            "fm006_commit_lag",
-            (_fault("pause", "--replica", "backup"),),
-            "SEV3",
-            "a backup lags behind commit",
-        ),
-        Rehearsal(
-            "fm007_disk_full",
-            (_fault("disk-full", "--replica", "backup"),),
-            "SEV2",
-            "a replica's disk is full",
-        ),
-        Rehearsal(
-            "fm008_clock_drift",
-            (_fault("clock-skew", "--replica", "backup", "500"),),
-            "SEV3",
-            "clock offset beyond tolerance",
-        ),
+def _rehearsal(entry: dict[str, Any]) -> Rehearsal:
+    """A registry entry as a rehearsal (``firebreak lab fault KIND --replica TARGET [ARG]``,
+    FAULT_KINDS in firebreak.lab.backend)."""
+    return Rehearsal(
+        entry["slug"],
+        tuple(tuple(fault) for fault in entry["fault"]),
+        entry["severity"],
+        entry["description"],
+        lab_options=tuple(entry["lab_options"]),
     )
+
+
+# Seed 000's failure mode catalog, from the failure-mode registry (module_utils/failure_modes).
+REGISTRY: dict[str, Rehearsal] = {
+    r.failure_mode: r for r in (_rehearsal(e) for e in failure_modes.REGISTRY)
 }
 
 
@@ -148,7 +106,7 @@ def lookup(name: str) -> Rehearsal:
 # view change stuck, corruption, a replica down. Latency (FM-004) is measured over the
 # histograms' lifetime, so a loaded rehearsal machine may still show it; it is reported in the
 # record but does not fail the rehearsal of another failure mode.
-BLOCKING_MODES = {"FM-001", "FM-002", "FM-003", "FM-005"}
+BLOCKING_MODES = failure_modes.blocking_ids()
 WARM_UP_OPS = 20
 WARM_UP_SECONDS = 60
 

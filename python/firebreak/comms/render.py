@@ -12,12 +12,14 @@ from typing import Any
 
 import jinja2
 
+from firebreak.collection import module_utils
 from firebreak.record.chain import parse_time
 from firebreak.record.model import IncidentRecord, TimelineEntry
 
 TEMPLATES = ("initial", "update", "resolution", "postmortem")
 FORMATS = ("md", "txt")
 UPDATE_INTERVAL = timedelta(minutes=15)
+failure_modes = module_utils("failure_modes")
 
 # Seed 000, "Incident Severity Levels".
 SEVERITY_IMPACT = {
@@ -26,17 +28,8 @@ SEVERITY_IMPACT = {
     "SEV3": "Partial degradation",
     "SEV4": "Minor issue",
 }
-# Seed 000, "Failure Mode Catalog".
-FAILURE_MODES = {
-    1: "Quorum Lost",
-    2: "Leader Stuck in ViewChange",
-    3: "Data Corruption Detected",
-    4: "High Latency Spike",
-    5: "Single Replica Crash",
-    6: "Commit Lag Accumulation",
-    7: "Disk Full",
-    8: "Clock Drift Exceeds Tolerance",
-}
+# Seed 000, "Failure Mode Catalog": from the failure-mode registry.
+FAILURE_MODES = {int(e["id"][3:]): e["name"] for e in failure_modes.REGISTRY}
 STATUS_LABEL = {
     None: "Investigating",
     "detected": "Investigating",
