@@ -46,6 +46,7 @@ ENTRY_TYPES = (
     "evidence",  # an evidence item was attached; `detail` carries its id and sha256
     "run",  # a playbook run started/finished (detail: playbook, status)
     "note",  # free text in `detail.text`
+    "task",  # a step only a person can take: `detail.text` (the seed's wording), `target` its owner
 )
 EVIDENCE_KINDS = ("metric_snapshot", "log_excerpt", "file_hash", "command_output", "other")
 ENTRY_FIELDS = (
@@ -318,8 +319,12 @@ def append(
     fault_started_at=None,
     run_id=None,
     now=None,
+    tasks=None,
 ):
     """Append a run's contribution to `record` (in place) and return the new entries.
+
+    ``tasks``: steps only a person can take ({failure_mode, text, owner}), recorded once each
+    (as ``task`` entries, outcome ``open``) right after the classification.
 
     Order: the incident-level changes the run asks for (fault start, classification,
     severity) first, then the hosts' events and evidence in the order they happened
@@ -345,6 +350,31 @@ def append(
                 record,
                 normalize_entry(
                     {"type": "classification", "outcome": failure_mode}, now, run_id=run_id
+                ),
+            )
+        )
+    open_tasks = set(
+        (e["detail"].get("failure_mode"), e["detail"].get("text"))
+        for e in record["timeline"]
+        if e["type"] == "task"
+    )
+    for task in tasks or []:
+        if (task.get("failure_mode"), task.get("text")) in open_tasks:
+            continue
+        added.append(
+            _chain_entry(
+                record,
+                normalize_entry(
+                    {
+                        "type": "task",
+                        "phase": "decide",
+                        "action": "task_for_person",
+                        "target": task.get("owner"),
+                        "outcome": "open",
+                        "detail": dict(task),
+                    },
+                    now,
+                    run_id=run_id,
                 ),
             )
         )

@@ -51,8 +51,13 @@ options:
     type: str
     default: unknown
   failure_mode:
-    description: Suspected failure mode (e.g. C(fm003_corruption)); chained as a
-      C(classification) entry when it changes.
+    description:
+      - Suspected failure mode (e.g. C(fm003_corruption)); chained as a C(classification) entry
+        when it changes.
+      - The seed's steps for this failure mode that only a person can take (the failure-mode
+        registry's C(person) steps) are chained once each as C(task) entries (C(target) the
+        owner role, C(outcome) V(open), C(detail.text) the seed's wording); the comms and the
+        post-mortem list them.
     type: str
   severity:
     description: Severity; chained as a C(severity) entry when it changes.
@@ -150,11 +155,23 @@ metrics:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.firebreak.incident.plugins.module_utils import (  # noqa: E402
+    failure_modes,
+)
 from ansible_collections.firebreak.incident.plugins.module_utils.incident_record import (  # noqa: E402
     RecordError,
     append_to_file,
     record_path,
 )
+
+
+def _tasks_for_people(failure_mode):
+    """The registry's steps for a person of ``failure_mode`` (none for an unknown name)."""
+    try:
+        entry = failure_modes.get(failure_mode)
+    except failure_modes.UnknownFailureMode:
+        return []
+    return failure_modes.tasks_for_people(entry["id"])
 
 
 def main():
@@ -199,6 +216,7 @@ def main():
             state=p["state"],
             fault_started_at=p["fault_started_at"] or None,
             run_id=p["run_id"] or None,
+            tasks=_tasks_for_people(p["failure_mode"]) if p["failure_mode"] else [],
         )
     except RecordError as exc:
         module.fail_json(msg="incident record %s: %s" % (p["incident_id"], exc))

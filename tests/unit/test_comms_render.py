@@ -120,3 +120,44 @@ def test_helpers():
     assert human_duration(None) is None
     assert human_duration(61) == "61 seconds"
     assert human_duration(7500) == "2 h 5 min"
+
+
+TASKS = [
+    {
+        "failure_mode": "FM-003",
+        "text": "Check disk health (smartctl -a)",
+        "owner": "hardware on-call",
+    },
+    {"failure_mode": "FM-003", "text": "Check memory errors", "owner": "hardware on-call"},
+]
+
+
+def _record_with_tasks() -> IncidentRecord:
+    document = chain.new_record("INC-78", "prod-east", now="2026-02-05T14:32:00.000Z")
+    for _ in range(2):  # a second run of the same failure mode adds no second copy
+        chain.append(
+            document,
+            events_by_host={"h": [{"type": "state", "outcome": "detected"}]},
+            failure_mode="fm003_corruption",
+            tasks=TASKS,
+            now="2026-02-05T14:33:00.000Z",
+        )
+    assert [e["type"] for e in document["timeline"]].count("task") == 2
+    assert chain.verify(document) == []
+    return IncidentRecord.from_dict(document)
+
+
+def test_tasks_for_people_fill_the_postmortem_action_items_and_the_update():
+    record = _record_with_tasks()
+    postmortem = render(record, "postmortem", "md")
+    assert "| AI-1 | Check disk health (smartctl -a) | hardware on-call |" in postmortem
+    assert "| AI-2 | Check memory errors | hardware on-call |" in postmortem
+    assert "[TO BE FILLED: action]" not in postmortem
+    update = render(record, "update", "txt")
+    assert "Tasks for people:\n- hardware on-call: Check disk health (smartctl -a)" in update
+    assert "Task for hardware on-call: Check disk health" in render(record, "postmortem", "txt")
+
+
+def test_without_tasks_the_action_items_stay_to_be_filled():
+    assert "[TO BE FILLED: action]" in render(_record(), "postmortem", "md")
+    assert "Tasks for people" not in render(_record(resolved=False), "update", "md")

@@ -109,6 +109,8 @@ def describe(entry: TimelineEntry) -> str:
         )
     elif entry.type == "evidence":
         text = f"Evidence {entry.detail.get('evidence_id')} ({entry.outcome}){where}"
+    elif entry.type == "task":
+        text = f"Task for {entry.target or 'a person'}: {entry.detail.get('text', '')}"
     elif entry.type == "run":
         text = f"Playbook run {entry.detail.get('playbook', '')}: {entry.outcome or ''}".strip()
     else:
@@ -130,6 +132,12 @@ def build_context(record: IncidentRecord, now: datetime | None = None) -> dict[s
     )
     actions = [t for t in timeline if t["entry"].type == "action"]
     guards = [t for t in timeline if t["entry"].type == "guard"]
+    # Steps only a person can take (the seed's wording, from the failure-mode registry).
+    tasks = [
+        {"text": t["entry"].detail.get("text"), "owner": t["entry"].target, "status": "Not Started"}
+        for t in timeline
+        if t["entry"].type == "task"
+    ]
     observations = [t for t in timeline if t["entry"].type == "observation"]
     verification = [
         t
@@ -174,6 +182,7 @@ def build_context(record: IncidentRecord, now: datetime | None = None) -> dict[s
         "timeline": timeline,
         "actions": actions,
         "guards": guards,
+        "tasks": tasks,
         "observations": observations,
         "verification": verification,
         "targets": targets,
