@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import sys
 from pathlib import Path
 
@@ -245,3 +246,22 @@ def test_threshold_overrides_include_the_alert_ones():
     assert [a["alert"] for a in result["alerts"]] == ["VsrCommitLag"]
     with pytest.raises(vsr.VsrInputError, match="unknown threshold"):
         vsr.classify(_cluster(_replica("r1")), commit_lag_alrt=5)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_runbook_role_is_in_the_registry_and_back():
+    on_disk = sorted(p.name for p in (ROOT / "roles").glob("fm[0-9][0-9][0-9]_*"))
+    assert on_disk == sorted(fmr.runbooks().values())
+    for role in on_disk:
+        assert (ROOT / "playbooks" / f"{role}.yml").is_file(), role
+
+
+@pytest.mark.parametrize("role", sorted(fmr.runbooks().values()))
+def test_molecule_scenarios_use_the_registry_network(role):
+    scenario = ROOT / "molecule" / role / "molecule.yml"
+    net = fmr.get(role)["rehearsal_net"]
+    text = scenario.read_text(encoding="utf-8")
+    addresses = set(re.findall(r"127\.0\.(\d+)\.\d+", text))
+    assert addresses == {str(net)}, f"{scenario}: 127.0.{net}.x expected, found {addresses}"
