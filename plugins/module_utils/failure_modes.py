@@ -40,6 +40,7 @@ def _step(text, handling, owner="on-call engineer"):
 # slug: the failure mode's short name; its runbook role, playbook and Molecule scenario carry it.
 # role: the runbook role (the slug) once the failure mode has one, else None.
 # fault: `firebreak lab fault KIND --replica TARGET [ARG]` argv lists, in order.
+# rehearsal_vars: extra vars a rehearsal (CLI, Molecule) passes to the runbook.
 # rehearsal_net: the third octet of the rehearsal lab's loopback addresses (127.0.N.i).
 # explained_by: failure modes that cause this one's symptoms; triage's verdict is the cause.
 # blocking: the finding must be gone after any remediation, whatever was rehearsed (latency,
@@ -152,6 +153,8 @@ REGISTRY = (
         "fault": [["kill", "--replica", "backup"]],
         "lab_options": [],
         "rehearsal_net": 41,
+        # The seed watches a restarted replica for 15 minutes; a rehearsal for 15 s.
+        "rehearsal_vars": {"fm005_replica_crash_watch_seconds": 15},
         "blocking": True,
         "description": "one replica crashed",
         "steps": [

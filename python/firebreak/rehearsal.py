@@ -61,6 +61,7 @@ def _rehearsal(entry: dict[str, Any]) -> Rehearsal:
         tuple(tuple(fault) for fault in entry["fault"]),
         entry["severity"],
         entry["description"],
+        extra_vars=dict(entry.get("rehearsal_vars") or {}),
         lab_options=tuple(entry["lab_options"]),
     )
 

@@ -335,6 +335,9 @@ def test_fm005_repeat_crash_escalated_not_looped(lab: ContainerLab, work: dict) 
     assert len(starts) == 1, starts
     watch = next(e for e in rec["timeline"] if e["action"] == "fm005_replica_crash_watch")
     assert watch["outcome"] == "crashed again within the watch window", watch
+    # The watch looks every 3 s and ends at the look that sees the crash: fewer looks than the
+    # whole 30 s window holds (11), not one look at its end.
+    assert 1 <= int(watch["detail"]["looks"]) < 11, watch["detail"]
 
     # The crash evidence: the journal (and unit state) kept, hashed, in the record.
     folder = work["evidence"] / "INC-T" / target
