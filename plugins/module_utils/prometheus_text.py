@@ -20,7 +20,13 @@ on well-formed input (tests/unit/test_prometheus_text.py checks it on a recorded
 Where prometheus_client is lax about malformed input, this parser follows the format's
 specification and refuses, with ``PrometheusTextError`` naming the line number and the line:
 extra fields after the timestamp, a non-integer timestamp, a leading comma in a label set,
-an unknown type, a second TYPE line for a family, a TYPE line after the family's samples.
+an unknown type, a second TYPE or a second HELP line for a metric name, a TYPE line after
+samples of that name (all three anywhere earlier in the text, as Go's expfmt checks them,
+whether or not a HELP or TYPE line opened the family; a HELP line may follow the samples).
+
+A ``# HELP`` or ``# TYPE`` line without a metric name is a plain comment, as Go's expfmt
+takes it (prometheus_client refuses a bare TYPE line and lets a bare HELP line close the open
+family; here the open family stays open).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -219,10 +225,14 @@ def parse_families(text):
     name = ""
     documentation = ""
     type_ = "untyped"
-    typed = False
     samples = []
     allowed = ()
     cache = {}
+    # metric names given a HELP line, a TYPE line, samples (families as grouped here: a
+    # sample outside the open family is counted under its own name), anywhere so far
+    helped = set()
+    typed = set()
+    sampled = set()
     for lineno, raw in enumerate(text.split("\n"), 1):
         line = raw.strip()
         if not line:
@@ -233,23 +243,22 @@ def parse_families(text):
                 continue  # a plain comment
             keyword, token, rest = match.groups()
             if token is None:
-                raise PrometheusTextError("%s line without a metric name" % keyword, lineno, line)
+                continue  # "# HELP" or "# TYPE" alone: a plain comment, as in Go's expfmt
             candidate = _unquote_name(token)
             if candidate is None:
                 raise PrometheusTextError(
                     "invalid metric name %r in %s line" % (token, keyword), lineno, line
                 )
             if keyword == "HELP":
+                if candidate in helped:
+                    raise PrometheusTextError(
+                        "second HELP line for %r" % (candidate,), lineno, line
+                    )
+                helped.add(candidate)
                 if candidate != name:
                     if name:
                         families.append(_build(name, documentation, type_, samples))
-                    name, type_, typed, samples, allowed = (
-                        candidate,
-                        "untyped",
-                        False,
-                        [],
-                        (candidate,),
-                    )
+                    name, type_, samples, allowed = candidate, "untyped", [], (candidate,)
                 documentation = _unescape(rest, _HELP_ESCAPE_RE) if rest else ""
             else:
                 if rest is None:
@@ -260,17 +269,20 @@ def parse_families(text):
                         lineno,
                         line,
                     )
+                if candidate in typed:
+                    raise PrometheusTextError(
+                        "second TYPE line for %r" % (candidate,), lineno, line
+                    )
+                if candidate in sampled:
+                    raise PrometheusTextError(
+                        "TYPE line for %r after its samples" % (candidate,), lineno, line
+                    )
+                typed.add(candidate)
                 if candidate != name:
                     if name:
                         families.append(_build(name, documentation, type_, samples))
                     name, documentation, samples = candidate, "", []
-                elif typed:
-                    raise PrometheusTextError("second TYPE line for %r" % (name,), lineno, line)
-                elif samples:
-                    raise PrometheusTextError(
-                        "TYPE line for %r after its samples" % (name,), lineno, line
-                    )
-                type_, typed = rest, True
+                type_ = rest
                 allowed = tuple(name + suffix for suffix in _SUFFIXES.get(rest, ("",)))
             continue
         try:
@@ -279,10 +291,12 @@ def parse_families(text):
             raise PrometheusTextError(str(e), lineno, line) from None
         if sample.name in allowed:
             samples.append(sample)
+            sampled.add(name)
             continue
         if name:
             families.append(_build(name, documentation, type_, samples))
-        name, documentation, type_, typed, samples, allowed = "", "", "untyped", False, [], ()
+        name, documentation, type_, samples, allowed = "", "", "untyped", [], ()
+        sampled.add(sample.name)
         families.append(_build(sample.name, "", "untyped", [sample]))
     if name:
         families.append(_build(name, documentation, type_, samples))

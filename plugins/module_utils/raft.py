@@ -23,6 +23,11 @@ __metaclass__ = type
 import json
 import re
 
+from ansible_collections.firebreak.incident.plugins.module_utils.prometheus_text import (
+    PrometheusTextError,
+    parse_samples,
+)
+
 FLAVORS = ("etcd", "grey")
 
 # Metrics read from etcd's /metrics (unlabelled samples only).
@@ -216,20 +221,21 @@ def parse_etcd_health(status, body):
 
 
 def parse_prometheus(text, wanted):
-    """Values of unlabelled samples named in ``wanted`` (name -> key) from a text exposition."""
+    """Values of unlabelled samples named in ``wanted`` (name -> key) from a text exposition.
+
+    The text is read by module_utils/prometheus_text.py (so a counter's samples are named with
+    ``_total``, as prometheus_client names them); a value written as a whole number is an
+    ``int``. Malformed text raises RaftParseError naming the line."""
+    try:
+        samples = parse_samples(text or "")
+    except PrometheusTextError as e:
+        raise RaftParseError("metrics: malformed exposition, %s" % e) from None
     values = {}
-    for line in (text or "").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
+    for sample in samples:
+        if sample.labels or sample.name not in wanted:
             continue
-        parts = line.split()
-        if len(parts) < 2 or parts[0] not in wanted:
-            continue
-        try:
-            number = float(parts[1])
-        except ValueError:
-            continue
-        values[wanted[parts[0]]] = int(number) if number.is_integer() else number
+        number = float(sample.value)
+        values[wanted[sample.name]] = int(number) if number.is_integer() else number
     return values
 
 

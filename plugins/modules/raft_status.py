@@ -460,7 +460,11 @@ def read_etcd(endpoint, base, options, metrics_path):
 
     metrics = fetch_url(base + metrics_path, options, endpoint)
     if metrics.ok and not looks_like_html(metrics):
-        values = parse_prometheus(metrics.body, ETCD_METRICS)
+        try:
+            values = parse_prometheus(metrics.body, ETCD_METRICS)
+        except RaftParseError as e:
+            member["errors"].append(str(e))
+            values = {}
         member["has_leader"] = values.get("has_leader")
         member["leader_changes_seen"] = values.get("leader_changes_seen")
     else:

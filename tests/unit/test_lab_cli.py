@@ -183,3 +183,23 @@ def test_a_workload_check_with_nothing_acknowledged_is_not_ok(tmp_path) -> None:
     result = workload.check(tmp_path)
     assert result["acknowledged"] == 0 and result["lost"] == 0
     assert result["ok"] is False
+
+
+EXPOSITION = Path(__file__).parent / "fixtures" / "exposition"
+
+
+def test_container_lab_metrics_sum_samples_by_name():
+    """`ContainerLab.metrics` reads /metrics with the collection's prometheus_text parser."""
+    from firebreak.lab.containers import parse_metrics
+
+    text = (
+        "# HELP vsr_view Current view.\n# TYPE vsr_view gauge\n"
+        'vsr_view{replica="r1"} 3.0\nvsr_view{replica="r2"} 4\n'
+        "# TYPE vsr_commits_total counter\nvsr_commits_total 7.0 1700000000000\n"
+    )
+    assert parse_metrics(text) == {"vsr_view": 7.0, "vsr_commits_total": 7.0}
+    assert all(isinstance(v, float) for v in parse_metrics(text).values())
+    recorded = parse_metrics((EXPOSITION / "generic" / "lab_replica-1.prom").read_text())
+    assert recorded and all(isinstance(v, float) for v in recorded.values())
+    with pytest.raises(ValueError, match=r"^line 2: "):
+        parse_metrics("vsr_view 1\nvsr_view{replica=r1} 2\n")

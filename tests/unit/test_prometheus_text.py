@@ -119,6 +119,17 @@ MALFORMED = [
     ("# TYPE 1x gauge\n", 1, "invalid metric name", False),
     ("# TYPE x gauge\n# TYPE x counter\nx 1\n", 2, "second TYPE", True),
     ("# HELP x h\nx 1\n# TYPE x gauge\n", 3, "after its samples", True),
+    # no HELP or TYPE line opened the family: its samples still came first
+    ("x 1\n# TYPE x gauge\n", 2, "after its samples", True),
+    ("x 1\n# TYPE x gauge\nx 2\n", 2, "after its samples", True),
+    ("x 1\ny 1\n# TYPE x gauge\n", 3, "after its samples", True),
+    ('x{a="1"} 1\n# HELP x h\n# TYPE x gauge\n', 3, "after its samples", True),
+    ("# TYPE x gauge\nx 1\ny 1\n# TYPE x gauge\nx 2\n", 4, "second TYPE", True),
+    ("# HELP x a\n# HELP x b\nx 1\n", 2, "second HELP", True),
+    ("# HELP x a\nx 1\n# HELP x b\n", 3, "second HELP", True),
+    ("# TYPE x gauge\n# HELP x a\n# HELP x b\nx 1\n", 3, "second HELP", True),
+    ("# HELP x a\n# TYPE x gauge\nx 1\ny 1\n# HELP x b\nx 2\n", 5, "second HELP", True),
+    ("# HELP x\n# HELP x doc\n", 2, "second HELP", True),
     ('x{,a="1"} 2\n', 1, "label", True),
     ("<!DOCTYPE html>\n<html><body>Login</body></html>\n", 1, "DOCTYPE", False),
 ]
@@ -138,6 +149,35 @@ def test_malformed_is_refused_with_line_number_and_line(text, lineno, words, lax
     if not lax:
         with pytest.raises(ValueError):
             list(text_string_to_metric_families(text))
+
+
+# A HELP or TYPE line without a metric name is a plain comment (as Go's expfmt takes it,
+# prometheus_client too for HELP): (text, families as (name, documentation, type, samples)).
+BARE_COMMENTS = [
+    ("# HELP\nx 1\n", [("x", "", "unknown", [("x", 1)])]),
+    ("# HELP \t \nx 1\n", [("x", "", "unknown", [("x", 1)])]),
+    ("# TYPE\nx 1\n", [("x", "", "unknown", [("x", 1)])]),
+    ("# TYPE  \n# HELP\n", []),
+    ("#\tHELP\n#\tTYPE\n", []),
+    (
+        "# HELP x doc\n# HELP\n# TYPE\n# TYPE x gauge\nx 1\n",
+        [("x", "doc", "gauge", [("x", 1)])],
+    ),
+    # the family stays open across the bare line (prometheus_client would close it there)
+    ("# TYPE x gauge\n# TYPE\nx 1\n", [("x", "", "gauge", [("x", 1)])]),
+    # HELP after the family's samples is allowed (only TYPE must come first), as in expfmt
+    ("x 1\n# HELP x doc\n", [("x", "", "unknown", [("x", 1)]), ("x", "doc", "unknown", [])]),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), BARE_COMMENTS, ids=[repr(b[0])[:30] for b in BARE_COMMENTS]
+)
+def test_help_or_type_without_a_name_is_a_plain_comment(text, expected):
+    families = pt.parse_families(text)
+    assert [
+        (f.name, f.documentation, f.type, [(s.name, s.value) for s in f.samples]) for f in families
+    ] == expected
 
 
 def test_not_a_string_is_a_type_error():

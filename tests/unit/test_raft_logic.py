@@ -166,7 +166,47 @@ def test_parse_prometheus_recorded():
     assert values["is_leader"] == 0
     assert values["leader_changes_seen"] == 1
     assert values["db_size"] == 20480
-    assert raft.parse_prometheus("<html>oops</html>\nx y", raft.ETCD_METRICS) == {}
+    assert values == {
+        "db_size": 20480,
+        "has_leader": 1,
+        "is_leader": 0,
+        "leader_changes_seen": 1,
+        "proposals_applied": 12,
+        "proposals_committed": 12,
+    }
+    assert raft.parse_prometheus("", raft.ETCD_METRICS) == {}
+
+
+# (exposition, values): labelled samples and other names are left out, whole numbers are ints
+PROMETHEUS_VALUES = [
+    ("etcd_server_has_leader 1\n", {"has_leader": 1}),
+    ("etcd_server_has_leader 1.0\n", {"has_leader": 1}),
+    ("etcd_server_has_leader 1e0 1700000000000\n", {"has_leader": 1}),
+    ("etcd_mvcc_db_total_size_in_bytes 2.5\n", {"db_size": 2.5}),
+    ('etcd_server_has_leader{a="b"} 1\nother 2\n', {}),
+    ("# TYPE etcd_server_is_leader gauge\netcd_server_is_leader 0\n", {"is_leader": 0}),
+    (
+        "# TYPE etcd_server_leader_changes_seen_total counter\n"
+        "etcd_server_leader_changes_seen_total 3\n",
+        {"leader_changes_seen": 3},
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "values"), PROMETHEUS_VALUES)
+def test_parse_prometheus_values(text, values):
+    assert raft.parse_prometheus(text, raft.ETCD_METRICS) == values
+
+
+@pytest.mark.parametrize(
+    ("text", "lineno"),
+    [("<html>oops</html>\nx y", 1), ("etcd_server_has_leader 1\nx y\n", 2)],
+)
+def test_parse_prometheus_malformed_is_an_error(text, lineno):
+    with pytest.raises(
+        raft.RaftParseError, match=rf"^metrics: malformed exposition, line {lineno}: "
+    ):
+        raft.parse_prometheus(text, raft.ETCD_METRICS)
 
 
 def test_etcd_healthy_recorded():

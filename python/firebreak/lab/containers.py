@@ -98,6 +98,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from firebreak.collection import module_utils
 from firebreak.lab import backend as _backend
 from firebreak.lab import image as lab_image
 from firebreak.lab.backend import (
@@ -114,6 +115,8 @@ from firebreak.lab.backend import (
     replica_config,
     write_inventory,
 )
+
+_prometheus_text = module_utils("prometheus_text")
 
 LABEL = "firebreak.lab"
 UNIT = SERVICE_NAME  # kimberlite-vsr
@@ -171,28 +174,13 @@ def _http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
 
 
 def parse_metrics(text: str) -> dict[str, float]:
-    """Prometheus text format to {name: value}; series with labels are summed by name."""
+    """Prometheus text format to {sample name: value}; series with labels are summed by name.
+
+    Read by the collection's module_utils/prometheus_text.py; malformed text raises its
+    PrometheusTextError (a ValueError) naming the line."""
     out: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        name_part, _, rest = line.rpartition(" ")
-        if not name_part:
-            continue
-        name = name_part.split("{", 1)[0].strip()
-        try:
-            value = float(rest)
-        except ValueError:
-            # "name value timestamp" form
-            parts = line.split()
-            if len(parts) < 2:
-                continue
-            name = parts[0].split("{", 1)[0]
-            try:
-                value = float(parts[1])
-            except ValueError:
-                continue
-        out[name] = out.get(name, 0.0) + value
+    for sample in _prometheus_text.parse_samples(text):
+        out[sample.name] = out.get(sample.name, 0.0) + sample.value
     return out
 
 
@@ -933,7 +921,7 @@ class ContainerLab:
                     for k, v in m.items()
                     if k.startswith("vsr_") and not k.endswith(("_bucket", "_created"))
                 }
-            except (OSError, urllib.error.URLError) as exc:
+            except (OSError, urllib.error.URLError, ValueError) as exc:  # ValueError: bad text
                 entry["metrics"] = None
                 entry["metrics_error"] = str(exc)
             out["replicas"][r] = entry
@@ -1247,7 +1235,7 @@ class ContainersBackend(Backend):
                         for k, v in m_.items()
                         if k.startswith("vsr_") and not k.endswith(("_bucket", "_created"))
                     }
-                except (OSError, urllib.error.URLError) as exc:
+                except (OSError, urllib.error.URLError, ValueError) as exc:  # ValueError: bad text
                     row.setdefault("error", str(exc))
             rows.append(row)
         return rows
