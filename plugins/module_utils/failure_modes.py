@@ -37,6 +37,13 @@ def _step(text, handling, owner="on-call engineer"):
     return {"text": text, "handling": handling, "owner": owner}
 
 
+def _mode(**entry):
+    """A registry entry; what most failure modes leave unset gets its default here."""
+    out = {"role": None, "lab_options": [], "rehearsal_vars": {}, "blocking": False}
+    out.update(entry)
+    return out
+
+
 # slug: the failure mode's short name; its runbook role, playbook and Molecule scenario carry it.
 # role: the runbook role (the slug) once the failure mode has one, else None.
 # fault: `firebreak lab fault KIND --replica TARGET [ARG]` argv lists, in order.
@@ -46,20 +53,18 @@ def _step(text, handling, owner="on-call engineer"):
 # blocking: the finding must be gone after any remediation, whatever was rehearsed (latency,
 # lag and clock findings can linger on a loaded rehearsal machine; they are reported only).
 REGISTRY = (
-    {
-        "id": "FM-001",
-        "slug": "fm001_quorum_lost",
-        "name": "Quorum Lost",
-        "severity": "SEV1",
-        "role": None,
-        "alert": "VsrQuorumLost",
-        "thresholds": {},
-        "fault": [["kill", "--replica", "replica-2"], ["kill", "--replica", "replica-3"]],
-        "lab_options": [],
-        "rehearsal_net": 81,
-        "blocking": True,
-        "description": "fewer than a quorum of replicas Normal",
-        "steps": [
+    _mode(
+        id="FM-001",
+        slug="fm001_quorum_lost",
+        name="Quorum Lost",
+        severity="SEV1",
+        alert="VsrQuorumLost",
+        thresholds={},
+        fault=[["kill", "--replica", "replica-2"], ["kill", "--replica", "replica-3"]],
+        rehearsal_net=81,
+        blocking=True,
+        description="fewer than a quorum of replicas Normal",
+        steps=[
             _step(
                 "Check how many replicas are down (systemctl status kimberlite-vsr)", "automated"
             ),
@@ -69,21 +74,19 @@ REGISTRY = (
             _step("Check memory (free -h, dmesg | grep -i oom)", "automated"),
             _step("Fix the network partition", "person", "network team"),
         ],
-    },
-    {
-        "id": "FM-002",
-        "slug": "fm002_viewchange_stuck",
-        "name": "Leader Stuck in ViewChange",
-        "severity": "SEV2",
-        "role": None,
-        "alert": "VsrViewChangeStorm",
-        "thresholds": {"view_climb": 1, "view_changes_per_hour_alert": 5},
-        "fault": [["partition", "--replica", "leader"]],
-        "lab_options": [],
-        "rehearsal_net": 82,
-        "blocking": True,
-        "description": "every replica in ViewChange, the view climbing",
-        "steps": [
+    ),
+    _mode(
+        id="FM-002",
+        slug="fm002_viewchange_stuck",
+        name="Leader Stuck in ViewChange",
+        severity="SEV2",
+        alert="VsrViewChangeStorm",
+        thresholds={"view_climb": 1, "view_changes_per_hour_alert": 5},
+        fault=[["partition", "--replica", "leader"]],
+        rehearsal_net=82,
+        blocking=True,
+        description="every replica in ViewChange, the view climbing",
+        steps=[
             _step("Check if a new leader was elected (vsr_view_number stable?)", "automated"),
             _step("Check backup replica logs for DoViewChange messages", "automated"),
             _step("Check clock synchronization (vsr_clock_offset_ms > 100 ms?)", "automated"),
@@ -91,22 +94,22 @@ REGISTRY = (
             _step("Restart all replicas in sequence (leader first, then backups)", "guarded"),
             _step("Fix the network", "person", "network team"),
         ],
-    },
-    {
-        "id": "FM-003",
-        "slug": "fm003_corruption",
-        "name": "Data Corruption Detected",
-        "severity": "SEV1",
-        "role": "fm003_corruption",
-        "alert": "VsrChecksumFailures",
-        "thresholds": {"checksum_failures": 0},
-        "fault": [["corrupt", "--replica", "backup"]],
+    ),
+    _mode(
+        id="FM-003",
+        slug="fm003_corruption",
+        name="Data Corruption Detected",
+        severity="SEV1",
+        role="fm003_corruption",
+        alert="VsrChecksumFailures",
+        thresholds={"checksum_failures": 0},
+        fault=[["corrupt", "--replica", "backup"]],
         # The corrupted replica fences itself and waits: the runbook's repair heals it.
-        "lab_options": ["--hold-repair"],
-        "rehearsal_net": 40,
-        "blocking": True,
-        "description": "checksum failures on one replica",
-        "steps": [
+        lab_options=["--hold-repair"],
+        rehearsal_net=40,
+        blocking=True,
+        description="checksum failures on one replica",
+        steps=[
             _step("Isolate the corrupted replica (stop accepting requests)", "guarded"),
             _step("Identify which replica has corruption (logs on all replicas)", "automated"),
             _step("Check disk health (smartctl -a)", "person", "hardware on-call"),
@@ -117,47 +120,43 @@ REGISTRY = (
             _step("Trigger state transfer or repair from healthy replicas", "guarded"),
             _step("If the repair fails, wipe the replica's data and re-sync", "guarded"),
         ],
-    },
-    {
-        "id": "FM-004",
-        "slug": "fm004_latency",
-        "name": "High Latency Spike",
-        "severity": "SEV2",
-        "role": None,
-        "alert": "VsrHighLatency",
-        "thresholds": {"client_p95_ms": 50.0, "prepare_p95_ms": 20.0},
-        "fault": [["latency", "--replica", "leader", "200"]],
-        "lab_options": [],
-        "rehearsal_net": 84,
-        "blocking": False,
-        "description": "latency spike",
+    ),
+    _mode(
+        id="FM-004",
+        slug="fm004_latency",
+        name="High Latency Spike",
+        severity="SEV2",
+        alert="VsrHighLatency",
+        thresholds={"client_p95_ms": 50.0, "prepare_p95_ms": 20.0},
+        fault=[["latency", "--replica", "leader", "200"]],
+        rehearsal_net=84,
+        description="latency spike",
         # A crash, a view change, corruption, lag, a full disk or a skewed clock causes the
         # latency it shows: FM-004 is the verdict only when none of them is found.
-        "explained_by": ["FM-001", "FM-002", "FM-003", "FM-005", "FM-006", "FM-007", "FM-008"],
-        "steps": [
+        explained_by=["FM-001", "FM-002", "FM-003", "FM-005", "FM-006", "FM-007", "FM-008"],
+        steps=[
             _step("Check network utilization (iftop, nload)", "automated"),
             _step("Check CPU usage (top, load average)", "automated"),
             _step("Check disk I/O latency (iostat -x 1)", "automated"),
             _step("Rate-limit traffic or upgrade the NIC", "person", "network team"),
             _step("Scale vertically or horizontally", "person", "capacity planning"),
         ],
-    },
-    {
-        "id": "FM-005",
-        "slug": "fm005_replica_crash",
-        "name": "Single Replica Crash",
-        "severity": "SEV3",
-        "role": "fm005_replica_crash",
-        "alert": "VsrReplicaDown",
-        "thresholds": {"replica_down_alert_seconds": 300},
-        "fault": [["kill", "--replica", "backup"]],
-        "lab_options": [],
-        "rehearsal_net": 41,
+    ),
+    _mode(
+        id="FM-005",
+        slug="fm005_replica_crash",
+        name="Single Replica Crash",
+        severity="SEV3",
+        role="fm005_replica_crash",
+        alert="VsrReplicaDown",
+        thresholds={"replica_down_alert_seconds": 300},
+        fault=[["kill", "--replica", "backup"]],
+        rehearsal_net=41,
         # The seed watches a restarted replica for 15 minutes; a rehearsal for 15 s.
-        "rehearsal_vars": {"fm005_replica_crash_watch_seconds": 15},
-        "blocking": True,
-        "description": "one replica crashed",
-        "steps": [
+        rehearsal_vars={"fm005_replica_crash_watch_seconds": 15},
+        blocking=True,
+        description="one replica crashed",
+        steps=[
             _step("Check replica status (systemctl status kimberlite-vsr)", "automated"),
             _step(
                 "Check logs for the crash reason (journalctl -u kimberlite-vsr -n 200)", "automated"
@@ -167,23 +166,20 @@ REGISTRY = (
             _step("Monitor for a repeat crash", "automated"),
             _step("Replace the hardware, provision a new replica", "person", "hardware on-call"),
         ],
-    },
-    {
-        "id": "FM-006",
-        "slug": "fm006_commit_lag",
-        "name": "Commit Lag Accumulation",
-        "severity": "SEV3",
-        "role": None,
-        "alert": "VsrCommitLag",
-        "thresholds": {"op_commit_lag": 100, "commit_lag": 100, "commit_lag_alert": 50},
-        "fault": [["pause", "--replica", "backup"]],
-        "lab_options": [],
-        "rehearsal_net": 86,
-        "blocking": False,
-        "description": "a backup lags behind commit",
+    ),
+    _mode(
+        id="FM-006",
+        slug="fm006_commit_lag",
+        name="Commit Lag Accumulation",
+        severity="SEV3",
+        alert="VsrCommitLag",
+        thresholds={"op_commit_lag": 100, "commit_lag": 100, "commit_lag_alert": 50},
+        fault=[["pause", "--replica", "backup"]],
+        rehearsal_net=86,
+        description="a backup lags behind commit",
         # A replica that crashed, is electing, or has no disk left lags because of it.
-        "explained_by": ["FM-001", "FM-002", "FM-005", "FM-007"],
-        "steps": [
+        explained_by=["FM-001", "FM-002", "FM-005", "FM-007"],
+        steps=[
             _step("Check which backup is lagging (vsr_commit_number per replica)", "automated"),
             _step("Check the lagging replica's CPU, disk, network", "automated"),
             _step("Check for long-running application commands (logs)", "automated"),
@@ -194,25 +190,22 @@ REGISTRY = (
                 "application team",
             ),
         ],
-    },
-    {
-        "id": "FM-007",
-        "slug": "fm007_disk_full",
-        "name": "Disk Full",
-        "severity": "SEV2",
-        "role": None,
-        "alert": "VsrDiskFull",
-        "thresholds": {
+    ),
+    _mode(
+        id="FM-007",
+        slug="fm007_disk_full",
+        name="Disk Full",
+        severity="SEV2",
+        alert="VsrDiskFull",
+        thresholds={
             "disk_used_percent": 90.0,
             "disk_avail_bytes": 0,
             "disk_alert_percent": 80.0,
         },
-        "fault": [["disk-full", "--replica", "backup"]],
-        "lab_options": [],
-        "rehearsal_net": 87,
-        "blocking": False,
-        "description": "a replica's disk is full",
-        "steps": [
+        fault=[["disk-full", "--replica", "backup"]],
+        rehearsal_net=87,
+        description="a replica's disk is full",
+        steps=[
             _step("Check disk usage (df -h)", "automated"),
             _step(
                 "Identify the largest files/directories (du -sh /var/lib/kimberlite/*)", "automated"
@@ -221,31 +214,29 @@ REGISTRY = (
             _step("Trigger a checkpoint, then log cleanup", "guarded"),
             _step("Add disk capacity or enable automatic cleanup", "person", "capacity planning"),
         ],
-    },
-    {
-        "id": "FM-008",
-        "slug": "fm008_clock_drift",
-        "name": "Clock Drift Exceeds Tolerance",
-        "severity": "SEV3",
-        "role": None,
-        "alert": "VsrClockDrift",
-        "thresholds": {"clock_offset_ms": 200.0, "clock_offset_alert_ms": 100.0},
-        "fault": [["clock-skew", "--replica", "backup", "500"]],
-        "lab_options": [],
-        "rehearsal_net": 88,
-        "blocking": False,
-        "description": "clock offset beyond tolerance",
-        "steps": [
+    ),
+    _mode(
+        id="FM-008",
+        slug="fm008_clock_drift",
+        name="Clock Drift Exceeds Tolerance",
+        severity="SEV3",
+        alert="VsrClockDrift",
+        thresholds={"clock_offset_ms": 200.0, "clock_offset_alert_ms": 100.0},
+        fault=[["clock-skew", "--replica", "backup", "500"]],
+        rehearsal_net=88,
+        description="clock offset beyond tolerance",
+        steps=[
             _step("Check NTP status (systemctl status chronyd)", "automated"),
             _step("Check NTP peer status (chronyc sources)", "automated"),
             _step("Restart the NTP daemon", "guarded"),
             _step("Fix the network or switch NTP servers", "person", "network team"),
         ],
-    },
+    ),
 )
 
 _BY_ID = dict((entry["id"], entry) for entry in REGISTRY)
-_ID_RE = re.compile(r"^fm-?0*(\d+)", re.IGNORECASE)
+# FM-003, fm003, fm-3, fm003_anything: the number names the failure mode
+_ID_RE = re.compile(r"^fm-?0*(\d+)(?:_[a-z0-9_]+)?$", re.IGNORECASE)
 
 
 class UnknownFailureMode(ValueError):
@@ -280,7 +271,7 @@ def _find(name):
         if name == entry["slug"]:
             return entry
     match = _ID_RE.match(name.strip())
-    if match and re.match(r"^fm-?0*\d+(_[a-z0-9_]+)?$", name.strip(), re.IGNORECASE):
+    if match:
         return _BY_ID.get("FM-%03d" % int(match.group(1)))
     return None
 
@@ -288,6 +279,15 @@ def _find(name):
 def name_and_severity(fm_id):
     entry = _BY_ID[fm_id]
     return entry["name"], entry["severity"]
+
+
+def explained_by(fm_id):
+    """The failure modes that explain ``fm_id``'s symptoms (read-only; no copy)."""
+    return tuple(_BY_ID[fm_id].get("explained_by", ()))
+
+
+def alert(fm_id):
+    return _BY_ID[fm_id]["alert"]
 
 
 def runbook(fm_id):

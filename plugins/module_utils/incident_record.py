@@ -309,6 +309,29 @@ def _chain_entry(record, entry):
     return entry
 
 
+def _chain_tasks(record, tasks, now, run_id):
+    """Chain each task not yet in the record (same failure mode and text) as a ``task`` entry."""
+    recorded = set(
+        (e["detail"].get("failure_mode"), e["detail"].get("text"))
+        for e in record["timeline"]
+        if e["type"] == "task"
+    )
+    added = []
+    for task in tasks or []:
+        if (task.get("failure_mode"), task.get("text")) in recorded:
+            continue
+        raw = {
+            "type": "task",
+            "phase": "decide",
+            "action": "task_for_person",
+            "target": task.get("owner"),
+            "outcome": "open",
+            "detail": dict(task),
+        }
+        added.append(_chain_entry(record, normalize_entry(raw, now, run_id=run_id)))
+    return added
+
+
 def append(
     record,
     events_by_host=None,
@@ -353,31 +376,7 @@ def append(
                 ),
             )
         )
-    open_tasks = set(
-        (e["detail"].get("failure_mode"), e["detail"].get("text"))
-        for e in record["timeline"]
-        if e["type"] == "task"
-    )
-    for task in tasks or []:
-        if (task.get("failure_mode"), task.get("text")) in open_tasks:
-            continue
-        added.append(
-            _chain_entry(
-                record,
-                normalize_entry(
-                    {
-                        "type": "task",
-                        "phase": "decide",
-                        "action": "task_for_person",
-                        "target": task.get("owner"),
-                        "outcome": "open",
-                        "detail": dict(task),
-                    },
-                    now,
-                    run_id=run_id,
-                ),
-            )
-        )
+    added.extend(_chain_tasks(record, tasks, now, run_id))
     if severity and severity != current["severity"]:
         added.append(
             _chain_entry(

@@ -622,6 +622,8 @@ class _Context(object):
         self.normal = [r for r in self.reachable if r.get("status") == NORMAL]
         self.unreachable = [r for r in self.replicas if not r.get("reachable")]
         self.disk = _disk_input(disk, self.replicas)
+        commits = [r["commit"] for r in self.reachable if _num(r.get("commit")) is not None]
+        self.max_commit = max(commits) if commits else None
 
     def before(self, replica, key):
         return _num(self.prev.get(_name(replica), {}).get(key))
@@ -781,9 +783,8 @@ def _fm006_lag_evidence(c, r, max_commit):
 def _fm006_commit_lag(c):
     """op - commit, or a replica's commit behind the highest, above the limit."""
     evidence, targets = [], []
-    max_commit = _max_commit(c)
     for r in c.reachable:
-        found = _fm006_lag_evidence(c, r, max_commit)
+        found = _fm006_lag_evidence(c, r, c.max_commit)
         if not found:
             continue
         evidence.extend(found)
@@ -795,11 +796,6 @@ def _fm006_commit_lag(c):
                 % (_name(r), c.names["pending_requests"], _fmt(before), _fmt(pending), c.window)
             )
     return _finding("FM-006", targets, evidence) if targets else None
-
-
-def _max_commit(c):
-    commits = [r["commit"] for r in c.reachable if _num(r.get("commit")) is not None]
-    return max(commits) if commits else None
 
 
 def _fm007_disk_full(c):
@@ -846,7 +842,7 @@ def _alerts(c):
     """The seed's alerts that would fire (its "Prevention" thresholds, below the failure
     modes'): commit lag per replica, disk space, clock offset, view changes per hour."""
     out = []
-    limits, max_commit = c.limits, _max_commit(c)
+    limits, max_commit = c.limits, c.max_commit
     for r in c.reachable:
         commit, offset = _num(r.get("commit")), _num(r.get("clock_offset_ms"))
         if (
@@ -880,7 +876,7 @@ def _alerts(c):
 
 def _alert(fm, replica, value, threshold):
     return {
-        "alert": failure_modes.get(fm)["alert"],
+        "alert": failure_modes.alert(fm),
         "fm": fm,
         "replica": _name(replica),
         "value": _clean_number(value) if isinstance(value, float) else value,
@@ -890,8 +886,7 @@ def _alert(fm, replica, value, threshold):
 
 def _explained(finding, present):
     """The failure modes among ``present`` that explain ``finding`` (it is their symptom)."""
-    causes = failure_modes.get(finding["fm"]).get("explained_by") or []
-    return [fm for fm in causes if fm in present]
+    return [fm for fm in failure_modes.explained_by(finding["fm"]) if fm in present]
 
 
 def verdict(findings):
