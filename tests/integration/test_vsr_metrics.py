@@ -309,6 +309,7 @@ def test_healthy(results, classified):
         "name": "Healthy",
         "severity": "none",
         "targets": [],
+        "runbook": "none",
     }
 
 
@@ -316,7 +317,8 @@ EXPECTED = {
     "one_down": ("FM-005", "SEV3", ["replica-3"]),
     "quorum_lost": ("FM-001", "SEV1", ["replica-2", "replica-3"]),
     "corrupted": ("FM-003", "SEV1", ["replica-2"]),
-    "view_change": ("FM-001", "SEV1", ["replica-1", "replica-2", "replica-3"]),
+    # Seed 000: all in ViewChange with a quorum answering is FM-002 (SEV2), not FM-001.
+    "view_change": ("FM-002", "SEV2", ["replica-1", "replica-2", "replica-3"]),
     "high_latency": ("FM-004", "SEV2", ORDER),
     "commit_lag": ("FM-006", "SEV3", ORDER),
     "clock_drift": ("FM-008", "SEV3", ["replica-2"]),
