@@ -6,8 +6,7 @@
 """VSR filters: thin wrappers over module_utils/vsr.py, module_utils/guard.py and
 module_utils/prometheus_text.py.
 
-Their documentation is in the sidecar files vsr_leader.yml, quorum_size.yml, vsr_classify.yml,
-quorum_decision.yml and prometheus_samples.yml beside this file.
+Their documentation is in the sidecar files (<filter name>.yml) beside this file.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,6 +18,7 @@ from ansible_collections.firebreak.incident.plugins.module_utils import (
     failure_modes,
     guard,
     prometheus_text,
+    runbook,
     vsr,
 )
 
@@ -107,6 +107,32 @@ def prometheus_samples(text):
         raise AnsibleFilterError("prometheus_samples: malformed exposition, %s" % e) from e
 
 
+def vsr_host_findings(findings, table, has_quorum, service_name="kimberlite-vsr"):
+    """classify's findings with what the hosts said (journal, admin status, unit state)."""
+    findings, table = _plain(findings), _plain(table)
+    if not isinstance(findings, list) or not isinstance(table, list):
+        raise AnsibleFilterError(
+            "vsr_host_findings: needs a list of findings and triage's replica table (a list)"
+        )
+    return vsr.host_findings(findings, table, bool(has_quorum), service_name)
+
+
+def runbook_plan(triage, failure_mode, options=None):
+    """The runbook's plan for ``failure_mode`` from ``firebreak_triage``."""
+    try:
+        return runbook.plan(_plain(failure_mode), _plain(triage), _plain(options))
+    except (runbook.PlanInputError, failure_modes.UnknownFailureMode) as e:
+        raise AnsibleFilterError("runbook_plan: %s" % e) from e
+
+
+def runbook_outcome(plan, failed=False, escalated=False, check_mode=False):
+    """The incident state a run of ``plan`` leaves in the record."""
+    plan = _plain(plan)
+    if not isinstance(plan, dict):
+        raise AnsibleFilterError("runbook_outcome: the input must be a runbook plan (a dict)")
+    return runbook.outcome(plan, bool(failed), bool(escalated), bool(check_mode))
+
+
 def _plain(value):
     """Templated containers (lazy dicts/lists in ansible-core 2.19) as plain ones."""
     if isinstance(value, dict):
@@ -126,4 +152,7 @@ class FilterModule(object):
             "failure_mode": failure_mode,
             "quorum_decision": quorum_decision,
             "prometheus_samples": prometheus_samples,
+            "vsr_host_findings": vsr_host_findings,
+            "runbook_plan": runbook_plan,
+            "runbook_outcome": runbook_outcome,
         }

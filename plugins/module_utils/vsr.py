@@ -961,3 +961,50 @@ def _window_p95(replica, previous, key):
             return value, True
         return None, True  # no observations in the window
     return _num(replica.get("%s_p95_ms" % key)), False
+
+
+def host_findings(findings, table, has_quorum, service_name="kimberlite-vsr"):
+    """``findings`` (classify's) with what the hosts themselves said: a replica whose journal
+    (its current run) or admin status reports corruption is FM-003, and one unit down while a
+    quorum holds is FM-005, even when the metrics alone did not show it. ``table`` is triage's
+    per-replica table (``run_checksum_lines``, ``corrupt_from``, ``host_state_read``,
+    ``unit_active_state``)."""
+    rows = [r for r in (table or []) if isinstance(r, dict)]
+    corrupt = []
+    for r in rows:
+        said = (r.get("run_checksum_lines") or 0) > 0 or r.get("corrupt_from") is not None
+        if said and r.get("name") not in corrupt:
+            corrupt.append(r.get("name"))
+    down = [
+        r.get("name")
+        for r in rows
+        if r.get("host_state_read") and r.get("unit_active_state") != "active"
+    ]
+    out = []
+    for f in findings:
+        if f.get("fm") == "FM-003":
+            extra = [n for n in corrupt if n not in f.get("replicas", [])]
+            f = dict(
+                f,
+                replicas=list(f.get("replicas", [])) + extra,
+                evidence=list(f.get("evidence", []))
+                + ["journal of %s (current run) reports checksum mismatches" % n for n in extra],
+            )
+        out.append(f)
+    seen = set(f.get("fm") for f in findings)
+    if "FM-003" not in seen and corrupt:
+        out.insert(
+            0,
+            _finding(
+                "FM-003",
+                corrupt,
+                [
+                    "journal or admin status of %s reports checksum mismatches in its current run"
+                    % n
+                    for n in corrupt
+                ],
+            ),
+        )
+    if not seen & set(["FM-001", "FM-005"]) and len(down) == 1 and has_quorum:
+        out.append(_finding("FM-005", down, ["unit %s not active on %s" % (service_name, down[0])]))
+    return out

@@ -281,7 +281,7 @@ def test_fm003_check_first_then_repair_then_nothing(lab: ContainerLab, work: dic
     before = _data_hashes(lab)
     check = run_playbook(lab, work, "fm003_corruption", check=True)
     assert check.rc == 0, check
-    assert check.fact("fm003_corruption_plan")["action"] == "repair", check
+    assert check.fact("runbook_plan")["action"] == "repair", check
     assert check.host_changes() == [], check.host_changes()
     assert _data_hashes(lab) == before, "--check changed a data directory"
     assert not (work["incidents"] / "INC-T.json").exists(), "--check wrote the record"
@@ -332,7 +332,7 @@ def test_fm003_check_first_then_repair_then_nothing(lab: ContainerLab, work: dic
     assert c["normal"] == 3 and len(set(c["views"])) == 1 and sum(c["checksum"]) == 0, c
     again = run_playbook(lab, work, "fm003_corruption")
     assert again.rc == 0, again
-    assert again.fact("fm003_corruption_plan")["action"] == "none"
+    assert again.fact("runbook_plan")["action"] == "none"
     assert again.host_changes() == [], again.host_changes()
 
 
@@ -343,7 +343,7 @@ def test_fm003_corruption_on_the_leader(lab: ContainerLab, work: dict) -> None:
     _wait_detected(lab, leader)
     run = run_playbook(lab, work, "fm003_corruption")
     assert run.rc == 0, run
-    plan = run.fact("fm003_corruption_plan")
+    plan = run.fact("runbook_plan")
     assert plan["target_name"] == leader, plan
     rec = record(work)
     without = next(e for e in rec["timeline"] if e["action"] == "quorum_without_target")
@@ -378,7 +378,7 @@ def _refused_untouched(lab: ContainerLab, work: dict, action: str, untouched: li
     before = {r: lab.unit_state(r) for r in untouched}
     run = run_playbook(lab, work, "fm003_corruption")
     assert run.rc != 0, run
-    plan = run.fact("fm003_corruption_plan")
+    plan = run.fact("runbook_plan")
     assert plan["action"] == action, plan
     assert run.host_changes() == [], run.host_changes()  # no task changed a replica host
     assert {r: lab.unit_state(r) for r in untouched} == before, "a refusing FM-003 acted"
