@@ -197,6 +197,7 @@ STATUS_FIELDS = (
     "repair_held",
     "checksum_failures",
     "clock_offset_ms",
+    "slow_commit_ms",
     "member",
     "reconfig_state",
     "configuration",
