@@ -40,12 +40,27 @@ FAULT_KINDS = (
     "disk-full",
     "clock-skew",
     "latency",
+    "slow-commit",
     "heal",
 )
 SERVICE_NAME = "kimberlite-vsr"
 # clock-skew: the replica process runs under libfaketime (Debian's libfaketime package).
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 DEFAULT_CLOCK_SKEW_MS = 500
+# slow-commit: ms per op the backup executes. 200 ms (5 ops/s) against the workload's 20 writes
+# plus 2 reads per second grows op - commit by about 17 a second: past 100 within ~6 s.
+DEFAULT_SLOW_COMMIT_MS = 200
+
+
+def slow_commit_ms(arg) -> int:
+    """The slow-commit fault's argument (ms per executed op; default DEFAULT_SLOW_COMMIT_MS)."""
+    try:
+        ms = int(arg) if arg not in (None, "") else DEFAULT_SLOW_COMMIT_MS
+    except (TypeError, ValueError) as exc:
+        raise LabError(f"slow-commit: MS is a whole number of milliseconds, not {arg!r}") from exc
+    if ms <= 0:
+        raise LabError(f"slow-commit: MS must be > 0, not {ms}")
+    return ms
 
 
 def faketime_env(ms: float) -> dict[str, str]:
@@ -182,6 +197,7 @@ STATUS_FIELDS = (
     "repair_held",
     "checksum_failures",
     "clock_offset_ms",
+    "slow_commit_ms",
     "member",
     "reconfig_state",
     "configuration",

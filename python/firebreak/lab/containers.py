@@ -53,6 +53,10 @@ clock-skew   ``arg`` ms: a systemd drop-in with ``LD_PRELOAD=libfaketime`` + ``F
 latency      ``arg`` ms: the replica delays its outbound protocol sends (``latency_ms`` in
              its control file ``<data_dir>/control.json``, as ``/admin/latency`` sets it;
              netem is not available on this kernel); heal sets it back to 0
+slow-commit  ``arg`` ms (default 200): the backup executes at most one committed op per ``arg``
+             ms while it keeps acknowledging prepares (``POST /admin/slow-commit``, held in the
+             replica's memory): its commit number falls behind (FM-006). A restart of the unit
+             (``systemctl restart kimberlite-vsr``) or heal clears it
 ============ =======================================================================
 
 ``heal()`` undoes every fault above except ``corrupt`` (that one is the replica's to repair)
@@ -96,6 +100,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from firebreak.collection import module_utils
@@ -113,6 +118,7 @@ from firebreak.lab.backend import (
     lab_dir,
     read_admin_status,
     replica_config,
+    slow_commit_ms,
     write_inventory,
 )
 
@@ -940,19 +946,10 @@ class ContainerLab:
     def fault(self, kind: str, replica: str, arg: Any = None) -> dict[str, Any]:
         """Inject a real fault into one replica (see the module docstring)."""
         self._index(replica)
-        handler = {
-            "kill": self._kill,
-            "stop": self._stop,
-            "pause": self._pause,
-            "partition": self._partition,
-            "corrupt": self._corrupt,
-            "disk-full": self._disk_full,
-            "clock-skew": self._clock_skew,
-            "latency": self._latency,
-        }.get(kind)
+        handler = self.FAULT_HANDLERS.get(kind)
         if handler is None:
             raise ContainerLabError(f"unknown fault {kind!r}; known: {', '.join(FAULT_KINDS)}")
-        detail = handler(replica, arg) or {}
+        detail = handler(self, replica, arg) or {}
         self.faults.setdefault(replica, {})[kind] = {"arg": arg, **detail}
         self._save_state(status="up")
         return {"fault": kind, "replica": replica, "arg": arg, **detail}
@@ -1088,6 +1085,45 @@ class ContainerLab:
                 time.sleep(0.1)
         return {"latency_ms": ms, "applied": applied}
 
+    def _slow_commit(self, replica: str, arg: Any) -> dict[str, Any]:
+        """The backup executes at most one committed op per ``arg`` ms (``POST /admin/slow-commit``
+        on its published API); held in the replica's memory, so a unit restart clears it."""
+        ms = slow_commit_ms(arg)
+        try:
+            code, resp = http_json(
+                f"{self.api_url(replica)}/admin/slow-commit", "POST", {"ms": ms}, timeout=5
+            )
+        except OSError as exc:
+            raise ContainerLabError(f"slow-commit on {replica}: {exc}") from exc
+        if code != 200:
+            raise ContainerLabError(f"slow-commit on {replica}: {code} {resp}")
+        return {"ms": ms}
+
+    def _end_slow_commit(self, replica: str) -> bool:
+        """End a running replica's slow-commit fault; whether it had one."""
+        try:
+            code, resp = http_json(
+                f"{self.api_url(replica)}/admin/slow-commit", "POST", {"ms": 0}, timeout=2
+            )
+        except OSError:
+            return False
+        return code == 200 and bool(resp.get("was_ms"))
+
+    # kind -> handler (every kind of FAULT_KINDS; heal is heal()).
+    FAULT_HANDLERS = MappingProxyType(
+        {
+            "kill": _kill,
+            "stop": _stop,
+            "pause": _pause,
+            "partition": _partition,
+            "corrupt": _corrupt,
+            "disk-full": _disk_full,
+            "clock-skew": _clock_skew,
+            "latency": _latency,
+            "slow-commit": _slow_commit,
+        }
+    )
+
     def _is_stopped(self, replica: str) -> bool:
         """Whether the unit's main process is stopped (SIGSTOP, state T)."""
         script = (
@@ -1126,6 +1162,8 @@ class ContainerLab:
             if "pause" in kinds or self._is_stopped(r):
                 self.systemctl(r, "kill", "-s", "SIGCONT", UNIT)
                 done.append("pause")
+            if self._end_slow_commit(r):
+                done.append("slow-commit")
             if self.unit_state(r) != "active":
                 self.systemctl(r, "reset-failed", UNIT)
                 self.systemctl(r, "start", UNIT)

@@ -19,6 +19,9 @@ Faults, and how they are done here:
 * ``clock-skew MS`` restarts the replica under libfaketime (``FAKETIME=+MS/1000``); the skew shows
   in its ``vsr_clock_offset_ms`` (measured against its peers' heartbeat timestamps).
 * ``latency MS`` delays the replica's outbound protocol sends.
+* ``slow-commit MS`` (``POST /admin/slow-commit``): the backup keeps appending and acknowledging
+  prepares but executes at most one committed op per MS ms, so its commit number falls behind
+  (FM-006). Held in the replica's memory: a restart or heal clears it.
 * ``heal`` undoes what can be undone and restarts killed/stopped replicas.
 * ``bad-reads stale|reorder`` (test-only, not offered by ``lab fault``): the replica answers
   reads wrongly (each stream frozen at its first read, or its last two events swapped), on local
@@ -42,6 +45,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import MappingProxyType
 
 from firebreak.lab.backend import (
     CONFIG_OPTS,
@@ -56,6 +60,7 @@ from firebreak.lab.backend import (
     read_admin_status,
     replica_config,
     save_state,
+    slow_commit_ms,
     state_path,
     write_inventory,
 )
@@ -353,73 +358,95 @@ class ProcessesBackend(Backend):
     def fault(self, kind: str, target: str, arg: str | None = None) -> dict:
         if kind == "heal":
             return self.heal()
+        handler = self.FAULT_HANDLERS.get(kind)
+        if handler is None:
+            known = ", ".join(self.FAULT_HANDLERS)
+            raise LabError(f"unknown fault {kind!r}; known: {known}")
         name = self.resolve(target)
         st = self.state()
         m = self._member(st, name)
-        pid = m["pid"]
-        done: dict = {"fault": kind, "replica": name}
-        if kind in ("kill", "stop", "pause", "corrupt", "latency", "clock-skew") and not _ours(
-            pid, m["config"]
-        ):
+        if kind in self.NEEDS_RUNNING and not _ours(m["pid"], m["config"]):
             raise LabError(f"{name} is not running")
-        if kind == "kill":
-            os.kill(pid, signal.SIGKILL)
-            time.sleep(0.05)
-            _reap(pid)
-        elif kind == "stop":
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while _ours(pid, m["config"]) and time.monotonic() < deadline:
-                _reap(pid)
-                time.sleep(0.05)
-        elif kind == "pause":
-            os.kill(pid, signal.SIGSTOP)
-        elif kind == "partition":
-            names = [r["name"] for r in st["replicas"]]
-            peers = arg.split(",") if arg else [n for n in names if n != name]
-            for p in peers:
-                if p not in names or p == name:
-                    raise LabError(f"bad partition peer {p!r}")
-            self._control(
-                m, partition=sorted(set(self._control(m).get("partition", [])) | set(peers))
-            )
-            for p in peers:
-                pm = self._member(st, p)
-                cur = set(self._control(pm).get("partition", []))
-                self._control(pm, partition=sorted(cur | {name}))
-            for x in [m, *(self._member(st, p) for p in peers)]:
-                self._push_control(x)
-            done["peers"] = peers
-            done["note"] = "simulated in processes mode (protocol traffic dropped by the replicas)"
-        elif kind == "corrupt":
-            from firebreak.lab import storage
-
-            done.update(storage.inject_corruption(m["data_dir"], arg, seed=int(time.time())))
-        elif kind == "latency":
-            ms = int(arg or 200)
-            self._control(m, latency_ms=ms)
-            self._push_control(m)
-            done["ms"] = ms
-        elif kind == "clock-skew":
-            ms = int(arg or DEFAULT_CLOCK_SKEW_MS)
-            self._stop_pid(m)
-            env = faketime_env(ms)
-            if not Path(FAKETIME_LIB).exists():
-                raise LabError(f"libfaketime not found at {FAKETIME_LIB}")
-            self._spawn(st, name, env)
-            done["ms"] = ms
-        elif kind == "disk-full":
-            done.update(self._disk_full(st, m, arg))
-        elif kind == "bad-reads":
-            if arg not in ("stale", "reorder"):
-                raise LabError(f"bad-reads: ARG is stale or reorder, not {arg!r}")
-            self._control(m, read_fault=arg)  # the replica polls its control file (0.2 s)
-            done["mode"] = arg
-        else:
-            raise LabError(f"unknown fault {kind!r}")
+        done: dict = {"fault": kind, "replica": name}
+        done.update(handler(self, st, m, arg))
         st["faults"][name] = {**done, "at": time.time()}
         save_state(st, self.dir)
         return done
+
+    # One small handler per fault kind: (state, replica's state entry, arg) -> what was done.
+    def _kill(self, st: dict, m: dict, arg: str | None) -> dict:
+        os.kill(m["pid"], signal.SIGKILL)
+        time.sleep(0.05)
+        _reap(m["pid"])
+        return {}
+
+    def _stop(self, st: dict, m: dict, arg: str | None) -> dict:
+        pid = m["pid"]
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while _ours(pid, m["config"]) and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.05)
+        return {}
+
+    def _pause(self, st: dict, m: dict, arg: str | None) -> dict:
+        os.kill(m["pid"], signal.SIGSTOP)
+        return {}
+
+    def _partition(self, st: dict, m: dict, arg: str | None) -> dict:
+        name = m["name"]
+        names = [r["name"] for r in st["replicas"]]
+        peers = arg.split(",") if arg else [n for n in names if n != name]
+        for p in peers:
+            if p not in names or p == name:
+                raise LabError(f"bad partition peer {p!r}")
+        self._control(m, partition=sorted(set(self._control(m).get("partition", [])) | set(peers)))
+        for p in peers:
+            pm = self._member(st, p)
+            cur = set(self._control(pm).get("partition", []))
+            self._control(pm, partition=sorted(cur | {name}))
+        for x in [m, *(self._member(st, p) for p in peers)]:
+            self._push_control(x)
+        return {
+            "peers": peers,
+            "note": "simulated in processes mode (protocol traffic dropped by the replicas)",
+        }
+
+    def _corrupt(self, st: dict, m: dict, arg: str | None) -> dict:
+        from firebreak.lab import storage
+
+        return storage.inject_corruption(m["data_dir"], arg, seed=int(time.time()))
+
+    def _latency(self, st: dict, m: dict, arg: str | None) -> dict:
+        ms = int(arg or 200)
+        self._control(m, latency_ms=ms)
+        self._push_control(m)
+        return {"ms": ms}
+
+    def _slow_commit(self, st: dict, m: dict, arg: str | None) -> dict:
+        ms = slow_commit_ms(arg)
+        try:
+            code, resp = http_json(m["api_url"] + "/admin/slow-commit", "POST", {"ms": ms})
+        except OSError as exc:
+            raise LabError(f"slow-commit on {m['name']}: {exc}") from exc
+        if code != 200:
+            raise LabError(f"slow-commit on {m['name']}: {code} {resp}")
+        return {"ms": ms}
+
+    def _clock_skew(self, st: dict, m: dict, arg: str | None) -> dict:
+        ms = int(arg or DEFAULT_CLOCK_SKEW_MS)
+        self._stop_pid(m)
+        env = faketime_env(ms)
+        if not Path(FAKETIME_LIB).exists():
+            raise LabError(f"libfaketime not found at {FAKETIME_LIB}")
+        self._spawn(st, m["name"], env)
+        return {"ms": ms}
+
+    def _bad_reads(self, st: dict, m: dict, arg: str | None) -> dict:
+        if arg not in ("stale", "reorder"):
+            raise LabError(f"bad-reads: ARG is stale or reorder, not {arg!r}")
+        self._control(m, read_fault=arg)  # the replica polls its control file (0.2 s)
+        return {"mode": arg}
 
     def _stop_pid(self, m: dict) -> None:
         pid = m["pid"]
@@ -434,6 +461,17 @@ class ProcessesBackend(Backend):
                 os.kill(pid, signal.SIGKILL)
                 time.sleep(0.1)
                 _reap(pid)
+
+    @staticmethod
+    def _end_slow_commit(m: dict) -> bool:
+        """End a running replica's slow-commit fault (held in its memory); whether it had one."""
+        if not _ours(m.get("pid"), m["config"]) or _paused(m.get("pid")):
+            return False
+        try:
+            code, resp = http_json(m["api_url"] + "/admin/slow-commit", "POST", {"ms": 0})
+        except OSError:
+            return False
+        return code == 200 and bool(resp.get("was_ms"))
 
     def _push_control(self, m: dict) -> None:
         """Apply the control file at once through the admin API (the replica also polls it)."""
@@ -536,6 +574,8 @@ class ProcessesBackend(Backend):
             if _paused(pid):
                 os.kill(pid, signal.SIGCONT)
                 actions.append(f"SIGCONT {name}")
+            if self._end_slow_commit(m):
+                actions.append(f"cleared slow-commit on {name}")
             ctl = self._control(m)
             if ctl.get("partition") or ctl.get("latency_ms") or ctl.get("read_fault"):
                 self._control(m, partition=[], latency_ms=0, read_fault=None)
@@ -559,3 +599,20 @@ class ProcessesBackend(Backend):
         # log says why) is reported, not counted as healed.
         failed = {m["name"]: why for m in started if (why := self._wait_health(m))}
         return {"healed": actions, "failed": failed}
+
+    # kind -> handler; `heal` is fault()'s own. bad-reads is test-only (not in FAULT_KINDS).
+    FAULT_HANDLERS = MappingProxyType(
+        {
+            "kill": _kill,
+            "stop": _stop,
+            "pause": _pause,
+            "partition": _partition,
+            "corrupt": _corrupt,
+            "disk-full": _disk_full,
+            "clock-skew": _clock_skew,
+            "latency": _latency,
+            "slow-commit": _slow_commit,
+            "bad-reads": _bad_reads,
+        }
+    )
+    NEEDS_RUNNING = ("kill", "stop", "pause", "corrupt", "latency", "clock-skew", "slow-commit")

@@ -34,7 +34,11 @@ Endpoints on ``api_port`` (8080):
   local read with 503 instead of serving.
 * ``POST /vsr/message``: replica-to-replica protocol traffic (JSON batches).
 * ``/admin/...``: status, state-transfer, checkpoints, checkpoint, isolate, rejoin, scrub, reconfig,
-  partition, latency (used by ``kimberlite-admin`` and the lab's fault injection).
+  partition, latency, slow-commit (used by ``kimberlite-admin`` and the lab's fault injection).
+  ``POST /admin/slow-commit {"ms": N}`` (the lab's ``slow-commit`` fault, FM-006): as a backup
+  this replica still appends, persists and acknowledges every prepare, but executes committed
+  ops at most one per N ms, so its commit number falls behind its op number while the cluster
+  commits with the others; ``{"ms": 0}`` ends it. Held in memory only: a restart clears it.
   ``POST /admin/reconfig {"action": "add"|"remove", "replica": NAME, ["address": {"host": ..,
   "api_port": .., "metrics_port": ..}]}``: joint consensus (see ``core``); answers once the joint
   configuration has committed (an added replica first catches up as a learner); the stable
@@ -279,6 +283,11 @@ class ReplicaNode:
         self.stopping = threading.Event()
         self.partitioned: set[str] = set()
         self.latency_ms = 0
+        # the slow-commit fault: ms per executed op as a backup (0: off). Process memory only,
+        # never the control file, so that a restart clears it (FM-006's remedy).
+        self.slow_commit_ms = 0
+        self.slow_commit_mark = 0.0  # monotonic time the slowed executor finished its last op
+        self.slow_commit_idle = True  # it had executed everything it knew committed
         self.isolated = False
         # test-only fault (control file "read_fault"): this replica answers reads wrongly, so
         # that the workload's history checker can be shown to catch it (see _bad_read)
@@ -567,7 +576,35 @@ class ReplicaNode:
             self.offsets[src] = time.time() * 1000 - float(ts)
         with self.lock:
             for msg in payload.get("msgs", []):
+                if self.slow_commit_ms and msg.get("type") in ("prepare", "commit"):
+                    msg = self._slowed_commit(msg)
                 self.run_effects(self.core.on_message(msg, self.now_ms()))
+
+    def _slowed_commit(self, msg: dict) -> dict:
+        """The slow-commit fault on a PREPARE / COMMIT: the commit number it carries, held back so
+        that this replica executes at most one op per ``slow_commit_ms`` (caller holds the lock).
+
+        Safe: any number up to the primary's commit number is committed (commits are a prefix),
+        so a lower one is what an older PREPARE of the view carried; the core takes it as such.
+        The entry itself is appended and acknowledged as usual, so the op number keeps up."""
+        c = self.core
+        want = msg.get("commit")
+        if not isinstance(want, int) or isinstance(want, bool):
+            return msg
+        # what it can execute: the ops it holds (a PREPARE brings one more)
+        want = min(want, c.op + (msg["type"] == "prepare"))
+        if want <= c.commit:
+            return msg
+        now = time.monotonic()
+        per = self.slow_commit_ms / 1000.0
+        if self.slow_commit_idle:
+            # nothing was waiting: time spent idle is no credit, the executor starts now
+            self.slow_commit_mark = max(self.slow_commit_mark, now - per)
+        backlog = want - c.commit
+        n = min(backlog, int((now - self.slow_commit_mark) / per))
+        self.slow_commit_idle = n == backlog
+        self.slow_commit_mark = now if self.slow_commit_idle else self.slow_commit_mark + n * per
+        return dict(msg, commit=c.commit + n)
 
     def clock_offset_ms(self) -> float:
         return statistics.median([0.0, *self.offsets.values()])
@@ -710,6 +747,7 @@ class ReplicaNode:
                 "partitioned_from": sorted(self.partitioned),
                 "read_fault": self.read_fault,
                 "latency_ms": self.latency_ms,
+                "slow_commit_ms": self.slow_commit_ms,
                 "clock_offset_ms": round(self.clock_offset_ms(), 1),
                 "reconfig_state": self.reconfig_state(),
                 "configuration": cfg_members(c.cfg_at(c.commit)),
@@ -773,9 +811,27 @@ class ReplicaNode:
             self.latency_ms = int(body.get("ms", 0))
             self._save_control()
             return 200, {"latency_ms": self.latency_ms}
+        if action == "slow-commit":
+            return self._slow_commit(body)
         if action == "reconfig":
             return self._reconfig(body)
         return 404, {"error": f"unknown admin action {action}"}
+
+    def _slow_commit(self, body: dict) -> tuple[int, dict]:
+        try:
+            ms = int(body.get("ms", 0))
+        except (TypeError, ValueError):
+            return 400, {"error": f"slow-commit: ms must be an integer, not {body.get('ms')!r}"}
+        if ms < 0:
+            return 400, {"error": f"slow-commit: ms must be >= 0, not {ms}"}
+        with self.lock:
+            was, self.slow_commit_ms = self.slow_commit_ms, ms
+            self.slow_commit_mark, self.slow_commit_idle = time.monotonic(), True
+        if ms:
+            LOG.warning("slow commit: executing at most one committed op per %d ms", ms)
+        elif was:
+            LOG.warning("slow commit ended (was %d ms per op)", was)
+        return 200, {"slow_commit_ms": ms, "was_ms": was}
 
     def reconfig_state(self) -> int:
         """1 (Joint) while the committed configuration is joint, else 0 (Stable)."""
