@@ -172,6 +172,7 @@ REGISTRY = (
         slug="fm006_commit_lag",
         name="Commit Lag Accumulation",
         severity="SEV3",
+        role="fm006_commit_lag",
         alert="VsrCommitLag",
         thresholds={"op_commit_lag": 100, "commit_lag": 100, "commit_lag_alert": 50},
         # The backup keeps acknowledging but executes slowly: its metrics still answer (a paused
