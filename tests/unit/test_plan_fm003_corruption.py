@@ -4,8 +4,7 @@ corrupted replica from a clean quorum, or refuse."""
 from __future__ import annotations
 
 import pytest
-from ansible_collections.firebreak.incident.plugins.module_utils.runbook import PlanInputError
-from triage_builder import cluster, down, plan, triage
+from triage_builder import PlanInputError, cluster, down, plan, triage
 
 pytestmark = pytest.mark.unit
 

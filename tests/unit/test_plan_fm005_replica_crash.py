@@ -4,8 +4,7 @@ one crashed replica, refuse FM-001, escalate what a restart would hide."""
 from __future__ import annotations
 
 import pytest
-from ansible_collections.firebreak.incident.plugins.module_utils.runbook import PlanInputError
-from triage_builder import cluster, down, plan, row, triage
+from triage_builder import PlanInputError, cluster, down, plan, row, triage
 
 pytestmark = pytest.mark.unit
 

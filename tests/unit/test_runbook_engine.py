@@ -7,12 +7,7 @@ import importlib
 from pathlib import Path
 
 import pytest
-from ansible_collections.firebreak.incident.plugins.module_utils import (
-    failure_modes,
-    runbook,
-    vsr,
-)
-from triage_builder import cluster, down, plan, triage
+from triage_builder import cluster, down, failure_modes, plan, runbook, triage, vsr
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]

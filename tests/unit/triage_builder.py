@@ -9,7 +9,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".collections"))
 
-from ansible_collections.firebreak.incident.plugins.module_utils import runbook
+from ansible_collections.firebreak.incident.plugins.module_utils import (
+    failure_modes,
+    runbook,
+    vsr,
+)
+
+PlanInputError = runbook.PlanInputError
+__all__ = ["PlanInputError", "failure_modes", "runbook", "vsr"]
 
 ACTIVE = {
     "unit_active_state": "active",
