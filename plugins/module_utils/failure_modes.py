@@ -199,6 +199,7 @@ REGISTRY = (
         slug="fm007_disk_full",
         name="Disk Full",
         severity="SEV2",
+        role="fm007_disk_full",
         alert="VsrDiskFull",
         thresholds={
             "disk_used_percent": 90.0,
