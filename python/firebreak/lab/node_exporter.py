@@ -96,19 +96,23 @@ def exposition(path: str | os.PathLike, mountpoint: str, mounts_text: str | None
             "Filesystem space available to non-root users in bytes.",
             float(st.f_bavail * st.f_frsize),
         )
-        gauge("node_filesystem_free_bytes", "Filesystem free space in bytes.", float(
-            st.f_bfree * st.f_frsize
-        ))
-        gauge("node_filesystem_size_bytes", "Filesystem size in bytes.", float(
-            st.f_blocks * st.f_frsize
-        ))
+        gauge(
+            "node_filesystem_free_bytes",
+            "Filesystem free space in bytes.",
+            float(st.f_bfree * st.f_frsize),
+        )
+        gauge(
+            "node_filesystem_size_bytes",
+            "Filesystem size in bytes.",
+            float(st.f_blocks * st.f_frsize),
+        )
     gauge("node_load1", "1m load average.", float(os.getloadavg()[0]), with_labels=False)
     return "\n".join(lines) + "\n"
 
 
 def _handler(path: str, mountpoint: str):
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             route = self.path.split("?", 1)[0]
             if route == "/metrics":
                 body, ctype, code = exposition(path, mountpoint).encode(), CONTENT_TYPE, 200

@@ -49,6 +49,7 @@ import sys
 import time
 from pathlib import Path
 
+from firebreak.lab import storage
 from firebreak.lab.backend import (
     CONFIG_OPTS,
     DEFAULT_CLOCK_SKEW_MS,
@@ -454,8 +455,6 @@ class ProcessesBackend(Backend):
             done["peers"] = peers
             done["note"] = "simulated in processes mode (protocol traffic dropped by the replicas)"
         elif kind == "corrupt":
-            from firebreak.lab import storage
-
             done.update(storage.inject_corruption(m["data_dir"], arg, seed=int(time.time())))
         elif kind == "latency":
             ms = int(arg or 200)
@@ -528,9 +527,16 @@ class ProcessesBackend(Backend):
         for tool in ("mkfs.ext4", "mount", "umount"):
             if shutil.which(tool) is None:
                 raise LabError(f"disk-full needs {tool}")
-        size_mb = int(arg or 16)
+        old_logs = arg == storage.OLD_LOGS
+        if not old_logs and arg not in (None, "") and not str(arg).isdigit():
+            raise LabError(f"disk-full: ARG is a size in MB or {storage.OLD_LOGS!r}, not {arg!r}")
+        size_mb = 16 if old_logs else int(arg or 16)
         data = Path(m["data_dir"])
         img = Path(m["dir"]) / "disk.img"
+        if old_logs and _ours(m["pid"], m["config"]):
+            # a fresh checkpoint first, so that the segments cover most of the log
+            with contextlib.suppress(OSError):
+                http_json(m["api_url"] + "/admin/checkpoint", "POST", {}, timeout=5)
         self._stop_pid(m)
         saved = data.with_name("data.orig")
         if saved.exists():
@@ -553,6 +559,17 @@ class ProcessesBackend(Backend):
             elif item.is_dir():
                 shutil.copytree(item, data / item.name)
         shutil.rmtree(saved)
+        m["mount"] = {"image": str(img), "mountpoint": str(data)}
+        if old_logs:
+            try:
+                filled = storage.fill_with_old_segments(data)
+            except (OSError, RuntimeError) as exc:
+                self._cleanup_mounts(st)
+                self._spawn(st, m["name"])
+                raise LabError(f"disk-full old-logs on {m['name']}: {exc}") from exc
+            m["mount"]["segments"] = filled["segments"]
+            self._spawn(st, m["name"])
+            return {"image": str(img), "size_mb": size_mb, "mountpoint": str(data), **filled}
         # fill what is left (keep nothing free)
         filler = data / "filler.bin"
         with open(filler, "wb") as fh, contextlib.suppress(OSError):
@@ -564,7 +581,6 @@ class ProcessesBackend(Backend):
             while True:
                 fh.write(b"\0" * 4096)
                 fh.flush()
-        m["mount"] = {"image": str(img), "mountpoint": str(data)}
         self._spawn(st, m["name"])
         return {"image": str(img), "size_mb": size_mb, "mountpoint": str(data)}
 
@@ -580,6 +596,7 @@ class ProcessesBackend(Backend):
                     shutil.rmtree(tmp)
                 for name in ("filler.bin", "filler2.bin"):
                     (data / name).unlink(missing_ok=True)
+                storage.remove_segments(data, mnt.get("segments") or [])
                 shutil.copytree(data, tmp, ignore=shutil.ignore_patterns("lost+found"))
                 subprocess.run(["umount", str(data)], capture_output=True)
                 if not os.path.ismount(data):
