@@ -515,7 +515,7 @@ def cleanup_selection(names: list[str], checkpoints: list[dict]) -> dict:
             remove.append(name)
         else:
             keep.append(name)
-    return {"remove": remove, "keep": keep, "checkpoint_op": op}
+    return {"remove": sorted(remove, key=parse_segment), "keep": keep, "checkpoint_op": op}
 
 
 def remove_segments(data_dir: str | os.PathLike, names: list[str]) -> int:
