@@ -79,7 +79,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     # nargs="+" so that `lab fault KIND --replica NAME ARG` parses with plain parse_args
     f.add_argument("--replica", nargs="+", default=["leader"], help="NAME, leader or backup")
     f.add_argument(
-        "arg", nargs="?", help="MS for clock-skew/latency; for corrupt an op or 'unrepairable'"
+        "arg",
+        nargs="?",
+        help="MS for clock-skew/latency; for corrupt an op or 'unrepairable'; for disk-full MB "
+        "(processes mode) or 'old-logs' (rotated log segments fill the disk)",
     )
     sub.add_parser("heal", help="undo faults, restart stopped replicas")
     rc = sub.add_parser(
