@@ -156,6 +156,8 @@ REGISTRY = (
         rehearsal_vars={"fm005_replica_crash_watch_seconds": 15},
         blocking=True,
         description="one replica crashed",
+        # A replica that fail-stopped on ENOSPC crashed because its disk is full (FM-007).
+        explained_by=["FM-007"],
         steps=[
             _step("Check replica status (systemctl status kimberlite-vsr)", "automated"),
             _step(
@@ -206,7 +208,7 @@ REGISTRY = (
             "disk_avail_bytes": 0,
             "disk_alert_percent": 80.0,
         },
-        fault=[["disk-full", "--replica", "backup"]],
+        fault=[["disk-full", "--replica", "backup", "old-logs"]],
         rehearsal_net=87,
         description="a replica's disk is full",
         steps=[

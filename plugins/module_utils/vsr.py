@@ -339,12 +339,42 @@ def replica_summary(samples, metric_names=None, replica_label="replica"):
         histograms[key] = _buckets_for_json(histogram)
         out["%s_p95_ms" % key] = _p95(histogram and {"buckets": histogram["buckets"]})
     out["histograms"] = histograms
-    avail, used = _filesystem(
-        by_name.get(names["filesystem_avail"]) or [], by_name.get(names["filesystem_size"]) or []
-    )
+    avail, used = _filesystem_of(by_name, names)
     out["filesystem_avail_bytes"] = avail
     out["filesystem_used_percent"] = used
     return out
+
+
+def _filesystem_of(by_name, names):
+    return _filesystem(
+        by_name.get(names["filesystem_avail"]) or [], by_name.get(names["filesystem_size"]) or []
+    )
+
+
+def node_filesystem(samples, metric_names=None):
+    """``(filesystem_avail_bytes, filesystem_used_percent)`` from a node exporter's samples, in
+    the roles ``filesystem_avail`` / ``filesystem_size`` of ``metric_names`` (the same reading
+    as a replica's own exposition: lowest available, highest used). (None, None) without them."""
+    names = metric_names_with_defaults(metric_names)
+    by_name = {}
+    for sample in samples:
+        by_name.setdefault(sample.name, []).append(sample)
+    return _filesystem_of(by_name, names)
+
+
+def merge_filesystem(entry, avail, used):
+    """Fold a node exporter's figures into a replica's entry (its ``filesystem_avail_bytes`` /
+    ``filesystem_used_percent``, which ``classify`` reads for FM-007, reachable or not): the
+    lowest available bytes and the highest used percent of both sources win."""
+    for key, value, pick in (
+        ("filesystem_avail_bytes", avail, min),
+        ("filesystem_used_percent", used, max),
+    ):
+        if value is None:
+            continue
+        current = entry.get(key)
+        entry[key] = value if current is None else pick(current, value)
+    return entry
 
 
 def _filesystem(avail_samples, size_samples):

@@ -26,6 +26,11 @@ description:
     malformed exposition) is reported in its replica's O(ignore:replicas[].error); it does not
     fail the module. Invalid options fail the module with a message naming the option and
     the value.
+  - With O(node_endpoints), it also reads each replica host's node exporter (Prometheus's
+    node_exporter, or anything serving C(node_filesystem_avail_bytes) and
+    C(node_filesystem_size_bytes)), so that a replica that fail-stopped on a full disk still has
+    its disk figures in its entry, and P(firebreak.incident.vsr_classify#filter) names FM-007
+    (Disk Full) rather than FM-005 (a crash).
   - The module only reads; it never changes anything. Feed its result to the
     P(firebreak.incident.vsr_classify#filter) filter to name the failure mode.
 author:
@@ -44,6 +49,25 @@ attributes:
     platforms: posix
     description: Runs on any host with Python 3 that reaches the endpoints (usually localhost).
 options:
+  node_endpoints:
+    description:
+      - The node exporter of each replica's host, a list parallel to O(endpoints) (same length,
+        same order). An empty string or null means none for that replica.
+      - Each is C(host:port) or a URL as in O(endpoints), with the path C(/metrics) when it has
+        none (node_exporter's) and the scheme O(scheme).
+      - Read concurrently with the replicas, with the same O(timeout), O(concurrency), TLS,
+        authentication and redirect rules (credentials go only to the origin of the URL they
+        were given for).
+      - The filesystem figures read there (roles C(filesystem_avail) and C(filesystem_size) of
+        O(metric_names)) go into that replica's O(ignore:replicas[].filesystem_avail_bytes) and
+        O(ignore:replicas[].filesystem_used_percent), even when the replica's own endpoint does
+        not answer; with figures from both, the lowest available bytes and the highest used
+        percentage win.
+      - A node endpoint that cannot be read is reported in its replica's
+        O(ignore:replicas[].node.error) and O(ignore:replicas[].errors); it never fails the
+        module.
+    type: list
+    elements: raw
   replica_order:
     description:
       - The replicas in configuration order, for the seed's leader rule - the leader of view
@@ -166,6 +190,15 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ (vsr | firebreak.incident.vsr_classify).overall }}"
 
+- name: Read the replicas and the node exporter beside each (disk figures of a crashed replica)
+  firebreak.incident.vsr_metrics:
+    endpoints: "{{ groups['kimberlite_vsr'] | map('extract', hostvars, 'vsr_metrics_url') }}"
+    node_endpoints: >-
+      {{ groups['kimberlite_vsr'] | map('extract', hostvars)
+         | map(attribute='node_metrics_url', default='') }}
+    replica_order: "{{ vsr_replica_order }}"
+  register: vsr
+
 - name: Another build's metric names, over TLS with basic auth
   firebreak.incident.vsr_metrics:
     endpoints:
@@ -198,6 +231,14 @@ urls:
   type: list
   elements: str
   sample: [http://127.0.3.1:9090/metrics]
+node_urls:
+  description: >-
+    The node exporter URLs read, parallel to O(endpoints) (null where a replica has none); an
+    empty list without O(node_endpoints).
+  returned: always
+  type: list
+  elements: str
+  sample: [http://127.0.3.1:9100/metrics, null, http://127.0.3.3:9100/metrics]
 collected_at:
   description: When the reads started, in seconds since the epoch (for rates between two runs).
   returned: always
@@ -339,6 +380,51 @@ replicas:
       description: Why not, in one line (refused, timed out, HTTP status, HTML, malformed line).
       type: str
       sample: "connection refused"
+    errors:
+      description: >-
+        Every error of this replica, its own endpoint's (as in RV(replicas[].error)) and its node
+        endpoint's (prefixed C(node endpoint ENDPOINT:)); empty when both were read.
+      type: list
+      elements: str
+      sample: ["connection refused"]
+    node:
+      description: >-
+        What its node endpoint (O(node_endpoints)) gave, or null when it has none.
+      type: dict
+      contains:
+        endpoint:
+          description: The node endpoint as written.
+          type: str
+          sample: 127.0.3.1:9100
+        url:
+          description: The URL read.
+          type: str
+          sample: http://127.0.3.1:9100/metrics
+        reachable:
+          description: Whether its exposition was read and parsed.
+          type: bool
+          sample: true
+        error:
+          description: >-
+            Why it could not be read, or that it has no filesystem figures; null when it gave them.
+          type: str
+          sample: "timed out after 2 s (connect)"
+        http_status:
+          description: The HTTP status code, or null when no answer came.
+          type: int
+          sample: 200
+        fetch_seconds:
+          description: Seconds the read took.
+          type: float
+          sample: 0.003
+        filesystem_avail_bytes:
+          description: Lowest available bytes over the filesystems it exposes, or null.
+          type: int
+          sample: 0
+        filesystem_used_percent:
+          description: Highest used percentage over them, or null.
+          type: float
+          sample: 100.0
     http_status:
       description: The HTTP status code, or null when no answer came.
       type: int
@@ -419,7 +505,9 @@ replicas:
         count, sum}) (C(le) of the last bucket is the string C(+Inf)), for windowed percentiles.
       type: dict
     filesystem_avail_bytes:
-      description: Lowest available bytes over the filesystems exposed, or null.
+      description: >-
+        Lowest available bytes over the filesystems exposed (by the replica and by its node
+        endpoint), or null.
       type: int
       sample: 412000000000
     filesystem_used_percent:
@@ -452,11 +540,14 @@ import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.firebreak.incident.plugins.module_utils.endpoints import (  # noqa: E402
+    DEFAULT_PATH,
     EndpointError,
     FetchOptions,
     endpoints_argument_spec,
-    fetch_endpoints,
+    fetch_all,
     looks_like_html,
+    normalize_endpoint,
+    normalize_endpoints,
 )
 from ansible_collections.firebreak.incident.plugins.module_utils.prometheus_text import (  # noqa: E402
     PrometheusTextError,
@@ -467,7 +558,9 @@ from ansible_collections.firebreak.incident.plugins.module_utils.vsr import (  #
     DEFAULT_METRIC_NAMES,
     VsrInputError,
     cluster_summary,
+    merge_filesystem,
     metric_names_with_defaults,
+    node_filesystem,
     replica_summary,
 )
 
@@ -506,8 +599,80 @@ def argument_spec():
             ),
         ),
         return_samples=dict(type="bool", default=False),
+        node_endpoints=dict(type="list", elements="raw"),
     )
     return spec
+
+
+def node_urls(node_endpoints, count, scheme):
+    """The node exporter URL of each replica (None where it has none), parallel to the
+    ``count`` endpoints. EndpointError (option node_endpoints) on bad input."""
+    if node_endpoints is None:
+        return []
+    if len(node_endpoints) != count:
+        raise EndpointError(
+            "node_endpoints must be parallel to endpoints: %d items for %d endpoints"
+            % (len(node_endpoints), count),
+            "node_endpoints",
+            node_endpoints,
+        )
+    urls = []
+    for i, item in enumerate(node_endpoints):
+        if item is None or (isinstance(item, str) and not item.strip()):
+            urls.append(None)
+            continue
+        try:
+            urls.append(normalize_endpoint(item, path=DEFAULT_PATH, scheme=scheme))
+        except EndpointError as e:
+            raise EndpointError("node_endpoints[%d]: %s" % (i, e), "node_endpoints", item) from None
+    return urls
+
+
+def read_node(fetched, metric_names):
+    """A node endpoint's entry from its FetchResult: the filesystem figures, or why none."""
+    node = {
+        "endpoint": fetched.endpoint,
+        "url": fetched.url,
+        "reachable": False,
+        "error": fetched.error,
+        "http_status": fetched.status,
+        "fetch_seconds": round(fetched.elapsed, 4),
+        "filesystem_avail_bytes": None,
+        "filesystem_used_percent": None,
+    }
+    if not fetched.ok:
+        return node
+    if looks_like_html(fetched):
+        node["error"] = (
+            "answered an HTML page (content-type %s), not a Prometheus text "
+            "exposition" % (fetched.content_type,)
+        )
+        return node
+    try:
+        samples = parse_samples(fetched.body)
+    except PrometheusTextError as e:
+        node["error"] = "malformed exposition: %s" % (e,)
+        return node
+    node["reachable"] = True
+    avail, used = node_filesystem(samples, metric_names)
+    node["filesystem_avail_bytes"], node["filesystem_used_percent"] = avail, used
+    names = metric_names_with_defaults(metric_names)
+    node["error"] = (
+        None if avail is not None else "no %s in its exposition" % (names["filesystem_avail"],)
+    )
+    return node
+
+
+def merge_node(entry, node):
+    """A replica's entry with its node endpoint's result folded in (``node``, ``errors``)."""
+    entry["node"] = node
+    entry["errors"] = [entry["error"]] if entry.get("error") else []
+    if node is None:
+        return entry
+    if node["error"]:
+        entry["errors"].append("node endpoint %s: %s" % (node["endpoint"], node["error"]))
+    merge_filesystem(entry, node["filesystem_avail_bytes"], node["filesystem_used_percent"])
+    return entry
 
 
 def read_replica(index, fetched, metric_names, replica_label, return_samples):
@@ -586,32 +751,46 @@ def run_module():
             raise VsrInputError(
                 "replica_label must be a label name, got %r" % (params["replica_label"],)
             )
-        collected_at = time.time()
-        started = time.monotonic()
-        # each answer is parsed in its worker thread, while the other fetches wait on the network
-        replicas = fetch_endpoints(
-            params["endpoints"],
-            options,
-            path=params["metrics_path"],
-            scheme=params["scheme"],
-            process=lambda fetched: read_replica(
+        urls = normalize_endpoints(
+            params["endpoints"], path=params["metrics_path"], scheme=params["scheme"]
+        )
+        nodes = node_urls(params["node_endpoints"], len(urls), params["scheme"])
+        count = len(urls)
+        # one batch: the node endpoints are read beside the replicas', under the same bounds
+        node_index = [i for i, url in enumerate(nodes) if url is not None]
+        all_urls = urls + [nodes[i] for i in node_index]
+        written = list(params["endpoints"]) + [params["node_endpoints"][i] for i in node_index]
+
+        def process(fetched):
+            # each answer is parsed in its worker thread, while the others wait on the network
+            if fetched.index >= count:
+                return read_node(fetched, metric_names)
+            return read_replica(
                 fetched.index,
                 fetched,
                 metric_names,
                 params["replica_label"],
                 params["return_samples"],
-            ),
-        )
+            )
+
+        collected_at = time.time()
+        started = time.monotonic()
+        results = fetch_all(all_urls, options, endpoints=written, process=process)
     except EndpointError as e:
         module.fail_json(msg=str(e), option=e.option)
     except VsrInputError as e:
         module.fail_json(msg=str(e))
     elapsed = time.monotonic() - started
+    replicas = results[:count]
+    read_nodes = dict(zip(node_index, results[count:]))
+    for i, entry in enumerate(replicas):
+        merge_node(entry, read_nodes.get(i))
     cluster = cluster_summary(replicas, params["replica_order"])
     module.exit_json(
         changed=False,
         msg=describe(cluster),
         urls=[r["url"] for r in replicas],
+        node_urls=nodes,
         collected_at=round(collected_at, 3),
         elapsed=round(elapsed, 4),
         metric_names=metric_names,

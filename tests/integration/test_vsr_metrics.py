@@ -68,6 +68,10 @@ class _Handler(BaseHTTPRequestHandler):
             if file.exists():
                 return self._send(200, plain, file.read_bytes())
             return self._send(404, "text/plain", "no such replica in this scenario\n")
+        if len(parts) == 3 and parts[0] == "node" and parts[2] == "metrics":
+            file = FIXTURES.parent / "node" / f"{parts[1]}.prom"
+            if file.exists():
+                return self._send(200, plain, file.read_bytes())
         if path == "/slow/metrics":
             STOP.wait(0.5)
             return self._send(
@@ -179,6 +183,17 @@ def _endpoints(servers, scenario):
     return out
 
 
+def _node_endpoints(servers, scenario):
+    """A node exporter per replica: a full disk where the scenario's replica is down."""
+    r1 = servers["replicas"]["replica-1"]
+    return [
+        f"http://{r1}/node/"
+        + ("roomy" if (FIXTURES / scenario / f"{name}.prom").exists() else "full")
+        + "/metrics"
+        for name in ORDER
+    ]
+
+
 @pytest.fixture(scope="module")
 def play(servers, tmp_path_factory):
     r1 = servers["replicas"]["replica-1"]
@@ -270,6 +285,47 @@ def play(servers, tmp_path_factory):
             "args": {"endpoints": [servers["tls"]], "ca_path": "/nonexistent/ca.pem"},
         },
         {"name": "duplicate", "args": {"endpoints": [r1, f"http://{r1}/metrics"]}},
+        # node_endpoints: each replica host's node exporter, beside the replica
+        {
+            "name": "node_disk_full",
+            "args": {
+                "endpoints": _endpoints(servers, "one_down"),
+                "node_endpoints": _node_endpoints(servers, "one_down"),
+                "replica_order": ORDER,
+                "timeout": 2,
+            },
+            "filter": CLASSIFY,
+        },
+        {
+            "name": "node_failing",
+            "args": {
+                "endpoints": _endpoints(servers, "healthy"),
+                "node_endpoints": [
+                    f"127.0.40.1:{_closed_port('127.0.40.1')}",
+                    "",
+                    f"http://{r1}/html",
+                ],
+                "replica_order": ORDER,
+                "timeout": 2,
+            },
+        },
+        {
+            "name": "node_basic",
+            "args": {
+                "endpoints": [f"http://{r1}/basic/metrics"],
+                "node_endpoints": [f"http://{r1}/node/full/metrics"],
+                "url_username": "scraper",
+                "url_password": "s3cret-pw",
+            },
+        },
+        {
+            "name": "bad_node_endpoints",
+            "args": {"endpoints": _endpoints(servers, "healthy"), "node_endpoints": ["a:1"]},
+        },
+        {
+            "name": "bad_node_endpoint",
+            "args": {"endpoints": [r1], "node_endpoints": ["no-port"]},
+        },
     ]
     return run_tasks(tasks, tmp_path_factory.mktemp("vsr-play"), module=MODULE)
 
@@ -525,3 +581,55 @@ def test_real_lab(tmp_path):
         assert fm005["replicas"] == [killed] and fm005["severity"] == "SEV3"
     finally:
         _lab(lab_dir, "down", check=False)
+
+
+# --------------------------------------------------------------------------- node_endpoints
+def test_node_endpoints_name_fm007_for_the_crashed_replica(results, classified):
+    r = results["node_disk_full"]
+    assert r["failed"] is False, r.get("msg")
+    down = next(x for x in r["replicas"] if not x["reachable"])
+    assert down["node"]["reachable"] is True and down["node"]["error"] is None
+    assert down["filesystem_avail_bytes"] == 0 and down["filesystem_used_percent"] == 100
+    assert len(down["errors"]) == 1 and "refused" in down["errors"][0]
+    up = [x for x in r["replicas"] if x["reachable"]]
+    # their own expositions say 58.8% used, 412 GB free; the node exporter 50%, 50 MB free:
+    # the lowest available and the highest used win
+    assert all(x["filesystem_used_percent"] == 58.8 and x["errors"] == [] for x in up), up
+    assert all(x["filesystem_avail_bytes"] == 50_000_000 for x in up), up
+    assert len(r["node_urls"]) == 3 and all("/node/" in u for u in r["node_urls"])
+    overall = classified["node_disk_full"]["overall"]
+    assert overall["failure_mode"] == "FM-007" and overall["targets"] == [down["name"]]
+    fm005 = next(f for f in classified["node_disk_full"]["findings"] if f["fm"] == "FM-005")
+    assert fm005["explained_by"] == ["FM-007"]
+    # without the node endpoints the same cluster is a crash
+    assert classified["one_down"]["overall"]["failure_mode"] == "FM-005"
+
+
+def test_failing_node_endpoints_are_errors_not_failures(results):
+    r = results["node_failing"]
+    assert r["failed"] is False, r.get("msg")
+    assert r["cluster"]["reachable_count"] == 3
+    first, second, third = r["replicas"]
+    assert "refused" in first["node"]["error"] and first["errors"][0].startswith("node endpoint ")
+    assert second["node"] is None and second["errors"] == [] and r["node_urls"][1] is None
+    assert "HTML" in third["node"]["error"] and third["error"] is None
+    # what they expose themselves stays as it was
+    assert [x["filesystem_avail_bytes"] for x in r["replicas"]] == [412_000_000_000] * 3
+
+
+def test_node_endpoint_gets_the_credentials_of_its_own_origin(results):
+    r = results["node_basic"]
+    assert r["failed"] is False and r["replicas"][0]["reachable"] is True, r
+    assert r["replicas"][0]["node"]["filesystem_avail_bytes"] == 0
+
+
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [
+        ("bad_node_endpoints", "node_endpoints must be parallel to endpoints: 1 items for 3"),
+        ("bad_node_endpoint", "node_endpoints[0]: endpoints: 'no-port' has no port"),
+    ],
+)
+def test_bad_node_endpoints_fail_naming_the_option(results, case, words):
+    r = results[case]
+    assert r["failed"] is True and words in r["msg"], r["msg"]

@@ -14,6 +14,18 @@ Commands::
     kimberlite-admin checkpoint                 # write a checkpoint now
     kimberlite-admin isolate | rejoin           # stop / resume accepting client requests
     kimberlite-admin scrub                      # run one scrubber tour now
+    kimberlite-admin cleanup [--dry-run] [--data-dir DIR]
+                                                # log cleanup, offline (the replica may be down):
+                                                # remove the log.old.<first>-<last> segments that
+                                                # the latest valid checkpoint covers, nothing else
+
+``cleanup`` is the seed's FM-007 "trigger checkpoint, then log cleanup" (``checkpoint`` first,
+while the replica runs). It reads the data dir itself (``--data-dir``, default the config's
+``data_dir``) and prints ``{"removed": [...], "kept": [...], "freed_bytes": N,
+"checkpoint_op": OP, "dry_run": bool, "data_dir": DIR}``: ``kept`` are the ``log.old.*`` names
+it left (beyond the checkpoint, malformed, or no valid checkpoint at all); ``log.dat``, meta,
+the commit hint and the checkpoints are never touched. Exit 0, or 2 when the data dir is not
+there.
 """
 
 from __future__ import annotations
@@ -26,11 +38,49 @@ import sys
 import time
 from pathlib import Path
 
+from firebreak.lab import storage
+
 DEFAULT_CONFIG = "/etc/kimberlite/replica.json"
 
 
+def _config_path(config: str | None) -> Path:
+    return Path(config or os.environ.get("KIMBERLITE_CONFIG") or DEFAULT_CONFIG)
+
+
+def _default_data_dir(config: str | None) -> str:
+    try:
+        return str(json.loads(_config_path(config).read_text())["data_dir"])
+    except (OSError, ValueError, KeyError):
+        return "/var/lib/kimberlite"
+
+
+def cleanup(data_dir: str | os.PathLike, dry_run: bool = False) -> dict:
+    """Remove the rotated log segments the latest valid checkpoint covers (offline)."""
+    d = Path(data_dir)
+    if not d.is_dir():
+        raise FileNotFoundError(f"no data dir {d}")
+    names = [p.name for p in d.iterdir() if p.name.startswith("log.old.")]
+    plan = storage.cleanup_selection(names, storage.list_checkpoints(d))
+    remove, keep = [], list(plan["keep"])
+    for name in plan["remove"]:  # a segment's name on something else than a file: kept
+        p = d / name
+        (remove if p.is_file() and not p.is_symlink() else keep).append(name)
+    if dry_run:
+        freed = sum((d / n).stat().st_size for n in remove)
+    else:
+        freed = storage.remove_segments(d, remove)
+    return {
+        "removed": remove,
+        "kept": sorted(keep),
+        "freed_bytes": freed,
+        "checkpoint_op": plan["checkpoint_op"],
+        "dry_run": dry_run,
+        "data_dir": str(d),
+    }
+
+
 def _defaults(config: str | None) -> tuple[str, int]:
-    path = Path(config or os.environ.get("KIMBERLITE_CONFIG") or DEFAULT_CONFIG)
+    path = _config_path(config)
     try:
         cfg = json.loads(path.read_text())
         me = next(r for r in cfg["replicas"] if r["name"] == cfg["replica"])
@@ -96,7 +146,20 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("isolate")
     sub.add_parser("rejoin")
     sub.add_parser("scrub")
+    cl = sub.add_parser(
+        "cleanup", help="remove log.old.* segments the latest valid checkpoint covers (offline)"
+    )
+    cl.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
+    cl.add_argument("--data-dir", help="the replica's data dir (default: the config's data_dir)")
     args = ap.parse_args(argv)
+    if args.cmd == "cleanup":
+        try:
+            out = cleanup(args.data_dir or _default_data_dir(args.config), args.dry_run)
+        except OSError as exc:
+            print(f"kimberlite-admin: cleanup: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps(out, indent=2))
+        return 0
     host, port = _defaults(args.config)
     host, port = args.host or host, args.port or port
     try:

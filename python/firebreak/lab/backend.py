@@ -248,6 +248,8 @@ def write_inventory(state: dict, path: Path, connection: str = "local") -> Path:
             "vsr_service_name": r.get("service", SERVICE_NAME),
             "vsr_lab_mode": state["mode"],
         }
+        if r.get("node_metrics_url"):  # the node exporter beside the replica (disk, load)
+            hv["node_metrics_url"] = r["node_metrics_url"]
         if connection == "local":
             hv["ansible_connection"] = "local"
             hv["ansible_python_interpreter"] = "{{ ansible_playbook_python }}"

@@ -82,7 +82,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "arg",
         nargs="?",
         help="MS for clock-skew/latency, ms per executed op for slow-commit (200); for corrupt "
-        "an op or 'unrepairable'",
+        "an op or 'unrepairable'; for disk-full MB (processes mode) or 'old-logs' (rotated log "
+        "segments fill the disk)",
     )
     sub.add_parser("heal", help="undo faults, restart stopped replicas")
     rc = sub.add_parser(

@@ -17,10 +17,13 @@ Layout (what an operator of the seed's runbooks sees):
 - the data dir: a loop-mounted ext4 image on the host (``<lab>/containers/disks/replica-i.img``
   mounted on ``<lab>/containers/mnt/replica-i``), bind-mounted into the container, so that the
   ``disk-full`` fault fills a real filesystem and never the machine's own disk;
-- host access, loopback only: replica *i*'s API is published on ``127.0.<net>.<i>:8080`` and
-  its metrics on ``127.0.<net>.<i>:9090`` (``net`` defaults to 30; the processes mode uses 20).
+- host access, loopback only: replica *i*'s API is published on ``127.0.<net>.<i>:8080``, its
+  metrics on ``127.0.<net>.<i>:9090`` and its node exporter (``node-exporter.service``, the
+  container's disk and load, running apart from the replica) on ``127.0.<net>.<i>:9100``
+  (``net`` defaults to 30; the processes mode uses 20).
   The Ansible inventory carries these host-reachable URLs (``vsr_api_url``,
-  ``vsr_metrics_url`` = the metrics port's base URL, as in processes mode) and
+  ``vsr_metrics_url`` = the metrics port's base URL, as in processes mode, ``node_metrics_url``)
+  and
   ``ansible_connection: containers.podman.podman`` with ``ansible_host`` = the container.
 
 Entry points: ``firebreak lab up --mode containers`` (through :class:`ContainersBackend`, the
@@ -47,7 +50,10 @@ partition    nftables table ``firebreak_partition`` in the replica's container d
 corrupt      flips bits inside a committed log entry (``arg``: op, default a middle committed
              one) on the bind-mounted data dir with :func:`firebreak.lab.storage.corrupt_entry`;
              ``arg`` ``unrepairable`` garbles ``meta.json`` too (the replica refuses to boot)
-disk-full    fills the loop-mounted filesystem with ``.firebreak-fill`` (heal removes it)
+disk-full    fills the loop-mounted filesystem with ``.firebreak-fill``; ``arg`` ``old-logs``
+             fills it with rotated log segments ``log.old.<first>-<last>`` instead (copies
+             of the log's records, all covered by the latest checkpoint: a failed log
+             cleanup; ``kimberlite-admin cleanup`` frees them). Heal removes both
 clock-skew   ``arg`` ms: a systemd drop-in with ``LD_PRELOAD=libfaketime`` + ``FAKETIME``, then
              the unit restarts (heal removes the drop-in and restarts)
 latency      ``arg`` ms: the replica delays its outbound protocol sends (``latency_ms`` in
@@ -106,6 +112,7 @@ from typing import Any
 from firebreak.collection import module_utils
 from firebreak.lab import backend as _backend
 from firebreak.lab import image as lab_image
+from firebreak.lab import storage
 from firebreak.lab.backend import (
     CONFIG_OPTS,
     DEFAULT_CLOCK_SKEW_MS,
@@ -128,6 +135,8 @@ LABEL = "firebreak.lab"
 UNIT = SERVICE_NAME  # kimberlite-vsr
 API_PORT = 8080
 METRICS_PORT = 9090
+NODE_PORT = 9100
+NODE_UNIT = "node-exporter"
 DATA_DIR = "/var/lib/kimberlite"
 CONFIG_PATH = "/etc/kimberlite/replica.json"
 SOURCE_MOUNT = "/opt/firebreak/python"
@@ -279,6 +288,10 @@ class ContainerLab:
         """Base URL of the metrics port (``/metrics``, ``/health``), as in processes mode."""
         return f"http://{self.host_address(replica)}:{METRICS_PORT}"
 
+    def node_metrics_url(self, replica: str) -> str:
+        """Base URL of the replica's node exporter (``/metrics``: its disk and load)."""
+        return f"http://{self.host_address(replica)}:{NODE_PORT}"
+
     def _rdir(self, replica: str) -> Path:
         return self.dir / replica
 
@@ -333,6 +346,7 @@ class ContainerLab:
             "metrics_port": METRICS_PORT,
             "api_url": self.api_url(replica),
             "metrics_url": self.metrics_url(replica),
+            "node_metrics_url": self.node_metrics_url(replica),
             "data_dir": DATA_DIR,
             "host_data_dir": str(self.data_path(replica)),
             "config": str(self._rdir(replica) / "etc" / "replica.json"),
@@ -656,6 +670,8 @@ class ContainerLab:
             f"{addr}:{API_PORT}:{API_PORT}",
             "--publish",
             f"{addr}:{METRICS_PORT}:{METRICS_PORT}",
+            "--publish",
+            f"{addr}:{NODE_PORT}:{NODE_PORT}",
             "--volume",
             f"{self.source_dir.resolve()}:{SOURCE_MOUNT}:ro",
             "--volume",
@@ -736,7 +752,7 @@ class ContainerLab:
         if _run(["podman", "container", "exists", container]).returncode == 0:
             raise ContainerLabError(f"a container named {container} already exists")
         addr = f"127.0.{self.net}.{k}"
-        for port in (API_PORT, METRICS_PORT):
+        for port in (API_PORT, METRICS_PORT, NODE_PORT):
             with socket.socket() as sock:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
@@ -1002,17 +1018,26 @@ class ContainerLab:
 
     def _corrupt(self, replica: str, arg: Any) -> dict[str, Any]:
         """Flip bits in a committed entry of log.dat, on the host side of the bind mount."""
-        from firebreak.lab import storage  # LAB's on-disk format and its corrupt helper
-
         try:
             return storage.inject_corruption(self.data_path(replica), arg)
         except (OSError, RuntimeError) as exc:
             raise ContainerLabError(f"corrupt on {replica}: {exc}") from exc
 
-    def _disk_full(self, replica: str, _arg: Any) -> dict[str, Any]:
+    def _disk_full(self, replica: str, arg: Any) -> dict[str, Any]:
         mnt = self._mnt(replica)
         if not self._is_mounted(mnt):
             raise ContainerLabError(f"{replica}'s data dir is not a loop mount ({mnt})")
+        if arg not in (None, "", storage.OLD_LOGS):
+            raise ContainerLabError(f"disk-full: ARG is {storage.OLD_LOGS!r} or none, not {arg!r}")
+        if arg == storage.OLD_LOGS:
+            # A failed log cleanup: rotated segments that a checkpoint covers fill the disk.
+            # A fresh checkpoint first (the replica is up), so that they cover most of the log.
+            with contextlib.suppress(OSError):
+                http_json(f"{self.api_url(replica)}/admin/checkpoint", "POST", {}, timeout=5)
+            try:
+                return storage.fill_with_old_segments(mnt)
+            except (OSError, RuntimeError) as exc:
+                raise ContainerLabError(f"disk-full old-logs on {replica}: {exc}") from exc
         fill = mnt / FILL_FILE
         st = os.statvfs(mnt)
         free = st.f_bavail * st.f_frsize
@@ -1149,6 +1174,11 @@ class ContainerLab:
             if fill.exists():
                 fill.unlink()
                 done.append("disk-full")
+            old_logs = (kinds.get("disk-full") or {}).get("segments") or []
+            if old_logs:
+                storage.remove_segments(self._mnt(r), old_logs)
+                if "disk-full" not in done:
+                    done.append("disk-full")
             ctl = self._control(r)
             if ctl.get("latency_ms") or ctl.get("partition"):
                 self._control(r, latency_ms=0, partition=[])
@@ -1168,6 +1198,10 @@ class ContainerLab:
                 self.systemctl(r, "reset-failed", UNIT)
                 self.systemctl(r, "start", UNIT)
                 done.append("start")
+            if self.systemctl(r, "is-active", NODE_UNIT).stdout.strip() != "active":
+                self.systemctl(r, "reset-failed", NODE_UNIT)
+                self.systemctl(r, "start", NODE_UNIT)
+                done.append("node-exporter-start")
             self.faults.pop(r, None)
             healed[r] = done
         self._save_state(status="up")

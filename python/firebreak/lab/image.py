@@ -8,8 +8,9 @@ apt uses (no container registry is reachable), with:
 - the Python packages the replica needs (pure-python / manylinux wheels installed from the host
   with pip into ``/usr/local/lib/python3.11/dist-packages``: containers need no network beyond
   their own podman network);
-- ``kimberlite-vsr.service`` (enabled) and the ``/usr/local/bin/kimberlite-admin`` wrapper from
-  ``firebreak/lab/systemd/``.
+- ``kimberlite-vsr.service`` and ``node-exporter.service`` (both enabled; the second serves the
+  container's disk and load on :9100, :mod:`firebreak.lab.node_exporter`) and the
+  ``/usr/local/bin/kimberlite-admin`` wrapper from ``firebreak/lab/systemd/``.
 
 The firebreak source itself is NOT baked in: the lab bind-mounts the checkout's ``python/``
 read-only at ``/opt/firebreak/python`` and the unit sets ``PYTHONPATH``, so code changes need no
@@ -67,6 +68,9 @@ SITE_PACKAGES = "usr/local/lib/python3.11/dist-packages"
 
 SYSTEMD_DIR = Path(__file__).resolve().parent / "systemd"
 UNIT_NAME = "kimberlite-vsr.service"
+NODE_EXPORTER_UNIT = "node-exporter.service"
+#: The units installed and enabled at boot.
+UNITS = (UNIT_NAME, NODE_EXPORTER_UNIT)
 ADMIN_WRAPPER = "kimberlite-admin"
 
 #: What lab-recipes.md says podman needs on this kind of machine.
@@ -100,6 +104,7 @@ def recipe() -> dict:
         "debian_packages": sorted(DEBIAN_PACKAGES),
         "python_packages": sorted(PYTHON_PACKAGES),
         "unit": (SYSTEMD_DIR / UNIT_NAME).read_text(),
+        "node_exporter_unit": (SYSTEMD_DIR / NODE_EXPORTER_UNIT).read_text(),
         "admin_wrapper": (SYSTEMD_DIR / ADMIN_WRAPPER).read_text(),
         # The customization steps themselves: editing them rebuilds the image (not the rootfs).
         "steps": inspect.getsource(_customize) + inspect.getsource(_import),
@@ -240,16 +245,16 @@ def _install_python_packages(rootfs: Path) -> None:
 def _customize(rootfs: Path) -> None:
     """Idempotent steps applied on top of the debootstrapped tree."""
     _install_python_packages(rootfs)
-    unit_dst = rootfs / "etc/systemd/system" / UNIT_NAME
-    unit_dst.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(SYSTEMD_DIR / UNIT_NAME, unit_dst)
-    unit_dst.chmod(0o644)
     wants = rootfs / "etc/systemd/system/multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
-    link = wants / UNIT_NAME
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    link.symlink_to(f"/etc/systemd/system/{UNIT_NAME}")
+    for unit in UNITS:
+        unit_dst = rootfs / "etc/systemd/system" / unit
+        shutil.copyfile(SYSTEMD_DIR / unit, unit_dst)
+        unit_dst.chmod(0o644)
+        link = wants / unit
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(f"/etc/systemd/system/{unit}")
     wrapper = rootfs / "usr/local/bin" / ADMIN_WRAPPER
     wrapper.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(SYSTEMD_DIR / ADMIN_WRAPPER, wrapper)

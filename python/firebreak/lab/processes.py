@@ -1,7 +1,10 @@
 """processes mode: each replica is a local process on its own loopback address.
 
 Replica *i* of net N listens on ``127.0.N.i`` (8080 API/protocol, 9090 metrics), runs in its own
-session (``start_new_session``) and logs to ``<lab>/replicas/<name>/replica.log``.
+session (``start_new_session``) and logs to ``<lab>/replicas/<name>/replica.log``. Beside each
+replica runs its node exporter (:mod:`firebreak.lab.node_exporter`, ``127.0.N.i:9100``, log
+``node_exporter.log``): its own process, so a replica that fail-stopped still has its disk read.
+It starts and stops with the lab (``up``, ``down``, ``add_replica``; ``heal`` restarts it).
 
 Faults, and how they are done here:
 
@@ -13,9 +16,12 @@ Faults, and how they are done here:
   scrubber / read path must find it (vsr_checksum_failures_total, ERROR ``checksum`` line) and
   state transfer repairs it; with the argument ``unrepairable`` it garbles ``meta.json`` too,
   and the replica refuses to boot on its next start (only a wipe and resync bring it back).
-* ``disk-full`` moves the data dir onto a size-limited loop-mounted ext4 filesystem (never tmpfs)
-  and fills it; needs root. The replica fails stop on ENOSPC. Heal removes the filler and
-  restarts it.
+* ``disk-full [MB|old-logs]`` moves the data dir onto a size-limited loop-mounted ext4
+  filesystem (never tmpfs) of MB (16) and fills it; needs root. The replica fails stop on
+  ENOSPC. ``old-logs`` fills it with rotated log segments ``log.old.<first>-<last>`` (copies of
+  the log's own records, all covered by the latest checkpoint: a failed log cleanup, which
+  ``kimberlite-admin cleanup`` undoes) instead of ``filler.bin``. Heal removes what the fault
+  wrote and restarts the replica.
 * ``clock-skew MS`` restarts the replica under libfaketime (``FAKETIME=+MS/1000``); the skew shows
   in its ``vsr_clock_offset_ms`` (measured against its peers' heartbeat timestamps).
 * ``latency MS`` delays the replica's outbound protocol sends.
@@ -47,6 +53,7 @@ import time
 from pathlib import Path
 from types import MappingProxyType
 
+from firebreak.lab import storage
 from firebreak.lab.backend import (
     CONFIG_OPTS,
     DEFAULT_CLOCK_SKEW_MS,
@@ -66,6 +73,7 @@ from firebreak.lab.backend import (
 )
 
 DEFAULT_NET = 20
+NODE_PORT = 9100
 
 
 def _alive(pid: int | None) -> bool:
@@ -87,15 +95,41 @@ def _paused(pid: int | None) -> bool:
         return False
 
 
-def _ours(pid: int | None, config: str) -> bool:
-    """Is pid one of our replica processes (never signal a recycled pid)?"""
+def _ours(pid: int | None, config: str, module: str = "firebreak.lab.replica") -> bool:
+    """Is pid one of our replica (or node exporter) processes (never signal a recycled pid)?"""
     if not _alive(pid):
         return False
     try:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"firebreak.lab.replica" in cmd and config.encode() in cmd
+    return module.encode() in cmd and config.encode() in cmd
+
+
+NODE_MODULE = "firebreak.lab.node_exporter"
+
+
+def _node_ours(m: dict) -> bool:
+    return _ours(m.get("node_pid"), m["config"], NODE_MODULE)
+
+
+def _node_answers(m: dict) -> bool:
+    try:
+        u = m["node_metrics_url"].split("//", 1)[1]
+        with socket.create_connection((u.split(":")[0], int(u.split(":")[1])), timeout=1):
+            return True
+    except (OSError, KeyError, IndexError, ValueError):
+        return False
+
+
+def _check_free(host: str, ports: tuple[int, ...], hint: str = "") -> None:
+    for port in ports:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError as exc:
+                raise LabError(f"{host}:{port} is busy ({exc}){hint}") from exc
 
 
 def _reap(pid: int) -> None:
@@ -112,6 +146,8 @@ class ProcessesBackend(Backend):
         if existing and any(_alive(r.get("pid")) for r in existing["replicas"]):
             raise LabError(f"a lab is already running in {self.dir}; `lab down` first")
         if existing:
+            for r in existing["replicas"]:  # a node exporter left by a lab whose replicas died
+                self._stop_node(r)
             self._cleanup_mounts(existing)
         net = int(opts.get("net") or os.environ.get("FIREBREAK_LAB_NET") or DEFAULT_NET)
         if not 1 <= net <= 254 or not 1 <= replicas <= 9:
@@ -126,32 +162,8 @@ class ProcessesBackend(Backend):
         members = []
         for i in range(1, replicas + 1):
             host = f"127.0.{net}.{i}"
-            for port in (8080, 9090):
-                with socket.socket() as s:
-                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    try:
-                        s.bind((host, port))
-                    except OSError as exc:
-                        raise LabError(
-                            f"{host}:{port} is busy ({exc}); pick another --net"
-                        ) from exc
-            d = rdir / f"replica-{i}"
-            members.append(
-                {
-                    "name": f"replica-{i}",
-                    "host": host,
-                    "api_port": 8080,
-                    "metrics_port": 9090,
-                    "api_url": f"http://{host}:8080",
-                    "metrics_url": f"http://{host}:9090",
-                    "dir": str(d),
-                    "data_dir": str(d / "data"),
-                    "config": str(d / "replica.json"),
-                    "log": str(d / "replica.log"),
-                    "service": SERVICE_NAME,
-                    "pid": None,
-                }
-            )
+            _check_free(host, (8080, 9090, NODE_PORT), "; pick another --net")
+            members.append(self._new_member(f"replica-{i}", host, rdir / f"replica-{i}"))
         extra = {k: opts[k] for k in CONFIG_OPTS if opts.get(k) is not None}
         for m in members:
             Path(m["dir"]).mkdir(parents=True, exist_ok=True)
@@ -169,10 +181,69 @@ class ProcessesBackend(Backend):
         }
         save_state(state, self.dir)
         for m in members:
+            # saved after each start: a failed `lab up` takes down every process it started
+            self._spawn_node(m)
+            save_state(state, self.dir)
             self._spawn(state, m["name"])
-        save_state(state, self.dir)
+            save_state(state, self.dir)
         self.wait_ready(state, timeout=float(opts.get("timeout", 20)))
         return state
+
+    @staticmethod
+    def _new_member(name: str, host: str, d: Path) -> dict:
+        return {
+            "name": name,
+            "host": host,
+            "api_port": 8080,
+            "metrics_port": 9090,
+            "api_url": f"http://{host}:8080",
+            "metrics_url": f"http://{host}:9090",
+            "node_port": NODE_PORT,
+            "node_metrics_url": f"http://{host}:{NODE_PORT}",
+            "dir": str(d),
+            "data_dir": str(d / "data"),
+            "config": str(d / "replica.json"),
+            "log": str(d / "replica.log"),
+            "node_log": str(d / "node_exporter.log"),
+            "service": SERVICE_NAME,
+            "pid": None,
+            "node_pid": None,
+        }
+
+    def _spawn_node(self, m: dict) -> int:
+        """Start the replica's node exporter (stat of its data dir, on its address:9100)."""
+        log = open(m["node_log"], "ab")  # noqa: SIM115 - handed to the child
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", NODE_MODULE, "--config", m["config"]],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                cwd=m["dir"],
+            )
+        finally:
+            log.close()
+        m["node_pid"] = proc.pid
+        return proc.pid
+
+    @staticmethod
+    def _stop_node(m: dict) -> None:
+        pid = m.get("node_pid")
+        if _node_ours(m):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 3
+            while _node_ours(m) and time.monotonic() < deadline:
+                _reap(pid)
+                time.sleep(0.05)
+            if _node_ours(m):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                time.sleep(0.05)
+        if pid:
+            _reap(pid)
+        m["node_pid"] = None
 
     def add_replica(self, name: str | None = None, **opts) -> dict:
         """Provision and start one more replica process (empty data dir, not a member yet)."""
@@ -192,31 +263,11 @@ class ProcessesBackend(Backend):
         if not 1 <= k <= 254:
             raise LabError(f"no loopback address for {name}")
         host = f"127.0.{net}.{k}"
-        for port in (8080, 9090):
-            with socket.socket() as s:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    s.bind((host, port))
-                except OSError as exc:
-                    raise LabError(f"{host}:{port} is busy ({exc})") from exc
+        _check_free(host, (8080, 9090, NODE_PORT))
         d = self.dir / "replicas" / name
         if d.exists():
             shutil.rmtree(d)
-        m = {
-            "name": name,
-            "host": host,
-            "api_port": 8080,
-            "metrics_port": 9090,
-            "api_url": f"http://{host}:8080",
-            "metrics_url": f"http://{host}:9090",
-            "dir": str(d),
-            "data_dir": str(d / "data"),
-            "config": str(d / "replica.json"),
-            "log": str(d / "replica.log"),
-            "service": SERVICE_NAME,
-            "pid": None,
-            "added": time.time(),
-        }
+        m = {**self._new_member(name, host, d), "added": time.time()}
         d.mkdir(parents=True, exist_ok=True)
         extra = dict(st.get("replica_opts") or {})
         extra.update({k2: v for k2, v in opts.items() if v is not None})
@@ -225,6 +276,8 @@ class ProcessesBackend(Backend):
         cfg["members"] = list(st.get("initial_members") or [r["name"] for r in st["replicas"]])
         Path(m["config"]).write_text(json.dumps(cfg, indent=2))
         st["replicas"].append(m)
+        save_state(st, self.dir)
+        self._spawn_node(m)
         save_state(st, self.dir)
         self._spawn(st, name)
         save_state(st, self.dir)
@@ -277,10 +330,17 @@ class ProcessesBackend(Backend):
         while time.monotonic() < deadline:
             ok = 0
             for m in state["replicas"]:
-                if not _alive(m["pid"]):
-                    tail = Path(m["log"]).read_text()[-2000:] if Path(m["log"]).exists() else ""
-                    raise LabError(f"{m['name']} exited during start-up; log tail:\n{tail}")
+                for pid, log, what in (
+                    (m["pid"], m["log"], m["name"]),
+                    (m.get("node_pid"), m.get("node_log"), f"{m['name']}'s node exporter"),
+                ):
+                    if pid is not None and not _alive(pid):
+                        tail = Path(log).read_text()[-2000:] if log and Path(log).exists() else ""
+                        raise LabError(f"{what} exited during start-up; log tail:\n{tail}")
                 try:
+                    if m.get("node_pid") and not _node_answers(m):
+                        last = f"{m['name']}: node exporter not answering yet"
+                        continue
                     code, s = http_json(m["api_url"] + "/admin/status", timeout=1)
                     if code == 200 and s["status"] == 0:
                         ok += 1
@@ -318,6 +378,7 @@ class ProcessesBackend(Backend):
             if pid:
                 _reap(pid)
             m["pid"] = None
+            self._stop_node(m)
         self._cleanup_mounts(state)
         state_path(self.dir).unlink(missing_ok=True)
 
@@ -340,6 +401,8 @@ class ProcessesBackend(Backend):
                 "name": m["name"],
                 "api_url": m["api_url"],
                 "metrics_url": m["metrics_url"],
+                "node_metrics_url": m.get("node_metrics_url"),
+                "node_exporter_running": _node_ours(m),
                 "pid": m["pid"] if _alive(m["pid"]) else None,
                 "running": _alive(m["pid"]),
                 "paused": _paused(m["pid"]),
@@ -504,9 +567,16 @@ class ProcessesBackend(Backend):
         for tool in ("mkfs.ext4", "mount", "umount"):
             if shutil.which(tool) is None:
                 raise LabError(f"disk-full needs {tool}")
-        size_mb = int(arg or 16)
+        old_logs = arg == storage.OLD_LOGS
+        if not old_logs and arg not in (None, "") and not str(arg).isdigit():
+            raise LabError(f"disk-full: ARG is a size in MB or {storage.OLD_LOGS!r}, not {arg!r}")
+        size_mb = 16 if old_logs else int(arg or 16)
         data = Path(m["data_dir"])
         img = Path(m["dir"]) / "disk.img"
+        if old_logs and _ours(m["pid"], m["config"]):
+            # a fresh checkpoint first, so that the segments cover most of the log
+            with contextlib.suppress(OSError):
+                http_json(m["api_url"] + "/admin/checkpoint", "POST", {}, timeout=5)
         self._stop_pid(m)
         saved = data.with_name("data.orig")
         if saved.exists():
@@ -529,6 +599,17 @@ class ProcessesBackend(Backend):
             elif item.is_dir():
                 shutil.copytree(item, data / item.name)
         shutil.rmtree(saved)
+        m["mount"] = {"image": str(img), "mountpoint": str(data)}
+        if old_logs:
+            try:
+                filled = storage.fill_with_old_segments(data)
+            except (OSError, RuntimeError) as exc:
+                self._cleanup_mounts(st)
+                self._spawn(st, m["name"])
+                raise LabError(f"disk-full old-logs on {m['name']}: {exc}") from exc
+            m["mount"]["segments"] = filled["segments"]
+            self._spawn(st, m["name"])
+            return {"image": str(img), "size_mb": size_mb, "mountpoint": str(data), **filled}
         # fill what is left (keep nothing free)
         filler = data / "filler.bin"
         with open(filler, "wb") as fh, contextlib.suppress(OSError):
@@ -540,7 +621,6 @@ class ProcessesBackend(Backend):
             while True:
                 fh.write(b"\0" * 4096)
                 fh.flush()
-        m["mount"] = {"image": str(img), "mountpoint": str(data)}
         self._spawn(st, m["name"])
         return {"image": str(img), "size_mb": size_mb, "mountpoint": str(data)}
 
@@ -556,6 +636,7 @@ class ProcessesBackend(Backend):
                     shutil.rmtree(tmp)
                 for name in ("filler.bin", "filler2.bin"):
                     (data / name).unlink(missing_ok=True)
+                storage.remove_segments(data, mnt.get("segments") or [])
                 shutil.copytree(data, tmp, ignore=shutil.ignore_patterns("lost+found"))
                 subprocess.run(["umount", str(data)], capture_output=True)
                 if not os.path.ismount(data):
@@ -589,6 +670,9 @@ class ProcessesBackend(Backend):
                 self._stop_pid(m)
                 actions.append(f"clock-skew undone on {name}")
                 m["env"] = {}
+            if m.get("node_metrics_url") and not _node_ours(m):
+                self._spawn_node(m)
+                actions.append(f"restarted {name}'s node exporter")
             if not _ours(m["pid"], m["config"]):
                 self._spawn(st, name)
                 started.append(m)

@@ -6,6 +6,10 @@ Layout of ``data_dir``::
     meta.json                {"view", "last_normal_view", "crc"} (fsync'd, atomic rename)
     commit.json              {"commit"}: a lower bound of the commit number (written lazily)
     checkpoints/checkpoint-<op>.json   state-machine snapshots, the last K kept
+    log.old.<first>-<last>   rotated log segments (ops first..last), never read by the replica:
+                             only ``lab fault disk-full old-logs`` writes them (a failed log
+                             cleanup) and ``kimberlite-admin cleanup`` removes those that the
+                             latest valid checkpoint covers (:func:`cleanup_selection`)
 
 A log record is a 28-byte header ``<4sIIQQ`` (magic ``VSR1``, body length, CRC-32, op, view)
 followed by the JSON body (the entry). The CRC covers length, op, view and body. A mismatch found
@@ -23,8 +27,10 @@ the length was damaged), and no verifiable record follows it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import struct
 import time
 import zlib
@@ -465,3 +471,128 @@ def inject_corruption(data_dir: str | os.PathLike, arg: str | int | None, seed: 
     if text and not text.isdigit():
         raise RuntimeError(f"corrupt: ARG is an op number or 'unrepairable', not {text!r}")
     return {"op": corrupt_entry(data_dir, int(text) if text else None, seed=seed)}
+
+
+# ---------------------------------------------------------------------- rotated log segments
+OLD_LOGS = "old-logs"  # `lab fault disk-full --replica R old-logs`
+_SEGMENT_RE = re.compile(r"^log\.old\.([0-9]+)-([0-9]+)$")
+
+
+def segment_name(first: int, last: int) -> str:
+    return f"log.old.{first}-{last}"
+
+
+def parse_segment(name: str) -> tuple[int, int] | None:
+    """(first op, last op) of a rotated segment's name, or None when it is not one."""
+    m = _SEGMENT_RE.match(name)
+    if not m:
+        return None
+    first, last = int(m.group(1)), int(m.group(2))
+    return (first, last) if 1 <= first <= last else None
+
+
+def latest_valid_checkpoint_op(checkpoints: list[dict]) -> int | None:
+    """The op of the latest checkpoint whose checksum holds (:func:`list_checkpoints` rows)."""
+    ops = [c["op"] for c in checkpoints if c.get("valid") and isinstance(c.get("op"), int)]
+    return max(ops) if ops else None
+
+
+def cleanup_selection(names: list[str], checkpoints: list[dict]) -> dict:
+    """Which files of a data dir a log cleanup removes: pure, over names and checkpoint rows.
+
+    Only ``log.old.<first>-<last>`` segments whose last op is at or below the latest valid
+    checkpoint's op: the checkpoint holds what they hold. Every other ``log.old.*`` name (beyond
+    the checkpoint, malformed, any segment when no checkpoint is valid) is kept; anything else
+    (``log.dat``, meta, the commit hint, checkpoints...) is not a segment and never touched.
+    Returns ``{"remove": [...], "keep": [...], "checkpoint_op": op or None}``, names sorted."""
+    op = latest_valid_checkpoint_op(checkpoints)
+    remove, keep = [], []
+    for name in sorted(names):
+        if not name.startswith("log.old."):
+            continue
+        span = parse_segment(name)
+        if span is not None and op is not None and span[1] <= op:
+            remove.append(name)
+        else:
+            keep.append(name)
+    return {"remove": sorted(remove, key=parse_segment), "keep": keep, "checkpoint_op": op}
+
+
+def remove_segments(data_dir: str | os.PathLike, names: list[str]) -> int:
+    """Unlink the named segments (regular files only); returns the bytes freed."""
+    freed = 0
+    for name in names:
+        if parse_segment(name) is None:
+            continue
+        p = Path(data_dir) / name
+        with contextlib.suppress(FileNotFoundError):
+            st = p.lstat()
+            if not p.is_symlink() and p.is_file():
+                p.unlink()
+                freed += st.st_size
+    with contextlib.suppress(OSError):
+        _fsync_dir(Path(data_dir))
+    return freed
+
+
+def _write_until_full(fh, chunk: bytes, limit: int | None) -> tuple[int, bool]:
+    """Write ``chunk`` over and over to an unbuffered file, ``limit`` bytes at most (None: no
+    limit); returns (bytes written, whether the filesystem is full)."""
+    written = 0
+    while limit is None or written < limit:
+        piece = chunk if limit is None else chunk[: limit - written]
+        try:
+            n = fh.write(piece)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            return written, True
+        if not n:
+            return written, True
+        written += n
+    return written, False
+
+
+def fill_with_old_segments(data_dir: str | os.PathLike, segments: int = 8) -> dict:
+    """Fill the filesystem of ``data_dir`` with rotated log segments (fault injection: a log
+    cleanup that failed). Each ``log.old.<first>-<last>`` holds copies of the log's own records
+    first..last; all of them are at or below the latest valid checkpoint's op, so removing them
+    is safe. Returns ``{segments, checkpoint_op, bytes, free_bytes}``."""
+    d = Path(data_dir)
+    op = latest_valid_checkpoint_op(list_checkpoints(d))
+    if op is None:
+        raise RuntimeError(f"no valid checkpoint in {d}: no segment would be safe to remove")
+    data = (d / "log.dat").read_bytes()
+    spans = record_spans(d / "log.dat")
+    op = min(op, len(spans))
+    if op < 1:
+        raise RuntimeError(f"{d}/log.dat holds no record at or below the checkpoint")
+    k = max(1, min(segments, op))
+    bounds = [(j * op // k + 1, (j + 1) * op // k) for j in range(k)]
+    st = os.statvfs(d)
+    share = max(1, st.f_bavail * st.f_frsize // k)
+    names, total = [], 0
+    for j, (first, last) in enumerate(bounds):
+        start = spans[first - 1][0]
+        end = spans[last - 1][0] + HEADER.size + spans[last - 1][1]
+        chunk = data[start:end]
+        name = segment_name(first, last)
+        names.append(name)
+        with open(d / name, "wb", buffering=0) as fh:
+            _, full = _write_until_full(fh, chunk, None if j == k - 1 else share)
+            if full or j == k - 1:
+                # full: top the filesystem up to its last byte with ever smaller pieces
+                for size in (4096, 512, 1):
+                    _write_until_full(fh, chunk[:size], None)
+            with contextlib.suppress(OSError):
+                os.fsync(fh.fileno())
+            total += fh.tell()
+        if full or j == k - 1:
+            break
+    st = os.statvfs(d)
+    return {
+        "segments": names,
+        "checkpoint_op": op,
+        "bytes": total,
+        "free_bytes": st.f_bavail * st.f_frsize,
+    }
