@@ -309,10 +309,11 @@ class Simulation:
         self.crash(i, f"mid-batch {where} of [{kinds}]")
 
     def tear(self, i: int, from_op: int, entries: list) -> None:
-        """A crash in the middle of writing ``entries``: the file keeps a prefix of the bytes."""
+        """A crash in the middle of writing ``entries``: the file keeps a prefix of the bytes
+        (and the held count its value before the write, raised only once the write is whole)."""
         log = self.disks[i].log
         start = log.offsets[from_op - 1] if from_op <= len(log.offsets) else log.end
-        log.write(from_op, entries)
+        log.write_records(from_op, entries)
         keep = self.rng.randrange(start, log.end)
         with open(log.path, "r+b") as fh:
             fh.truncate(keep)
