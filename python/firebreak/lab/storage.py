@@ -479,6 +479,22 @@ def damage_body(path: Path, start: int, length: int) -> None:
         os.fsync(fh.fileno())
 
 
+def damage_length(path: Path, start: int, bit: int) -> int:
+    """Flip bit ``bit`` (0..31) of the length field of the record at ``start``: it may then
+    claim to run past the end of the file, into the records after it, past ``MAX_BODY``, or
+    stop short. Returns the new length."""
+    at = start + 4  # the length follows the 4-byte magic
+    with open(path, "r+b") as fh:
+        fh.seek(at)
+        (length,) = struct.unpack("<I", fh.read(4))
+        length ^= 1 << bit
+        fh.seek(at)
+        fh.write(struct.pack("<I", length))
+        fh.flush()
+        os.fsync(fh.fileno())
+    return length
+
+
 def record_spans(path: Path) -> list[tuple[int, int]]:
     """(offset, body length) of each whole record in a log file, read as it is on disk."""
     data = Path(path).read_bytes()
