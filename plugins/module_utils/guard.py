@@ -305,3 +305,57 @@ def _message(result):
         )
     parts.extend(result["refusals"] + result["notes"])
     return "; ".join(parts) + "; " + OVERRIDE_HINT + "."
+
+
+GUARD_DECISION_HELP = (
+    "a guard decision is the dict a guard returns, e.g. quorum_guard's quorum_guard_result: "
+    "{decision: allow|override, ...}"
+)
+
+
+def act_authority(guard_decision=None, force=False, force_reason=None):
+    """What lets a destructive step that runs on its own act: a guard's decision or the
+    operator's explicit, reasoned choice. Returns ``(authority, problem)``: ``authority`` is
+    what the result records (decision, source and the guard's own words), ``problem`` the
+    refusal as a message (None when the step may act).
+
+    A guard decision is a dict with ``decision`` ``allow`` or ``override`` (an override carries
+    the operator's ``override.reason``, as quorum_guard records it); ``deny`` or anything else
+    refuses. ``force`` needs ``force_reason`` and excludes a guard decision (a force is not a
+    way past a guard's deny: the guard has its own override, on its record)."""
+    if force and guard_decision is not None:
+        return None, "give either guard_decision or force, not both"
+    if force:
+        reason = str(force_reason or "").strip()
+        if not reason:
+            return None, "force=true needs force_reason: why the operator acts without a guard"
+        return {"decision": "force", "source": "operator", "reason": reason}, None
+    if guard_decision is None:
+        return None, (
+            "refusing to act without a guard decision: pass guard_decision (%s) or, as an "
+            "operator's choice on the record, force=true with force_reason" % GUARD_DECISION_HELP
+        )
+    if not isinstance(guard_decision, dict):
+        return None, "guard_decision must be a dict (%s), got %r" % (
+            GUARD_DECISION_HELP,
+            guard_decision,
+        )
+    decision = guard_decision.get("decision")
+    said = guard_decision.get("message") or guard_decision.get("summary")
+    if decision == "deny":
+        return None, "the guard denied: %s" % (said or "no message")
+    if decision not in ("allow", "override"):
+        return None, "guard_decision.decision must be allow or override, got %r (%s)" % (
+            decision,
+            GUARD_DECISION_HELP,
+        )
+    if decision == "allow" and guard_decision.get("allowed", True) is not True:
+        return None, "guard_decision says allow but allowed is %r" % (guard_decision["allowed"],)
+    override = guard_decision.get("override") or {}
+    if decision == "override" and not str(override.get("reason") or "").strip():
+        return None, "guard_decision is an override without its reason (override.reason)"
+    authority = {"decision": decision, "source": "guard", "message": said}
+    for key in ("action", "at", "override"):
+        if guard_decision.get(key) is not None:
+            authority[key] = guard_decision[key]
+    return authority, None

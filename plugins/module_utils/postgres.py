@@ -55,6 +55,9 @@ IDLE_STATES = ("idle", "idle in transaction", "idle in transaction (aborted)")
 # (seed 003).
 RUNNING_STATES = ("active", "fastpath function call")
 
+# The bound of a terminate request that names no limit (idle sessions): more matches end none.
+DEFAULT_TERMINATE_LIMIT = 10
+
 # A read may take statement_timeout (the server cancels the statement) plus this many seconds
 # before the module stops waiting for a server that does not answer at all.
 READ_GRACE = 2
@@ -433,16 +436,20 @@ def select_sessions(sessions, filters, own_pid, include_superusers=False):
 def within_limit(matched, limit, over_limit="refuse"):
     """The sessions to end: all of ``matched`` when they are no more than ``limit``.
 
-    More than ``limit`` is a sign the filters are wider than the operator thought: raise
-    OverLimit (nothing is ended), unless ``over_limit`` is 'oldest' (the oldest ``limit``).
+    No ``limit`` (a request for idle sessions: running queries need one) is
+    DEFAULT_TERMINATE_LIMIT: no request ends an unbounded number of sessions. More than the
+    limit is a sign the filters are wider than the operator thought: raise OverLimit (nothing
+    is ended), unless ``over_limit`` is 'oldest' (the oldest ``limit``).
     """
-    if limit is None or len(matched) <= limit:
+    bound = DEFAULT_TERMINATE_LIMIT if limit is None else limit
+    if len(matched) <= bound:
         return matched
-    if over_limit == "oldest":
+    if over_limit == "oldest" and limit is not None:
         return matched[:limit]
     raise OverLimit(
-        "%d sessions match, more than limit=%d: none terminated (narrow the filters, raise "
-        "the limit, or set over_limit=oldest to end the oldest %d)" % (len(matched), limit, limit)
+        "%d sessions match, more than limit=%d%s: none terminated (narrow the filters, raise "
+        "the limit, or set over_limit=oldest to end the oldest %d)"
+        % (len(matched), bound, " (the default, no limit given)" if limit is None else "", bound)
     )
 
 

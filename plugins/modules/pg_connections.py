@@ -26,8 +26,11 @@ description:
     (state V(active) or V(fastpath function call)) unless O(confirm_terminate_active=true).
   - An empty filter never means all sessions; O(action=terminate) needs at least one of
     O(states), O(older_than), O(users), O(applications), O(databases).
-  - When more sessions match than O(limit), nothing is ended and the task fails with the
-    count (RV(matched)), unless O(over_limit=oldest).
+  - When more sessions match than O(limit) (10 when no limit is given), nothing is ended and
+    the task fails with the count (RV(matched)), unless O(over_limit=oldest).
+  - O(action=terminate) acts only on a guard's decision (O(guard_decision)) or on the
+    operator's explicit choice (O(force) with O(force_reason)); RV(guard) records which. Used
+    on its own in a remediation it refuses without one, in check mode too.
   - Every statement is bounded (O(connect_timeout), O(statement_timeout)). A server that
     accepts the connection and then stops answering fails the task, it never hangs it.
   - Each session is re-checked in the terminating statement itself (same pid, same
@@ -86,7 +89,9 @@ options:
   limit:
     description:
       - The most sessions this run may end; 1 or more. Required with
-        O(confirm_terminate_active=true).
+        O(confirm_terminate_active=true) and with O(over_limit=oldest).
+      - Without it a terminate request is bounded by 10 (idle sessions can never all be
+        ended by default).
       - When more sessions match, see O(over_limit).
     type: int
   over_limit:
@@ -111,6 +116,27 @@ options:
       - Allow sessions of superuser roles to be selected. Off by default.
     type: bool
     default: false
+  guard_decision:
+    description:
+      - The decision of a guard that ran for this step, as a guard returns it. A guard
+        decision is a dict whose C(decision) is V(allow) or V(override) (V(deny) refuses);
+        the quorum_guard role's C(quorum_guard_result) is one (C(decision), C(allowed),
+        C(action), C(message), C(summary), C(at), and for an override C(override.reason),
+        C(override.by)). An override must carry its C(override.reason).
+      - Required with O(action=terminate) unless O(force=true). Ignored keys are kept out
+        of RV(guard) except C(action), C(at), C(override) and the message.
+    type: dict
+  force:
+    description:
+      - The operator's explicit choice to terminate without a guard decision, recorded in
+        RV(guard) with O(force_reason). Not a way past a guard that denied (give one or the
+        other, not both; a guard has its own override).
+    type: bool
+    default: false
+  force_reason:
+    description:
+      - Why the operator terminates without a guard. Required with O(force=true).
+    type: str
   long_idle_after:
     description:
       - Sessions idle (or idle in transaction) for longer than this are listed in
@@ -125,8 +151,8 @@ attributes:
         that a real run would end at that moment, and RV(queries) the statements it would run.
       - C(changed) is then the prediction (true when a real run would end sessions). Outside
         check mode it is true only when a session was terminated.
-      - A request a real run would refuse (more matches than O(limit), a missing confirmation)
-        fails in check mode too.
+      - A request a real run would refuse (more matches than O(limit), a missing confirmation,
+        no guard decision) fails in check mode too.
   diff_mode:
     support: none
     description:
@@ -158,7 +184,8 @@ extends_documentation_fragment:
 """
 
 EXAMPLES = r"""
-# Seed 003 (connection exhaustion): "kill idle connections older than 10 minutes".
+# Seed 003 (connection exhaustion): "kill idle connections older than 10 minutes", at most
+# 50 of them, on the operator's recorded choice (no guard ran before this task).
 - name: Kill idle connections older than 10 minutes
   firebreak.incident.pg_connections:
     login_host: postgres.example.com
@@ -167,6 +194,9 @@ EXAMPLES = r"""
     action: terminate
     states: [idle]
     older_than: 10m
+    limit: 50
+    force: true
+    force_reason: "INC-2041: pool exhausted by leaked idle connections (seed 003)"
   register: killed
 
 - name: Show what was ended
@@ -184,6 +214,7 @@ EXAMPLES = r"""
     older_than: 10m
     databases: [hotswap]
     users: [hotswap]
+    guard_decision: "{{ quorum_guard_result }}"  # the guard that ran for this remediation
   check_mode: true
   register: preview
 
@@ -200,6 +231,7 @@ EXAMPLES = r"""
     older_than: 5m
     confirm_terminate_active: true
     limit: 10
+    guard_decision: "{{ quorum_guard_result }}"
 
 # Seed 004 PLAY-022 (PostgresConnectionPoolExhausted): saturation check.
 - name: Read connection usage
@@ -229,6 +261,8 @@ EXAMPLES = r"""
     exclude_users: [migrator]
     limit: 5
     over_limit: oldest
+    force: true
+    force_reason: "transactions left open by the batch job"
   become: true
   become_user: postgres
 """
@@ -398,6 +432,14 @@ terminated:
       description: Whether the role is a superuser.
       type: bool
       sample: false
+guard:
+  description:
+    - What let this run terminate. C(decision) V(allow) or V(override) with C(source)
+      V(guard) (and the guard's C(message), C(action), C(at), C(override)), or V(force) with
+      C(source) V(operator) and its C(reason).
+  returned: with O(action=terminate)
+  type: dict
+  sample: {"decision": "force", "source": "operator", "reason": "INC-2041: leaked connections"}
 matched:
   description:
     - How many sessions matched the filters, before O(limit). Also returned when the task
@@ -432,6 +474,9 @@ queries:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.firebreak.incident.plugins.module_utils.guard import (  # noqa: E402
+    act_authority,
+)
 from ansible_collections.firebreak.incident.plugins.module_utils.postgres import (  # noqa: E402
     SESSION_STATES,
     InvalidDuration,
@@ -491,6 +536,7 @@ TERMINATE_QUERY = (
 
 FILTER_OPTIONS = ("states", "older_than", "users", "applications", "databases", "limit")
 TERMINATE_OPTIONS = FILTER_OPTIONS + ("exclude_users", "over_limit", "confirm_terminate_active")  # noqa: RUF005
+GUARD_OPTIONS = ("guard_decision", "force", "force_reason")
 
 
 class PgConnections(object):
@@ -538,9 +584,9 @@ class PgConnections(object):
         return ("terminated" if row["ok"] else "timeout"), text
 
 
-def main():
-    argument_spec = postgres_common_argument_spec()
-    argument_spec.update(
+def argument_spec():
+    spec = postgres_common_argument_spec()
+    spec.update(
         action=dict(type="str", default="report", choices=["report", "terminate"]),
         states=dict(type="list", elements="str", choices=list(SESSION_STATES)),
         older_than=dict(type="raw"),
@@ -553,34 +599,101 @@ def main():
         confirm_terminate_active=dict(type="bool", default=False),
         include_superusers=dict(type="bool", default=False),
         long_idle_after=dict(type="raw", default="10m"),
+        guard_decision=dict(type="dict"),
+        force=dict(type="bool", default=False),
+        force_reason=dict(type="str"),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    p = module.params
+    return spec
 
+
+def request_problems(p):
+    """Everything wrong with the request, found before connecting: (problems, authority)."""
     problems = validate_connection_params(p)
     try:
-        long_idle_after = parse_duration(p["long_idle_after"], "long_idle_after")
+        parse_duration(p["long_idle_after"], "long_idle_after")
     except InvalidDuration as e:
         problems.append(str(e))
-    filters = dict((k, p[k]) for k in TERMINATE_OPTIONS)
+    authority = None
     if p["action"] == "terminate":
-        problems.extend(terminate_problems(filters))
+        problems.extend(terminate_problems(dict((k, p[k]) for k in TERMINATE_OPTIONS)))
+        authority, refusal = act_authority(p["guard_decision"], p["force"], p["force_reason"])
+        if refusal:
+            problems.append(refusal)
     elif any(p[k] not in (None, []) for k in FILTER_OPTIONS):
         problems.append(
             "session filters are only used with action=terminate "
             "(run it in check mode to preview what would be ended)"
         )
+    elif p["guard_decision"] is not None or p["force"] or p["force_reason"]:
+        problems.append("guard_decision, force and force_reason are for action=terminate only")
+    return problems, authority
+
+
+def end_sessions(module, pg, targets, version, result):
+    """End ``targets`` one at a time, recording each outcome in ``result``."""
+    failures = []
+    for s in targets:
+        try:
+            outcome, text = pg.terminate(s, version)
+        except PgConnectionError as e:  # the server stopped answering
+            failures.append("pid %s: %s" % (s["pid"], e))
+            break
+        except Exception as e:
+            failures.append("pid %s: %s" % (s["pid"], str(e).strip()))
+            continue
+        result["queries"].append(text)
+        if outcome == "terminated":
+            result["terminated"].append(session_view(s))
+        elif outcome == "gone":
+            result["already_gone"].append(s["pid"])
+        else:
+            # Signalled, but still there after the wait: it was ended, say so.
+            result["terminated"].append(session_view(s))
+            module.warn("pid %s was signalled but had not exited yet" % s["pid"])
+    result["changed"] = bool(result["terminated"])
+    if failures:
+        module.fail_json(
+            msg="could not terminate %d session(s): %s" % (len(failures), "; ".join(failures)),
+            **result,
+        )
+
+
+def run_terminate(module, pg, sessions, own_pid, version, result):
+    """action=terminate once read: select, bound, then predict (check mode) or end."""
+    p = module.params
+    filters = dict((k, p[k]) for k in TERMINATE_OPTIONS)
+    matched = select_sessions(sessions, filters, own_pid, p["include_superusers"])
+    result["matched"] = len(matched)
+    try:
+        targets = within_limit(matched, p["limit"], p["over_limit"])
+    except OverLimit as e:
+        module.fail_json(msg=str(e), **result)
+    if not module.check_mode:
+        end_sessions(module, pg, targets, version, result)
+        return
+    for s in targets:
+        query, params = pg.terminate_statement(s, version)
+        result["queries"].append(pg.cursor.mogrify(query, params))
+    result["would_terminate"] = [session_view(s) for s in targets]
+    # As Ansible's check mode means: changed predicts what a real run would do.
+    result["changed"] = bool(targets)
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    p = module.params
+    problems, authority = request_problems(p)
     if problems:
         module.fail_json(msg="; ".join(problems))
-
     ensure_required_libs(module)
-
     try:
         conn = connect(p)
     except PgConnectionError as e:
         module.fail_json(msg=str(e))
 
     result = dict(changed=False, terminated=[], would_terminate=[], already_gone=[], queries=[])
+    if authority is not None:
+        result["guard"] = authority
     try:
         pg = PgConnections(module, conn)
         try:
@@ -589,50 +702,11 @@ def main():
             module.fail_json(msg=str(e))
         except Exception as e:
             module.fail_json(msg="cannot read pg_stat_activity at %s: %s" % (describe_target(p), e))
+        long_idle_after = parse_duration(p["long_idle_after"], "long_idle_after")
         result.update(summarise(sessions, settings, long_idle_after))
         result.update(server_version=version, own_pid=own_pid)
-
         if p["action"] == "terminate":
-            matched = select_sessions(sessions, filters, own_pid, p["include_superusers"])
-            result["matched"] = len(matched)
-            try:
-                targets = within_limit(matched, p["limit"], p["over_limit"])
-            except OverLimit as e:
-                module.fail_json(msg=str(e), **result)
-            if module.check_mode:
-                for s in targets:
-                    query, params = pg.terminate_statement(s, version)
-                    result["queries"].append(pg.cursor.mogrify(query, params))
-                result["would_terminate"] = [session_view(s) for s in targets]
-                # As Ansible's check mode means: changed predicts what a real run would do.
-                result["changed"] = bool(targets)
-            else:
-                failures = []
-                for s in targets:
-                    try:
-                        outcome, text = pg.terminate(s, version)
-                    except PgConnectionError as e:  # the server stopped answering
-                        failures.append("pid %s: %s" % (s["pid"], e))
-                        break
-                    except Exception as e:
-                        failures.append("pid %s: %s" % (s["pid"], str(e).strip()))
-                        continue
-                    result["queries"].append(text)
-                    if outcome == "terminated":
-                        result["terminated"].append(session_view(s))
-                    elif outcome == "gone":
-                        result["already_gone"].append(s["pid"])
-                    else:
-                        # Signalled, but still there after the wait: it was ended, say so.
-                        result["terminated"].append(session_view(s))
-                        module.warn("pid %s was signalled but had not exited yet" % s["pid"])
-                result["changed"] = bool(result["terminated"])
-                if failures:
-                    module.fail_json(
-                        msg="could not terminate %d session(s): %s"
-                        % (len(failures), "; ".join(failures)),
-                        **result,
-                    )
+            run_terminate(module, pg, sessions, own_pid, version, result)
     finally:
         conn.close()
 

@@ -449,6 +449,39 @@ def test_enlarged_length_at_restart_is_counted_fenced_and_repaired(tmp_path) -> 
         assert storage.scan(Path(m["data_dir"]) / "log.dat").corrupt == []
 
 
+def test_acknowledged_last_record_damaged_at_restart_is_counted_and_repaired(tmp_path) -> None:
+    """Issue 11: a backup's last record, PrepareOK'd above its lazily written commit hint, with
+    both its length (past the end of the file) and its body damaged. It was taken for a torn
+    tail and cut (a WARNING, nothing counted, no evidence). The replica acknowledged it: at the
+    restart it is corruption, counted, the damaged file kept, and repaired from the others."""
+    from firebreak.lab import storage
+
+    with _processes_lab(tmp_path, 66) as be:
+        _leader_writes(be, "last", [f"e{k}" for k in range(20)])
+        victim = be.resolve("backup")
+        _wait(lambda: (s := _status(be, victim)) and s["commit"] == 20, 10, "the victim at 20")
+        m = next(r for r in be.state()["replicas"] if r["name"] == victim)
+        be.fault("stop", victim)
+        data = Path(m["data_dir"])
+        storage.save_commit_hint(data, 18)  # the hint is written lazily: it may lag
+        start, length = storage.record_spans(data / "log.dat")[-1]
+        storage.corrupt_length(data, 20)
+        storage.damage_body(data / "log.dat", start, length)
+        damaged = (data / "log.dat").read_bytes()
+        assert be.heal()["failed"] == {}
+        m = next(r for r in be.state()["replicas"] if r["name"] == victim)
+        assert be._wait_health(m) is None
+        line = "checksum mismatch in log entry op=20 found at start-up"
+        journal = _wait(lambda: line in (j := Path(m["log"]).read_text()) and j, 5, "the ERROR")
+        assert "torn" not in journal
+        assert _metric(m["metrics_url"], "vsr_checksum_failures_total") > 0
+        assert (data / "log.dat.corrupt-op20").read_bytes() == damaged
+        _wait(lambda: _all_normal_same_commit(be), 20, "the repair")
+        assert storage.scan(data / "log.dat").corrupt == []
+        code, local = http_json(m["api_url"] + "/api/read?stream=last&local=1", timeout=2)
+        assert code == 200 and local["events"] == [f"e{k}" for k in range(20)], local
+
+
 def _run_workload_with_reads(be, acks: int = 40, reads: int = 40) -> None:
     """A fresh workload history: writes and linearizable reads until enough of both."""
     d = be.dir / "workload"

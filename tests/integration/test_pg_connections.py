@@ -37,6 +37,10 @@ MODULE = "firebreak.incident.pg_connections"
 OLD_AGE = 3.5  # seconds the "old" sessions sit idle before the module runs
 OLDER_THAN = "3s"
 READ_GRACE = 2  # module_utils/postgres.py: a read may take statement_timeout + this
+# what quorum_guard's quorum_guard_result carries (the module refuses to end sessions without
+# a guard decision or the operator's force)
+ALLOWED = {"decision": "allow", "allowed": True, "action": "end sessions", "message": "allowed"}
+GUARD = {"guard_decision": ALLOWED}
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +154,7 @@ def test_pg_connections(pg_server, tmp_path):  # noqa: F811
             "login_port": server.port,
             "login_user": "postgres",
         }
-        idle_old = {"action": "terminate", "states": ["idle"], "older_than": OLDER_THAN}
+        idle_old = {"action": "terminate", "states": ["idle"], "older_than": OLDER_THAN, **GUARD}
 
         # --- run 1: reading, check mode, refusals --------------------------------------
         run1 = run_tasks(
@@ -160,11 +164,11 @@ def test_pg_connections(pg_server, tmp_path):  # noqa: F811
                 {"name": "check", "module": MODULE, "args": {**login, **idle_old},
                  "check_mode": True},
                 {"name": "check_su", "module": MODULE, "check_mode": True,
-                 "args": {**login, "action": "terminate", "states": ["idle"],
+                 "args": {**login, "action": "terminate", "states": ["idle"], **GUARD,
                           "include_superusers": True,
                           "applications": ["fb-super-idle", "fb-walsender", "fb-idle-old-1"]}},
                 {"name": "check_all", "module": MODULE, "check_mode": True,
-                 "args": {**login, "action": "terminate", "older_than": OLDER_THAN,
+                 "args": {**login, "action": "terminate", "older_than": OLDER_THAN, **GUARD,
                           "include_superusers": True, "confirm_terminate_active": True,
                           "limit": 100}},
                 {"name": "empty_filter", "module": MODULE,
@@ -279,11 +283,11 @@ def test_pg_connections(pg_server, tmp_path):  # noqa: F811
                 {"name": "again", "module": MODULE, "args": {**login, **idle_old}},
                 {"name": "iit_limit", "module": MODULE,
                  "args": {**login, "action": "terminate", "states": ["idle in transaction"],
-                          "applications": ["fb-iit-1", "fb-iit-2"], "limit": 1}},
+                          "applications": ["fb-iit-1", "fb-iit-2"], "limit": 1, **GUARD}},
                 {"name": "iit_oldest", "module": MODULE,
                  "args": {**login, "action": "terminate", "states": ["idle in transaction"],
                           "applications": ["fb-iit-1", "fb-iit-2"], "limit": 1,
-                          "over_limit": "oldest"}},
+                          "over_limit": "oldest", **GUARD}},
             ],
             tmp_path,
         )  # fmt: skip
@@ -356,7 +360,7 @@ def test_running_queries_need_confirmation_and_a_limit(pg_server, tmp_path):  # 
         assert set(before) == set(apps)
         login = superuser_login(server)
         active = {"action": "terminate", "states": ["active"], "older_than": OLDER_THAN,
-                  "applications": apps}  # fmt: skip
+                  "applications": apps, **GUARD}  # fmt: skip
         confirmed = {**active, "confirm_terminate_active": True}
 
         run1 = run_tasks(
@@ -373,7 +377,7 @@ def test_running_queries_need_confirmation_and_a_limit(pg_server, tmp_path):  # 
                  "args": {**login, **confirmed, "limit": 2}},
                 {"name": "any_state", "module": MODULE,
                  "args": {**login, "action": "terminate", "older_than": OLDER_THAN,
-                          "applications": apps}},
+                          "applications": apps, **GUARD}},
             ],
             tmp_path,
         )  # fmt: skip
@@ -414,6 +418,92 @@ def test_running_queries_need_confirmation_and_a_limit(pg_server, tmp_path):  # 
         control.close()
 
 
+def test_terminate_refuses_without_a_guard_decision_and_beyond_the_default_bound(
+    pg_server,  # noqa: F811
+    tmp_path,
+):
+    """Issue 11: pg_connections action=terminate on its own ended idle sessions with no guard
+    decision and no bound. Each deny path ends nothing; the default bound (10) refuses 11
+    idle matches without a limit; a guard's allow and an operator's force end them, and the
+    result records which."""
+    server = pg_server
+    sessions = Sessions(server)
+    control = server.connect(application_name="control")
+    apps = [f"fb-g-{k:02d}" for k in range(11)]
+    try:
+        for app in apps:
+            sessions.open(app)
+        time.sleep(OLD_AGE)
+        before = alive_by_app(control, "fb-g-")
+        assert set(before) == set(apps)
+        login = superuser_login(server)
+        idle = {"action": "terminate", "states": ["idle"], "older_than": OLDER_THAN,
+                "applications": apps}  # fmt: skip
+        deny = {"decision": "deny", "allowed": False, "message": "quorum_guard refuses: 1 of 3"}
+        run1 = run_tasks(
+            [
+                {"name": "no_guard", "module": MODULE, "args": {**login, **idle, "limit": 20}},
+                {"name": "no_guard_check", "module": MODULE, "check_mode": True,
+                 "args": {**login, **idle, "limit": 20}},
+                {"name": "denied", "module": MODULE,
+                 "args": {**login, **idle, "limit": 20, "guard_decision": deny}},
+                {"name": "not_a_decision", "module": MODULE,
+                 "args": {**login, **idle, "limit": 20, "guard_decision": {"ok": True}}},
+                {"name": "override_no_reason", "module": MODULE,
+                 "args": {**login, **idle, "limit": 20,
+                          "guard_decision": {"decision": "override", "override": {}}}},
+                {"name": "force_no_reason", "module": MODULE,
+                 "args": {**login, **idle, "limit": 20, "force": True}},
+                {"name": "force_and_deny", "module": MODULE,
+                 "args": {**login, **idle, "limit": 20, "force": True, "force_reason": "x",
+                          "guard_decision": deny}},
+                {"name": "guard_on_report", "module": MODULE,
+                 "args": {**login, "guard_decision": ALLOWED}},
+                {"name": "default_bound", "module": MODULE, "args": {**login, **idle, **GUARD}},
+            ],
+            tmp_path,
+        )  # fmt: skip
+        r = run1.results
+        assert alive_by_app(control, "fb-g-") == before, "no refused call ended anything"
+        for name, text in [
+            ("no_guard", "refusing to act without a guard decision"),
+            ("no_guard_check", "refusing to act without a guard decision"),
+            ("denied", "the guard denied: quorum_guard refuses: 1 of 3"),
+            ("not_a_decision", "guard_decision.decision must be allow or override"),
+            ("override_no_reason", "an override without its reason"),
+            ("force_no_reason", "force=true needs force_reason"),
+            ("force_and_deny", "not both"),
+            ("guard_on_report", "for action=terminate only"),
+            ("default_bound", "11 sessions match, more than limit=10 (the default"),
+        ]:
+            assert r[name]["failed"] is True, (name, r[name])
+            assert text in r[name]["msg"], (name, r[name]["msg"])
+            assert not r[name].get("terminated"), (name, r[name])
+        assert r["default_bound"]["matched"] == 11
+
+        run2 = run_tasks(
+            [
+                {"name": "allowed", "module": MODULE,
+                 "args": {**login, **idle, **GUARD, "limit": 5, "over_limit": "oldest"}},
+                {"name": "forced", "module": MODULE,
+                 "args": {**login, **idle, "limit": 6, "force": True,
+                          "force_reason": "INC-1: leaked idle connections"}},
+            ],
+            tmp_path,
+        )  # fmt: skip
+        allowed, forced = run2.results["allowed"], run2.results["forced"]
+        assert not allowed.get("failed") and len(allowed["terminated"]) == 5, allowed
+        assert allowed["guard"]["decision"] == "allow" and allowed["guard"]["source"] == "guard"
+        assert allowed["guard"]["message"] == "allowed"
+        assert not forced.get("failed") and len(forced["terminated"]) == 6, forced
+        assert forced["guard"] == {"decision": "force", "source": "operator",
+                                   "reason": "INC-1: leaked idle connections"}  # fmt: skip
+        assert alive_by_app(control, "fb-g-") == {}
+    finally:
+        sessions.close()
+        control.close()
+
+
 def test_old_idle_sessions_end_young_ones_stay_open_transaction_rolls_back(pg_server, tmp_path):  # noqa: F811
     server = pg_server
     sessions = Sessions(server)
@@ -436,7 +526,7 @@ def test_old_idle_sessions_end_young_ones_stay_open_transaction_rolls_back(pg_se
             [{"name": "old_idle", "module": MODULE,
               "args": {**superuser_login(server), "action": "terminate",
                        "states": ["idle", "idle in transaction"], "older_than": OLDER_THAN,
-                       "applications": list(before)}}],
+                       "applications": list(before), **GUARD}}],
             tmp_path,
         )  # fmt: skip
         res = run.results["old_idle"]

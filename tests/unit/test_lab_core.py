@@ -406,6 +406,44 @@ def test_wiped_replica_needs_a_quorum_of_others_not_a_stale_primary() -> None:
     assert [e["body"]["event"] for e in r3.log] == [f"e{k}" for k in range(4)]
 
 
+def test_learner_needs_a_quorum_not_a_stale_primarys_word() -> None:
+    """Issue 11: a learner (a replica being added) took a log from the primary's answer alone.
+    replica-1, primary of view 0, accepts an add of replica-4 and is cut off; replica-2 and
+    replica-3 go on in view 1 and commit two more writes. replica-4, provisioned, hears only
+    replica-1: it must not adopt view 0's stale log (it did: Normal in view 0, missing e2 and
+    e3). It waits for a quorum of the configuration, the current view's primary included,
+    and is added by that primary."""
+    net = RNet()
+    net.run(200)
+    for k in range(2):
+        net.write(0, f"e{k}")
+    net.run(300)
+    net.reconfig(0, "add", "replica-4")  # replica-1 keeps replica-4 as a learner
+    assert net.r[0].learner
+    net.up[0] = False  # replica-1 cut off: it still leads view 0, with its learner
+    net.run(2500)
+    assert net.r[1].status == NORMAL and net.r[1].is_primary and net.r[1].view == 1
+    for k in range(2, 4):
+        net.write(1, f"e{k}")
+    net.run(300)
+    assert net.r[1].commit == 4 and net.r[0].view == 0 and net.r[0].learner
+    net.up[0], net.up[1], net.up[2] = True, False, False  # only the stale primary answers
+    net.provision()
+    net.run(1000)
+    r4 = net.r[3]
+    assert r4.status == RECOVERING and r4.op == 0, (r4.status, r4.view, r4.log)
+    net.up[1] = net.up[2] = True
+    net.run(1500)
+    assert r4.status == RECOVERING and r4.op == 0, "added by no primary of the current view"
+    leader = net.leader()
+    assert net.r[leader].view >= 1
+    net.reconfig(leader, "add", "replica-4")
+    net.run(1500)
+    assert _replies(net, "reconfig-add-replica-4"), net.replies
+    assert r4.status == NORMAL and r4.member and r4.view >= 1
+    assert [e["body"].get("event") for e in r4.log[:4]] == [f"e{k}" for k in range(4)]
+
+
 def test_fresh_backups_of_a_primary_that_bootstrapped_first_join_it() -> None:
     """A brand-new cluster where replica-1 hears both others fresh (and bootstraps view 0)
     before they hear anything: its answer (view 0, nothing in its log) counts as fresh, so the

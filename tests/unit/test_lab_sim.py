@@ -193,20 +193,44 @@ def test_corruption_of_a_torn_file_regression() -> None:
     assert _run(9057, **FULL)["torn_dropped"] >= 1
 
 
+# more corruptions and fewer wipes (one disk fault at a time): length faults every few seeds
+LENGTHS = dict(FULL, wipe_rate=0.002, corrupt_rate=0.006, length_rate=0.7)
+
+
+@pytest.mark.parametrize("seed", range(8100, 8108))
+def test_length_fields_damaged_on_disk(seed: int) -> None:
+    """Half of the disk corruptions flip a bit of a record's length field (past the end of the
+    file, into later records, past MAX_BODY or short), half of those with the body too."""
+    _run(seed, **LENGTHS)
+
+
+def test_length_faults_reach_the_disk_and_replay() -> None:
+    res = _run(8103, **LENGTHS)
+    assert res["length_faults"] >= 2 and res["acked"] > 0
+    assert res == _run(8103, **LENGTHS)
+    sim = Simulation(4, length_rate=0.5)
+    with pytest.raises(InvariantViolation) as err:
+        sim.fail("synthetic")
+    assert "replay: .venv/bin/python -m firebreak.lab.sim --seed 4 --length-rate 0.5" in str(
+        err.value
+    )
+
+
 # ---------------------------------------------------------------- a fresh range every run
 FRESH_COUNT = 20
 
 
 def test_fresh_random_seeds(capsys) -> None:
     """20 seeds from a base drawn on every run (``FIREBREAK_SIM_SEED=N`` replays a base), every
-    fault kind on; the base and the replay commands are printed and in the failure message."""
+    fault kind on (length fields too); the base and the replay commands are printed and in the
+    failure message."""
     env = os.environ.get("FIREBREAK_SIM_SEED")
     base = int(env) if env else int.from_bytes(os.urandom(4), "big") % 10**9
     again = f"FIREBREAK_SIM_SEED={base} pytest tests/unit/test_lab_sim.py -k fresh_random"
     with capsys.disabled():
         print(f"\nfresh simulation seeds {base}..{base + FRESH_COUNT - 1}; replay all: {again}")
     for seed in range(base, base + FRESH_COUNT):
-        kw = dict(FULL, wipe_rate=0.0, reconfig_rate=0.004) if seed % 4 == 3 else FULL
+        kw = dict(LENGTHS, wipe_rate=0.0, reconfig_rate=0.004) if seed % 4 == 3 else LENGTHS
         try:
             Simulation(seed, **kw).run()
         except InvariantViolation as exc:

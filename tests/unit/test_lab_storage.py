@@ -201,3 +201,75 @@ def test_cut_record_at_or_below_the_commit_hint_is_corruption(tmp_path, keep: in
     res = storage.Log(tmp_path).load(commit_hint=5)
     assert res.corrupt == [5] and not res.torn_tail
     assert (tmp_path / "log.dat.corrupt-op5").exists()
+
+
+def _damage_last(tmp_path, records: int) -> bytes:
+    """A log of ``records`` written as the replica writes (each ``write`` fsync'd before it
+    returns, i.e. before any PrepareOK), commit hint lazily behind, whose last record then had
+    both its length (past the end of the file) and its body damaged."""
+    log = storage.Log(tmp_path)
+    log.load()
+    for e in _entries(records):
+        log.write(e["op"], [e])
+    storage.save_commit_hint(tmp_path, records - 2)
+    start, length = storage.record_spans(tmp_path / "log.dat")[-1]
+    storage.corrupt_length(tmp_path, records)
+    storage.damage_body(tmp_path / "log.dat", start, length)
+    return (tmp_path / "log.dat").read_bytes()
+
+
+def test_acknowledged_last_record_with_length_and_body_damaged_is_corruption(tmp_path) -> None:
+    """Issue 11: the last record, PrepareOK'd above the lazily written commit hint, with both
+    length and body damaged, was taken for a torn tail and cut (no evidence, not counted). The
+    replica may have acknowledged it: corruption, counted, the damaged file kept."""
+    damaged = _damage_last(tmp_path, 5)
+    res = storage.Log(tmp_path).load(commit_hint=storage.load_commit_hint(tmp_path))
+    assert res.corrupt == [5] and not res.torn_tail
+    assert [e["op"] for e in res.entries] == [1, 2, 3, 4]
+    assert (tmp_path / "log.dat.corrupt-op5").read_bytes() == damaged, "evidence kept"
+    assert (tmp_path / "log.dat").read_bytes() == damaged, "not cut"
+    assert storage.scan(tmp_path / "log.dat").corrupt == [5]
+    again = storage.Log(tmp_path).load(commit_hint=3)  # restarted before its repair
+    assert again.corrupt == [5] and not again.torn_tail, "forgotten at the second start"
+
+
+def test_a_write_cut_before_its_held_count_is_a_torn_tail(tmp_path) -> None:
+    """A crash inside ``write`` (records written, held count not yet raised, so never
+    acknowledged) leaves a torn tail that is cut; a whole record loaded above the held count
+    raises it (the replica may acknowledge it now), so its later damage is corruption."""
+    log = storage.Log(tmp_path)
+    log.load()
+    log.write(1, _entries(4))
+    log.write_records(5, _entries(1, start=5))
+    with open(tmp_path / "log.dat", "r+b") as fh:
+        fh.truncate(log.end - 7)
+    assert storage.load_held(tmp_path) == 4
+    res = storage.Log(tmp_path).load()
+    assert res.torn_tail and res.corrupt == [] and len(res.entries) == 4
+    assert not list(tmp_path.glob("log.dat.corrupt-*"))
+
+    log = storage.Log(tmp_path)
+    log.load()
+    log.write_records(5, _entries(1, start=5))  # whole, the held count still 4
+    assert len(storage.Log(tmp_path).load().entries) == 5
+    assert storage.load_held(tmp_path) == 5
+    start, length = storage.record_spans(tmp_path / "log.dat")[-1]
+    storage.corrupt_length(tmp_path, 5)
+    storage.damage_body(tmp_path / "log.dat", start, length)
+    assert storage.Log(tmp_path).load().corrupt == [5]
+
+
+def test_unknown_held_count_never_takes_a_cut_record_for_a_torn_tail(tmp_path) -> None:
+    """A data dir without ``log.held`` (written before it existed) or with a garbled one: any
+    record cut short is corruption, and stays so until repaired."""
+    _torn(tmp_path, 5, storage.HEADER.size + 10)
+    (tmp_path / "log.held").write_bytes(b"garbled garbage!")
+    assert storage.load_held(tmp_path) is None
+    res = storage.Log(tmp_path).load()
+    assert res.corrupt == [5] and not res.torn_tail
+    assert storage.load_held(tmp_path) is None, "not lowered under the damaged range"
+    (tmp_path / "log.held").unlink()
+    assert storage.Log(tmp_path).load().corrupt == [5]
+    fresh = tmp_path / "fresh"
+    storage.Log(fresh)
+    assert storage.load_held(fresh) == 0, "a new log starts with a known count"

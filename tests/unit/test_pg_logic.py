@@ -10,6 +10,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".collections"))
 
 from ansible_collections.firebreak.incident.plugins.module_utils import (
+    guard,
+)
+from ansible_collections.firebreak.incident.plugins.module_utils import (
     postgres as pg,
 )
 
@@ -330,3 +333,52 @@ def test_conn_params_set_statement_timeout_and_bound_reads():
     assert kw["connect_timeout"] == 3
     assert "statement_timeout" not in kw  # set with SET after the login, not a libpq option
     assert pg.read_timeout({"statement_timeout": 7}) == 7 + pg.READ_GRACE
+
+
+def test_idle_terminate_without_a_limit_is_bounded_by_the_default():
+    many = [session(1000 + k, age=700.0 + k) for k in range(pg.DEFAULT_TERMINATE_LIMIT + 1)]
+    matched = pg.select_sessions(many, {"states": ["idle"], "older_than": "10m"}, OWN)
+    assert len(matched) == pg.DEFAULT_TERMINATE_LIMIT + 1
+    with pytest.raises(pg.OverLimit, match=r"more than limit=10 \(the default, no limit given\)"):
+        pg.within_limit(matched, None)
+    with pytest.raises(pg.OverLimit):
+        pg.within_limit(matched, None, "oldest")  # oldest needs an explicit limit
+    assert len(pg.within_limit(matched, 11)) == 11
+    assert len(pg.within_limit(matched[:10], None)) == 10
+
+
+ALLOW = {"decision": "allow", "allowed": True, "action": "pg terminate", "message": "ok", "at": "t"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({}, "refusing to act without a guard decision"),
+        ({"guard_decision": {"decision": "deny", "message": "2 of 3 down"}},
+         "the guard denied: 2 of 3 down"),
+        ({"guard_decision": {"decision": "maybe"}}, "must be allow or override, got 'maybe'"),
+        ({"guard_decision": {}}, "must be allow or override, got None"),
+        ({"guard_decision": "allow"}, "guard_decision must be a dict"),
+        ({"guard_decision": {"decision": "allow", "allowed": False}}, "allowed is False"),
+        ({"guard_decision": {"decision": "override", "override": {"reason": " "}}},
+         "an override without its reason"),
+        ({"force": True}, "force=true needs force_reason"),
+        ({"force": True, "force_reason": "x", "guard_decision": ALLOW}, "not both"),
+    ],
+)  # fmt: skip
+def test_act_authority_refusals(kwargs, problem):
+    authority, refusal = guard.act_authority(**kwargs)
+    assert authority is None and problem in refusal, refusal
+
+
+def test_act_authority_records_the_guard_or_the_operator():
+    authority, refusal = guard.act_authority(ALLOW)
+    assert refusal is None
+    assert authority == {"decision": "allow", "source": "guard", "message": "ok",
+                         "action": "pg terminate", "at": "t"}  # fmt: skip
+    over = {"decision": "override", "override": {"reason": "why", "by": "ana"}, "summary": "s"}
+    authority, refusal = guard.act_authority(over)
+    assert refusal is None and authority["override"]["by"] == "ana" and authority["message"] == "s"
+    authority, refusal = guard.act_authority(force=True, force_reason=" pool leak ")
+    assert refusal is None
+    assert authority == {"decision": "force", "source": "operator", "reason": "pool leak"}

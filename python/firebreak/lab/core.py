@@ -1210,13 +1210,13 @@ class Replica:
         # a restarted replica counts itself (its view and log are durable); a wiped one (fresh)
         # remembers nothing, so the others alone must meet every quorum (f + 1 of 2f + 1): one
         # stale primary of an old view is not enough. A learner (an add waiting for it to catch
-        # up) takes the primary's word alone: it votes in nothing until a configuration in its
-        # log counts it
+        # up) is outside cfg_p, so it counts for nothing either: a primary cut off from a newer
+        # view may still hold its add, and its word alone would hand it a stale log
         if self.fresh:
             enough = meets_every_quorum(cfg_p, others)
         else:
             enough = quorum_ok(cfg_p, others | {self.name})
-        if not prim.get("learner") and not enough:
+        if not enough:
             return False
         if prim["from_op"] - 1 > self.commit:
             return False

@@ -1,22 +1,23 @@
 """Seeded deterministic simulation of the VSR core.
 
 One :class:`Simulation` drives ``n`` :class:`~firebreak.lab.core.Replica` objects over a simulated
-network that drops, delays, duplicates and reorders messages, partitions replicas (with
-``oneway``, that share of the partitions is one-way: the cut-off side hears the others, they do
-not hear it), crashes and restarts them, flips bits in durable log entries (detected later by the
-scrubber, by the check before an entry is sent, or at restart). Each replica's disk is a real
-data directory written and read by :mod:`firebreak.lab.storage` (``Log``, meta, commit hint,
-checkpoints; memory-backed under ``/dev/shm`` when there is one), and a restart boots from it as the
-replica process does (``Log.load``, :func:`storage.boot_args`). With ``midcrash_rate`` a replica
-crashes partway through a batch of effects that persists something (between persist and send:
-what came before is done, what came after never happens), and half of the crashes that land on
-an ``append`` tear it (a prefix of its bytes on disk: ``Log.load`` must drop the torn tail, or
-hold it as corruption if it was committed). With ``wipe_rate`` wipes a
-member's disk (it restarts with no durable state: fresh; one disk fault at a time, as neither a
-wipe nor a corruption overlaps another), and, with ``reconfig_rate``,
-reconfigures the cluster at random points: ``add`` (a spare replica is provisioned with an empty
-disk, before or after the request) and ``remove`` (any member, the primary included; a removed
-replica keeps running as a non-member or is decommissioned once its removal has committed).
+network that drops, delays, duplicates and reorders messages, partitions replicas (with ``oneway``,
+that share of the partitions is one-way: the cut-off side hears the others, they do not hear it),
+crashes and restarts them, flips bits in durable log entries (detected later by the scrubber, by
+the check before an entry is sent, or at restart; with ``length_rate``, that share of the
+corruptions flips a bit of a record's length field instead, or as well). Each replica's disk is a
+real data directory written and read by :mod:`firebreak.lab.storage` (``Log``, meta, commit hint,
+checkpoints; memory-backed under ``/dev/shm`` when there is one), and a restart boots from it as
+the replica process does (``Log.load``, :func:`storage.boot_args`). With ``midcrash_rate`` a
+replica crashes partway through a batch of effects that persists something (between persist and
+send: what came before is done, what came after never happens), and half of the crashes that land
+on an ``append`` tear it (a prefix of its bytes on disk: ``Log.load`` must drop the torn tail, or
+hold it as corruption if it may have been acknowledged). With ``wipe_rate`` wipes a member's disk
+(it restarts with no durable state: fresh; one disk fault at a time, as neither a wipe nor a
+corruption overlaps another), and, with ``reconfig_rate``, reconfigures the cluster at random
+points: ``add`` (a spare replica is provisioned with an empty disk, before or after the request)
+and ``remove`` (any member, the primary included; a removed replica keeps running as a non-member
+or is decommissioned once its removal has committed).
 Every fault decision comes from one ``random.Random(seed)``, so a seed replays exactly:
 
     python -m firebreak.lab.sim --seed 1234 [--reconfig-rate 0.002] [--midcrash-rate 0.01]
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import inspect
 import os
 import random
 import shutil
@@ -106,6 +108,23 @@ def replay_command(seed: int, **kw) -> str:
     return f".venv/bin/python -m firebreak.lab.sim --seed {seed}{extra}"
 
 
+# the parameters a replay command repeats when they differ from their defaults, in its order
+REPLAYED = (
+    "n",
+    "drop",
+    "crash_rate",
+    "partition_rate",
+    "corrupt_rate",
+    "fault_ms",
+    "reconfig_rate",
+    "min_members",
+    "wipe_rate",
+    "midcrash_rate",
+    "oneway",
+    "length_rate",
+)
+
+
 class Simulation:
     def __init__(
         self,
@@ -127,61 +146,38 @@ class Simulation:
         wipe_rate: float = 0.0,
         midcrash_rate: float = 0.0,
         oneway: float = 0.0,
+        length_rate: float = 0.0,
     ) -> None:
+        given = dict(locals())
         if wipe_rate and reconfig_rate:
             raise ValueError("wipe_rate and reconfig_rate do not combine (wipes hit members)")
+        defaults = inspect.signature(Simulation.__init__).parameters
+        self.params = {k: given[k] for k in REPLAYED if given[k] != defaults[k].default}
         self.seed, self.n = seed, n
-        defaults = {
-            "n": 3,
-            "drop": 0.05,
-            "crash_rate": 0.0015,
-            "partition_rate": 0.001,
-            "corrupt_rate": 0.0008,
-            "fault_ms": 15000,
-            "reconfig_rate": 0.0,
-            "min_members": 3,
-            "wipe_rate": 0.0,
-            "midcrash_rate": 0.0,
-            "oneway": 0.0,
-        }
-        given = {
-            "n": n,
-            "drop": drop,
-            "crash_rate": crash_rate,
-            "partition_rate": partition_rate,
-            "corrupt_rate": corrupt_rate,
-            "fault_ms": fault_ms,
-            "reconfig_rate": reconfig_rate,
-            "min_members": min_members,
-            "wipe_rate": wipe_rate,
-            "midcrash_rate": midcrash_rate,
-            "oneway": oneway,
-        }
-        self.params = {k: v for k, v in given.items() if v != defaults[k]}
         self.rng = random.Random(seed)
         self.fault_ms, self.heal_ms, self.step_ms = fault_ms, heal_ms, step_ms
         self.drop, self.dup = drop, dup
-        self.crash_rate, self.partition_rate, self.corrupt_rate = (
-            crash_rate,
-            partition_rate,
-            corrupt_rate,
-        )
-        self.reconfig_rate = reconfig_rate
-        self.wipe_rate = wipe_rate
-        self.wipes = 0
-        self.midcrash_rate, self.oneway = midcrash_rate, oneway
-        self.midcrashes = self.torn = self.torn_dropped = self.oneways = 0
-        self.min_members = min_members
+        self.crash_rate, self.partition_rate = crash_rate, partition_rate
+        self.corrupt_rate, self.length_rate = corrupt_rate, length_rate
+        self.reconfig_rate, self.min_members = reconfig_rate, min_members
+        self.wipe_rate, self.midcrash_rate, self.oneway = wipe_rate, midcrash_rate, oneway
+        self.wipes = self.midcrashes = self.torn = self.torn_dropped = self.oneways = 0
+        self.length_faults = 0
         # the universe: the initial members, then spares that reconfigurations may add
         self.u = n + (spares if reconfig_rate > 0 else 0)
         self.names = [f"replica-{i + 1}" for i in range(self.u)]
         self.initial = self.names[:n]
         self.timing = Timing(checkpoint_interval=20)
         self.now = 0
+        self._start_cluster()
+        self._start_bookkeeping(clients)
+
+    def _start_cluster(self) -> None:
+        """The disks (the initial members' bootstrapped: Normal in view 0) and the replicas."""
         self.root = _data_root()
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.root, True)
         self.disks = [Disk(self.root / name) for name in self.names]
-        for d in self.disks[:n]:  # the initial members start bootstrapped: Normal in view 0
+        for d in self.disks[: self.n]:
             storage.save_meta(d.path, {"view": 0, "last_normal_view": 0})
             d.meta = {"view": 0, "last_normal_view": 0}
         self.replicas: list[Replica | None] = [
@@ -192,9 +188,12 @@ class Simulation:
                 seed=self.rng.getrandbits(32),
                 members=self.initial,
             )
-            for i in range(n)
-        ] + [None] * (self.u - n)
-        self.provisioned = set(range(n))
+            for i in range(self.n)
+        ] + [None] * (self.u - self.n)
+
+    def _start_bookkeeping(self, clients: int) -> None:
+        """Faults in progress, reconfigurations, the network, clients, what the checks saw."""
+        self.provisioned = set(range(self.n))
         self.provision_at: dict[int, int] = {}
         self.decommission: set[int] = set()
         self.decommissioned: set[int] = set()
@@ -309,10 +308,11 @@ class Simulation:
         self.crash(i, f"mid-batch {where} of [{kinds}]")
 
     def tear(self, i: int, from_op: int, entries: list) -> None:
-        """A crash in the middle of writing ``entries``: the file keeps a prefix of the bytes."""
+        """A crash in the middle of writing ``entries``: the file keeps a prefix of the bytes
+        (and the held count its value before the write, raised only once the write is whole)."""
         log = self.disks[i].log
         start = log.offsets[from_op - 1] if from_op <= len(log.offsets) else log.end
-        log.write(from_op, entries)
+        log.write_records(from_op, entries)
         keep = self.rng.randrange(start, log.end)
         with open(log.path, "r+b") as fh:
             fh.truncate(keep)
@@ -403,9 +403,19 @@ class Simulation:
         if not spans:
             return
         op = self.rng.randint(1, len(spans))
-        storage.damage_body(d.log.path, *spans[op - 1])
+        start, length = spans[op - 1]
+        kind, note = "body", ""
+        if self.length_rate and self.rng.random() < self.length_rate:
+            # a flipped bit of the length: past the end of the file, into the records after it,
+            # past MAX_BODY or short; with the body damaged too half of the time
+            kind = self.rng.choice(("length", "length and body"))
+            new = storage.damage_length(d.log.path, start, self.rng.randrange(32))
+            note = f", length {length} -> {new}"
+            self.length_faults += 1
+        if kind != "length":
+            storage.damage_body(d.log.path, start, length)
         d.corrupt.add(op)
-        self.note(f"corrupt {self.names[i]} op {op}")
+        self.note(f"corrupt {self.names[i]} op {op}: {kind}{note}")
         if self.replicas[i] is not None:
             due = self.now + self.rng.randint(50, 800)
             self.scrub_due.append((due, i, self.incarnation[i], op))
@@ -718,6 +728,8 @@ class Simulation:
             res.update(midcrashes=self.midcrashes, torn=self.torn, torn_dropped=self.torn_dropped)
         if self.oneway:
             res["oneway_partitions"] = self.oneways
+        if self.length_rate:
+            res["length_faults"] = self.length_faults
         if self.reconfig_rate:
             leader = self.final_leader()
             res["reconfigs"] = sum(
@@ -800,6 +812,12 @@ def main(argv: list[str] | None = None) -> int:
         help="chance per persisting batch of a crash at a persist: before, after or tearing it",
     )
     ap.add_argument("--oneway", type=float, default=0.0, help="share of one-way partitions")
+    ap.add_argument(
+        "--length-rate",
+        type=float,
+        default=0.0,
+        help="share of disk corruptions that flip a bit of a record's length field",
+    )
     ap.add_argument("--count", type=int, default=1, help="run seeds seed..seed+count-1")
     args = ap.parse_args(argv)
     rc = 0
@@ -818,6 +836,7 @@ def main(argv: list[str] | None = None) -> int:
                 wipe_rate=args.wipe_rate,
                 midcrash_rate=args.midcrash_rate,
                 oneway=args.oneway,
+                length_rate=args.length_rate,
             )
             print(sim.run())
         except InvariantViolation as exc:

@@ -3,6 +3,8 @@
 Layout of ``data_dir``::
 
     log.dat                  records, one per op, in op order
+    log.held                 the number of records the log held at its last write or load
+                             (``<4sQI``: magic, count, CRC-32; fdatasync'd in place)
     meta.json                {"view", "last_normal_view", "crc"} (fsync'd, atomic rename)
     commit.json              {"commit"}: a lower bound of the commit number (written lazily)
     checkpoints/checkpoint-<op>.json   state-machine snapshots, the last K kept
@@ -17,11 +19,16 @@ at start-up, on a read (:meth:`Log.read`) or by the scrubber (:meth:`Log.scrub`)
 the caller; the replica then never serves the range (see ``core.Replica.on_corruption``).
 
 A torn tail (a write cut short by a crash) is only ever the last record, and only one the replica
-never acknowledged; anything else that looks cut short is corruption. The rule at start-up
-(:func:`_torn`): a record whose header or length runs past the end of the file is a torn tail
-only if its op is above the commit hint (the replica fsyncs a record before its PrepareOK, and the
-hint never passes what it held), its bytes are not the whole record under its checksum (then only
-the length was damaged), and no verifiable record follows it.
+never acknowledged; anything else that looks cut short is corruption. How the replica knows it
+never acknowledged a record: :meth:`Log.write` fsyncs the records, then records how many the log
+holds in ``log.held`` (fdatasync) and only then returns, and the replica sends nothing that
+depends on a record (PrepareOK, DoViewChange, a recovery answer) before that; :meth:`Log.load`
+raises it to what it loaded. A record above the held count was never acknowledged; one at or
+below it may have been. The rule at start-up (:func:`_torn`): a record whose header or length
+runs past the end of the file is a torn tail only if its op is above the held count (unknown, as
+in a data dir written before ``log.held``: never) and above the commit hint, its bytes are not
+the whole record under its checksum (then only the length was damaged), and no verifiable record
+follows it.
 """
 
 from __future__ import annotations
@@ -87,14 +94,15 @@ def _verifies(data: bytes, pos: int, length: int) -> bool:
     return magic == MAGIC and _crc(length, rop, rview, body) == crc
 
 
-def _torn(data: bytes, pos: int, op: int, commit_hint: int) -> bool:
+def _torn(data: bytes, pos: int, op: int, commit_hint: int, held: int | None) -> bool:
     """Is record ``op`` at ``pos``, cut short by the end of the file, a torn write?
 
-    Not if the replica knew it committed (``op <= commit_hint``), nor if its bytes are the whole
-    record with only the length field damaged, nor if a verifiable record of a later op follows
-    (a torn write is the last thing in the file; a torn body is ASCII JSON and cannot hold a
-    header, whose length and op fields carry zero bytes)."""
-    if op <= commit_hint:
+    Not if the replica may have acknowledged it (``op <= held``, or ``held`` unknown), nor if it
+    knew it committed (``op <= commit_hint``), nor if its bytes are the whole record with only
+    the length field damaged, nor if a verifiable record of a later op follows (a torn write is
+    the last thing in the file; a torn body is ASCII JSON and cannot hold a header, whose length
+    and op fields carry zero bytes)."""
+    if held is None or op <= held or op <= commit_hint:
         return False
     if len(data) - pos < HEADER.size:
         return True
@@ -109,7 +117,9 @@ def _torn(data: bytes, pos: int, op: int, commit_hint: int) -> bool:
     return True
 
 
-def _parse(data: bytes, commit_hint: int = 0) -> tuple[LoadResult, list[int], int]:
+def _parse(
+    data: bytes, commit_hint: int = 0, held: int | None = None
+) -> tuple[LoadResult, list[int], int]:
     """Verify a log file's bytes: the result, each record's offset, where the scan stopped."""
     res = LoadResult()
     pos, op = 0, 1
@@ -122,7 +132,7 @@ def _parse(data: bytes, commit_hint: int = 0) -> tuple[LoadResult, list[int], in
                 res.corrupt.append(op)
                 break
         if short or pos + HEADER.size + length > len(data):
-            if _torn(data, pos, op, commit_hint):
+            if _torn(data, pos, op, commit_hint, held):
                 res.torn_tail = True
             else:
                 res.corrupt.append(op)
@@ -163,10 +173,28 @@ def boot_args(res: LoadResult, meta: dict | None, commit_hint: int, snapshot: di
 
 
 def scan(path: str | os.PathLike, commit_hint: int = 0) -> LoadResult:
-    """Verify a log file without touching it (a live replica's, or a copy kept as evidence);
-    :meth:`Log.load`, by contrast, keeps a copy of a damaged file as evidence and cuts a torn
-    tail."""
-    return _parse(Path(path).read_bytes(), commit_hint)[0]
+    """Verify a log file without touching it (a live replica's, or a copy kept as evidence,
+    judged by the ``log.held`` beside it); :meth:`Log.load`, by contrast, keeps a copy of a
+    damaged file as evidence and cuts a torn tail."""
+    path = Path(path)
+    return _parse(path.read_bytes(), commit_hint, load_held(path.parent))[0]
+
+
+HELD = struct.Struct("<4sQI")
+HELD_MAGIC = b"VSRH"
+
+
+def load_held(data_dir: str | os.PathLike) -> int | None:
+    """How many records the log held at its last completed write or load (``log.held``), or
+    None when that is unknown (no file, or one that fails its checksum)."""
+    try:
+        raw = (Path(data_dir) / "log.held").read_bytes()
+        magic, count, crc = HELD.unpack(raw)
+    except (OSError, struct.error):
+        return None
+    if magic != HELD_MAGIC or crc != zlib.crc32(struct.pack("<Q", count)) & 0xFFFFFFFF:
+        return None
+    return count
 
 
 class Log:
@@ -176,22 +204,42 @@ class Log:
         self.dir = Path(data_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / "log.dat"
+        self.held_path = self.dir / "log.held"
+        new = not self.path.exists() or (
+            self.path.stat().st_size == 0 and not self.held_path.exists()
+        )
         self.path.touch(exist_ok=True)
         self.offsets: list[int] = []  # offsets[op-1] = start of record op
         self.end = 0
         self.past_end = False  # bytes after ``end`` (a damaged range kept until rewritten)
+        self.held: int | None = 0 if new else load_held(self.dir)
+        if new:
+            self._save_held(0)
+
+    def _save_held(self, count: int) -> None:
+        """Record (fdatasync) that the log holds ``count`` records: after they are durable,
+        before anything that depends on them is sent. A 16-byte write in place, checksummed."""
+        crc = zlib.crc32(struct.pack("<Q", count)) & 0xFFFFFFFF
+        fd = os.open(self.held_path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.pwrite(fd, HELD.pack(HELD_MAGIC, count, crc), 0)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        self.held = count
 
     # -------------------------------------------------------------- loading / verifying
     def load(self, commit_hint: int = 0) -> LoadResult:
         """Read and verify the whole file. Returns the entries up to the first bad record, and
         the ops whose checksum failed (the first one ends the usable prefix). ``commit_hint``
-        (:func:`load_commit_hint`): no record up to it is taken for a torn tail.
+        (:func:`load_commit_hint`): no record up to it is taken for a torn tail, nor any up to
+        the held count (``log.held``), which is then raised to the records loaded.
 
         A torn tail is cut off. A damaged range is not: it stays in the file (and is found again
         by the next start) until a write replaces it, as a repair does; cutting it would make a
         replica that restarts before its repair boot with a clean but shorter log, and vote."""
         data = self.path.read_bytes()
-        res, self.offsets, pos = _parse(data, commit_hint)
+        res, self.offsets, pos = _parse(data, commit_hint, self.held)
         if res.corrupt:
             first = res.corrupt[0]
             # the range from the first bad record on is unusable until repaired (it is rewritten
@@ -208,6 +256,12 @@ class Log:
                 fh.truncate(self.end)
                 fh.flush()
                 os.fsync(fh.fileno())
+        # the replica may acknowledge what it loaded (a crash came between a write's fsync and
+        # its held count): raise the count to it, never lower it (a damaged range stays in the
+        # file, under the count it had, until a repair rewrites it)
+        unknown = self.held is None
+        if (unknown and not res.corrupt) or (not unknown and len(self.offsets) > self.held):
+            self._save_held(len(self.offsets))
         return res
 
     def read(self, op: int) -> dict:
@@ -255,7 +309,14 @@ class Log:
 
     # -------------------------------------------------------------- writing
     def write(self, from_op: int, entries: list[dict]) -> None:
-        """Make the file hold ``log[:from_op-1] + entries``; fsync before returning."""
+        """Make the file hold ``log[:from_op-1] + entries``; fsync it, then record the held count
+        (``log.held``) before returning."""
+        self.write_records(from_op, entries)
+        self._save_held(len(self.offsets))
+
+    def write_records(self, from_op: int, entries: list[dict]) -> None:
+        """The records of :meth:`write` alone (fsync'd), the held count not yet raised: what a
+        crash in the middle of ``write`` leaves (the simulation tears writes with it)."""
         from_op = min(from_op, len(self.offsets) + 1)
         start = self.offsets[from_op - 1] if from_op <= len(self.offsets) else self.end
         blob = b"".join(encode(e) for e in entries)
@@ -422,6 +483,22 @@ def damage_body(path: Path, start: int, length: int) -> None:
         fh.write(bytes([b[0] ^ 0x5A]))
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def damage_length(path: Path, start: int, bit: int) -> int:
+    """Flip bit ``bit`` (0..31) of the length field of the record at ``start``: it may then
+    claim to run past the end of the file, into the records after it, past ``MAX_BODY``, or
+    stop short. Returns the new length."""
+    at = start + 4  # the length follows the 4-byte magic
+    with open(path, "r+b") as fh:
+        fh.seek(at)
+        (length,) = struct.unpack("<I", fh.read(4))
+        length ^= 1 << bit
+        fh.seek(at)
+        fh.write(struct.pack("<I", length))
+        fh.flush()
+        os.fsync(fh.fileno())
+    return length
 
 
 def record_spans(path: Path) -> list[tuple[int, int]]:
