@@ -332,6 +332,66 @@ def _chain_tasks(record, tasks, now, run_id):
     return added
 
 
+def _chain_raw(record, raw, now, run_id):
+    """Chain one incident-level entry (no host) given in its raw form."""
+    return _chain_entry(record, normalize_entry(raw, now, run_id=run_id))
+
+
+def _chain_incident_changes(
+    record, current, fault_started_at, failure_mode, severity, tasks, now, run_id
+):
+    """The incident-level changes a run asks for that the record does not have yet: fault
+    start, classification, the tasks for people, severity, in that order."""
+    added = []
+    if fault_started_at and current["milestones"]["fault_started"] is None:
+        raw = {"type": "fault", "at": fault_started_at, "phase": "inject"}
+        added.append(_chain_raw(record, raw, now, run_id))
+    if failure_mode and failure_mode != current["failure_mode"]:
+        raw = {"type": "classification", "outcome": failure_mode}
+        added.append(_chain_raw(record, raw, now, run_id))
+    added.extend(_chain_tasks(record, tasks, now, run_id))
+    if severity and severity != current["severity"]:
+        added.append(_chain_raw(record, {"type": "severity", "outcome": severity}, now, run_id))
+    return added
+
+
+def _chain_evidence(record, item, now, run_id):
+    """Keep one (normalized) evidence item and chain the ``evidence`` entry that points at it."""
+    item["id"] = "ev-%04d" % (len(record["evidence"]) + 1)
+    record["evidence"].append(item)
+    raw = {
+        "type": "evidence",
+        "at": item["at"],
+        "phase": item["phase"],
+        "target": item["target"],
+        "outcome": item["kind"],
+        "detail": {"evidence_id": item["id"], "sha256": sha256_of(item)},
+    }
+    return _chain_entry(record, normalize_entry(raw, now, item["host"], run_id))
+
+
+def _chain_host_items(record, events_by_host, evidence_by_host, now, run_id):
+    """The hosts' events and evidence, in the order they happened, less what the record has."""
+    items = [(raw, 0, host, "event") for raw, host in merge_host_items(events_by_host)]
+    items += [(raw, 1, host, "evidence") for raw, host in merge_host_items(evidence_by_host)]
+    # A step appends its events right after it acts (a killed run keeps them) and the record
+    # phase appends the run's events again: what is already in the record is skipped.
+    recorded = set(_event_key(e) for e in record["timeline"])
+    recorded |= set(_evidence_key(e) for e in record["evidence"])
+    added = []
+    for raw, _rank, host, what in in_order(items, now):
+        if what == "event":
+            entry = normalize_entry(raw, now, host, run_id)
+            if not (raw.get("at") and _event_key(entry) in recorded):
+                added.append(_chain_entry(record, entry))
+            continue
+        item = normalize_evidence(raw, now, host)
+        if raw.get("at") and _evidence_key(item) in recorded:
+            continue
+        added.append(_chain_evidence(record, item, now, run_id))
+    return added
+
+
 def append(
     record,
     events_by_host=None,
@@ -353,81 +413,13 @@ def append(
     severity) first, then the hosts' events and evidence in the order they happened
     (`in_order`), then the final state. The entries' `seq` is that order."""
     now = now or utc_now()
-    added = []
     current = derive(record)
-
-    if fault_started_at and current["milestones"]["fault_started"] is None:
-        added.append(
-            _chain_entry(
-                record,
-                normalize_entry(
-                    {"type": "fault", "at": fault_started_at, "phase": "inject"},
-                    now,
-                    run_id=run_id,
-                ),
-            )
-        )
-    if failure_mode and failure_mode != current["failure_mode"]:
-        added.append(
-            _chain_entry(
-                record,
-                normalize_entry(
-                    {"type": "classification", "outcome": failure_mode}, now, run_id=run_id
-                ),
-            )
-        )
-    added.extend(_chain_tasks(record, tasks, now, run_id))
-    if severity and severity != current["severity"]:
-        added.append(
-            _chain_entry(
-                record,
-                normalize_entry({"type": "severity", "outcome": severity}, now, run_id=run_id),
-            )
-        )
-
-    items = [(raw, 0, host, "event") for raw, host in merge_host_items(events_by_host)]
-    items += [(raw, 1, host, "evidence") for raw, host in merge_host_items(evidence_by_host)]
-    # A step appends its events right after it acts (a killed run keeps them) and the record
-    # phase appends the run's events again: what is already in the record is skipped.
-    recorded = set(_event_key(e) for e in record["timeline"])
-    recorded |= set(_evidence_key(e) for e in record["evidence"])
-    for raw, _rank, host, what in in_order(items, now):
-        if what == "event":
-            entry = normalize_entry(raw, now, host, run_id)
-            if not (raw.get("at") and _event_key(entry) in recorded):
-                added.append(_chain_entry(record, entry))
-            continue
-        item = normalize_evidence(raw, now, host)
-        if raw.get("at") and _evidence_key(item) in recorded:
-            continue
-        item["id"] = "ev-%04d" % (len(record["evidence"]) + 1)
-        record["evidence"].append(item)
-        added.append(
-            _chain_entry(
-                record,
-                normalize_entry(
-                    {
-                        "type": "evidence",
-                        "at": item["at"],
-                        "phase": item["phase"],
-                        "target": item["target"],
-                        "outcome": item["kind"],
-                        "detail": {"evidence_id": item["id"], "sha256": sha256_of(item)},
-                    },
-                    now,
-                    item["host"],
-                    run_id,
-                ),
-            )
-        )
-
+    added = _chain_incident_changes(
+        record, current, fault_started_at, failure_mode, severity, tasks, now, run_id
+    )
+    added.extend(_chain_host_items(record, events_by_host, evidence_by_host, now, run_id))
     if state and state != derive(record)["state"]:
-        added.append(
-            _chain_entry(
-                record, normalize_entry({"type": "state", "outcome": state}, now, run_id=run_id)
-            )
-        )
-
+        added.append(_chain_raw(record, {"type": "state", "outcome": state}, now, run_id))
     record.update(derive(record))
     record["updated_at"] = now
     return added
