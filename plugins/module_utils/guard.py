@@ -177,49 +177,40 @@ def _override(result, override):
     result["message"] += " The override was not accepted: it needs %s." % " and ".join(missing)
 
 
-def quorum_decision(
-    metrics, hosts, out_of_service, max_lag=10, action="remediation", override=None
-):
-    """The guard's decision on taking ``out_of_service`` (hosts or replica names) out.
-
-    ``metrics``: the vsr_metrics result of the cluster (endpoints in inventory order);
-    ``hosts``: [inventory host, vsr_replica_name] per endpoint; ``override``: the operator's
-    ``{reason, confirm, by}``. Returns allowed (the quorum verdict), decision (allow, deny or
-    override), n, quorum, the others and why each one not counted does not count
-    (others_not_ok[].reasons), refusals of the whole decision, notes, message and summary.
-    """
-    cluster, replicas = _split_result(metrics, "quorum_decision input")
-    pairs = _pairs(hosts, len(replicas))
-    max_lag = _as_int("max_lag", max_lag, minimum=0)
+def _out_of_service_names(out_of_service):
     if isinstance(out_of_service, (str, bytes)) or not isinstance(out_of_service, (list, tuple)):
         raise VsrInputError("out_of_service must be a list of hosts or replica names")
-    names = [str(name) for name in out_of_service]
-    rows = [_row(host, name, r) for (host, name), r in zip(pairs, replicas)]
+    return [str(name) for name in out_of_service]
 
-    refusals, shared = _identity(rows)
-    for name in names:
-        if not any(name in (r["host"], r["name"], r["label"]) for r in rows):
-            refusals.append(
-                "out of service %s matches no replica of this cluster (hosts %s)"
-                % (name, ", ".join(r["host"] for r in rows))
-            )
-    n, size_note = _size(cluster, rows)
-    quorum = quorum_size(n)
+
+def _unmatched(names, rows):
+    """Refusals for out-of-service names that match no replica."""
+    return [
+        "out of service %s matches no replica of this cluster (hosts %s)"
+        % (name, ", ".join(r["host"] for r in rows))
+        for name in names
+        if not any(name in (r["host"], r["name"], r["label"]) for r in rows)
+    ]
+
+
+def _joint(rows):
+    """The refusal for replicas in Joint (a reconfiguration in progress), as a list."""
     joint = [r["name"] for r in rows if r["reachable"] and r["reconfig_state"] == JOINT]
-    if joint:
-        refusals.append(
-            "a reconfiguration in progress: %s in Joint (vsr_reconfig_state 1)" % ", ".join(joint)
-        )
-    reference, missing = _reference(cluster, rows)
-    if missing:
-        refusals.append(missing)
+    if not joint:
+        return []
+    return ["a reconfiguration in progress: %s in Joint (vsr_reconfig_state 1)" % ", ".join(joint)]
+
+
+def _top_view(rows):
+    """The highest view of a reachable Normal replica, or None."""
     normal_views = [
         r["view"] for r in rows if r["reachable"] and r["status"] == NORMAL and _is_int(r["view"])
     ]
-    top_view = max(normal_views) if normal_views else None
+    return max(normal_views) if normal_views else None
 
-    out = [r for r in rows if set(names) & set((r["host"], r["name"], r["label"]))]
-    others = [r for r in rows if r not in out]
+
+def _judge_others(others, top_view, reference, max_lag, shared):
+    """(names that count, [why each other one does not count])."""
     ok, not_ok = [], []
     for row in others:
         reasons = _reasons(row, top_view, reference, max_lag, shared)
@@ -239,6 +230,39 @@ def quorum_decision(
             )
         else:
             ok.append(row["name"])
+    return ok, not_ok
+
+
+def quorum_decision(
+    metrics, hosts, out_of_service, max_lag=10, action="remediation", override=None
+):
+    """The guard's decision on taking ``out_of_service`` (hosts or replica names) out.
+
+    ``metrics``: the vsr_metrics result of the cluster (endpoints in inventory order);
+    ``hosts``: [inventory host, vsr_replica_name] per endpoint; ``override``: the operator's
+    ``{reason, confirm, by}``. Returns allowed (the quorum verdict), decision (allow, deny or
+    override), n, quorum, the others and why each one not counted does not count
+    (others_not_ok[].reasons), refusals of the whole decision, notes, message and summary.
+    """
+    cluster, replicas = _split_result(metrics, "quorum_decision input")
+    pairs = _pairs(hosts, len(replicas))
+    max_lag = _as_int("max_lag", max_lag, minimum=0)
+    names = _out_of_service_names(out_of_service)
+    rows = [_row(host, name, r) for (host, name), r in zip(pairs, replicas)]
+
+    refusals, shared = _identity(rows)
+    refusals.extend(_unmatched(names, rows))
+    n, size_note = _size(cluster, rows)
+    quorum = quorum_size(n)
+    refusals.extend(_joint(rows))
+    reference, missing = _reference(cluster, rows)
+    if missing:
+        refusals.append(missing)
+    top_view = _top_view(rows)
+
+    out = [r for r in rows if set(names) & set((r["host"], r["name"], r["label"]))]
+    others = [r for r in rows if r not in out]
+    ok, not_ok = _judge_others(others, top_view, reference, max_lag, shared)
     allowed = not refusals and len(ok) >= quorum
     result = {
         "allowed": allowed,

@@ -332,6 +332,66 @@ def _chain_tasks(record, tasks, now, run_id):
     return added
 
 
+def _chain_raw(record, raw, now, run_id):
+    """Chain one incident-level entry (no host) given in its raw form."""
+    return _chain_entry(record, normalize_entry(raw, now, run_id=run_id))
+
+
+def _chain_incident_changes(
+    record, current, fault_started_at, failure_mode, severity, tasks, now, run_id
+):
+    """The incident-level changes a run asks for that the record does not have yet: fault
+    start, classification, the tasks for people, severity, in that order."""
+    added = []
+    if fault_started_at and current["milestones"]["fault_started"] is None:
+        raw = {"type": "fault", "at": fault_started_at, "phase": "inject"}
+        added.append(_chain_raw(record, raw, now, run_id))
+    if failure_mode and failure_mode != current["failure_mode"]:
+        raw = {"type": "classification", "outcome": failure_mode}
+        added.append(_chain_raw(record, raw, now, run_id))
+    added.extend(_chain_tasks(record, tasks, now, run_id))
+    if severity and severity != current["severity"]:
+        added.append(_chain_raw(record, {"type": "severity", "outcome": severity}, now, run_id))
+    return added
+
+
+def _chain_evidence(record, item, now, run_id):
+    """Keep one (normalized) evidence item and chain the ``evidence`` entry that points at it."""
+    item["id"] = "ev-%04d" % (len(record["evidence"]) + 1)
+    record["evidence"].append(item)
+    raw = {
+        "type": "evidence",
+        "at": item["at"],
+        "phase": item["phase"],
+        "target": item["target"],
+        "outcome": item["kind"],
+        "detail": {"evidence_id": item["id"], "sha256": sha256_of(item)},
+    }
+    return _chain_entry(record, normalize_entry(raw, now, item["host"], run_id))
+
+
+def _chain_host_items(record, events_by_host, evidence_by_host, now, run_id):
+    """The hosts' events and evidence, in the order they happened, less what the record has."""
+    items = [(raw, 0, host, "event") for raw, host in merge_host_items(events_by_host)]
+    items += [(raw, 1, host, "evidence") for raw, host in merge_host_items(evidence_by_host)]
+    # A step appends its events right after it acts (a killed run keeps them) and the record
+    # phase appends the run's events again: what is already in the record is skipped.
+    recorded = set(_event_key(e) for e in record["timeline"])
+    recorded |= set(_evidence_key(e) for e in record["evidence"])
+    added = []
+    for raw, _rank, host, what in in_order(items, now):
+        if what == "event":
+            entry = normalize_entry(raw, now, host, run_id)
+            if not (raw.get("at") and _event_key(entry) in recorded):
+                added.append(_chain_entry(record, entry))
+            continue
+        item = normalize_evidence(raw, now, host)
+        if raw.get("at") and _evidence_key(item) in recorded:
+            continue
+        added.append(_chain_evidence(record, item, now, run_id))
+    return added
+
+
 def append(
     record,
     events_by_host=None,
@@ -353,81 +413,13 @@ def append(
     severity) first, then the hosts' events and evidence in the order they happened
     (`in_order`), then the final state. The entries' `seq` is that order."""
     now = now or utc_now()
-    added = []
     current = derive(record)
-
-    if fault_started_at and current["milestones"]["fault_started"] is None:
-        added.append(
-            _chain_entry(
-                record,
-                normalize_entry(
-                    {"type": "fault", "at": fault_started_at, "phase": "inject"},
-                    now,
-                    run_id=run_id,
-                ),
-            )
-        )
-    if failure_mode and failure_mode != current["failure_mode"]:
-        added.append(
-            _chain_entry(
-                record,
-                normalize_entry(
-                    {"type": "classification", "outcome": failure_mode}, now, run_id=run_id
-                ),
-            )
-        )
-    added.extend(_chain_tasks(record, tasks, now, run_id))
-    if severity and severity != current["severity"]:
-        added.append(
-            _chain_entry(
-                record,
-                normalize_entry({"type": "severity", "outcome": severity}, now, run_id=run_id),
-            )
-        )
-
-    items = [(raw, 0, host, "event") for raw, host in merge_host_items(events_by_host)]
-    items += [(raw, 1, host, "evidence") for raw, host in merge_host_items(evidence_by_host)]
-    # A step appends its events right after it acts (a killed run keeps them) and the record
-    # phase appends the run's events again: what is already in the record is skipped.
-    recorded = set(_event_key(e) for e in record["timeline"])
-    recorded |= set(_evidence_key(e) for e in record["evidence"])
-    for raw, _rank, host, what in in_order(items, now):
-        if what == "event":
-            entry = normalize_entry(raw, now, host, run_id)
-            if not (raw.get("at") and _event_key(entry) in recorded):
-                added.append(_chain_entry(record, entry))
-            continue
-        item = normalize_evidence(raw, now, host)
-        if raw.get("at") and _evidence_key(item) in recorded:
-            continue
-        item["id"] = "ev-%04d" % (len(record["evidence"]) + 1)
-        record["evidence"].append(item)
-        added.append(
-            _chain_entry(
-                record,
-                normalize_entry(
-                    {
-                        "type": "evidence",
-                        "at": item["at"],
-                        "phase": item["phase"],
-                        "target": item["target"],
-                        "outcome": item["kind"],
-                        "detail": {"evidence_id": item["id"], "sha256": sha256_of(item)},
-                    },
-                    now,
-                    item["host"],
-                    run_id,
-                ),
-            )
-        )
-
+    added = _chain_incident_changes(
+        record, current, fault_started_at, failure_mode, severity, tasks, now, run_id
+    )
+    added.extend(_chain_host_items(record, events_by_host, evidence_by_host, now, run_id))
     if state and state != derive(record)["state"]:
-        added.append(
-            _chain_entry(
-                record, normalize_entry({"type": "state", "outcome": state}, now, run_id=run_id)
-            )
-        )
-
+        added.append(_chain_raw(record, {"type": "state", "outcome": state}, now, run_id))
     record.update(derive(record))
     record["updated_at"] = now
     return added
@@ -444,109 +436,118 @@ def _evidence_key(item):
     return ("evidence", canonical_json(dict((k, item.get(k)) for k in fields)))
 
 
+def _problem(index, seq, reason):
+    return {"index": index, "seq": seq, "reason": reason}
+
+
+def _entry_problem(entry, index, prev):
+    """Why timeline entry ``index`` breaks the chain (``prev``: the hash before it), or None."""
+    if not isinstance(entry, dict):
+        return _problem(index, None, "entry is not an object")
+    seq = entry.get("seq")
+    label = _label(entry)
+    if seq != index:
+        return _problem(
+            index,
+            seq,
+            "entry %s is at position %d: an entry was deleted, inserted or moved" % (label, index),
+        )
+    if entry.get("hash") != entry_hash(entry):
+        return _problem(
+            index, seq, "entry %s was edited: its content does not match its hash" % label
+        )
+    if entry.get("prev_hash") != prev:
+        return _problem(
+            index,
+            seq,
+            "entry %s does not follow the entry before it (prev_hash mismatch): the chain was "
+            "rewritten before it" % label,
+        )
+    return None
+
+
+def _chain_problems(record, timeline):
+    """(problems, broken): a wrong genesis, then the first break of the chain (an entry, the
+    head), after which nothing else is checked."""
+    problems = []
+    chain = record.get("chain") or {}
+    if chain.get("genesis") != GENESIS_HASH:
+        problems.append(_problem(None, None, "chain.genesis is not the genesis"))
+    prev = GENESIS_HASH
+    for index, entry in enumerate(timeline):
+        problem = _entry_problem(entry, index, prev)
+        if problem:
+            problems.append(problem)
+            return problems, True
+        prev = entry["hash"]
+    if chain.get("head") != prev:
+        last = len(timeline) - 1 if timeline else None
+        problems.append(
+            _problem(
+                last,
+                last,
+                "chain.head does not match the last entry: entries were removed "
+                "from the end or the last entry was replaced",
+            )
+        )
+        return problems, True
+    return problems, False
+
+
+def _evidence_problems(record, timeline):
+    """Evidence not in the timeline, edited since, or missing."""
+    problems = []
+    referenced = {}
+    for entry in timeline:
+        if entry.get("type") == "evidence":
+            referenced[entry["detail"].get("evidence_id")] = entry
+    for item in record.get("evidence") or []:
+        ref = referenced.pop(item.get("id") if isinstance(item, dict) else None, None)
+        if ref is None:
+            problems.append(
+                _problem(None, None, "evidence %r is not in the timeline" % (item.get("id"),))
+            )
+        elif ref["detail"].get("sha256") != sha256_of(item):
+            problems.append(
+                _problem(
+                    ref["seq"],
+                    ref["seq"],
+                    "evidence %s was edited (sha256 differs from entry %s)"
+                    % (item.get("id"), _label(ref)),
+                )
+            )
+    for eid, ref in referenced.items():
+        problems.append(
+            _problem(
+                ref["seq"], ref["seq"], "evidence %s of entry %s is missing" % (eid, _label(ref))
+            )
+        )
+    return problems
+
+
 def verify(record):
     """Problems found in `record`, the first bad entry first; [] when the chain holds.
 
     Each problem is a dict {seq, index, reason}; index is the entry's position (or None
     for a problem outside the timeline)."""
-    problems = []
     if not isinstance(record, dict):
-        return [{"index": None, "seq": None, "reason": "the record is not a JSON object"}]
+        return [_problem(None, None, "the record is not a JSON object")]
     timeline = record.get("timeline")
     if not isinstance(timeline, list):
-        return [{"index": None, "seq": None, "reason": "the record has no timeline list"}]
-    chain = record.get("chain") or {}
-    if chain.get("genesis") != GENESIS_HASH:
-        problems.append({"index": None, "seq": None, "reason": "chain.genesis is not the genesis"})
-    prev = GENESIS_HASH
-    for index, entry in enumerate(timeline):
-        if not isinstance(entry, dict):
-            problems.append({"index": index, "seq": None, "reason": "entry is not an object"})
-            return problems
-        seq = entry.get("seq")
-        label = _label(entry)
-        if seq != index:
-            problems.append(
-                {
-                    "index": index,
-                    "seq": seq,
-                    "reason": "entry %s is at position %d: an entry was deleted, inserted "
-                    "or moved" % (label, index),
-                }
-            )
-            return problems
-        if entry.get("hash") != entry_hash(entry):
-            problems.append(
-                {
-                    "index": index,
-                    "seq": seq,
-                    "reason": "entry %s was edited: its content does not match its hash" % label,
-                }
-            )
-            return problems
-        if entry.get("prev_hash") != prev:
-            problems.append(
-                {
-                    "index": index,
-                    "seq": seq,
-                    "reason": "entry %s does not follow the entry before it (prev_hash "
-                    "mismatch): the chain was rewritten before it" % label,
-                }
-            )
-            return problems
-        prev = entry["hash"]
-    if chain.get("head") != prev:
-        problems.append(
-            {
-                "index": len(timeline) - 1 if timeline else None,
-                "seq": len(timeline) - 1 if timeline else None,
-                "reason": "chain.head does not match the last entry: entries were removed "
-                "from the end or the last entry was replaced",
-            }
-        )
+        return [_problem(None, None, "the record has no timeline list")]
+    problems, broken = _chain_problems(record, timeline)
+    if broken:
         return problems
-    evidence = record.get("evidence") or []
-    referenced = {}
-    for entry in timeline:
-        if entry.get("type") == "evidence":
-            referenced[entry["detail"].get("evidence_id")] = entry
-    for item in evidence:
-        ref = referenced.pop(item.get("id") if isinstance(item, dict) else None, None)
-        if ref is None:
-            problems.append(
-                {
-                    "index": None,
-                    "seq": None,
-                    "reason": "evidence %r is not in the timeline" % (item.get("id"),),
-                }
-            )
-        elif ref["detail"].get("sha256") != sha256_of(item):
-            problems.append(
-                {
-                    "index": ref["seq"],
-                    "seq": ref["seq"],
-                    "reason": "evidence %s was edited (sha256 differs from entry %s)"
-                    % (item.get("id"), _label(ref)),
-                }
-            )
-    for eid, ref in referenced.items():
-        problems.append(
-            {
-                "index": ref["seq"],
-                "seq": ref["seq"],
-                "reason": "evidence %s of entry %s is missing" % (eid, _label(ref)),
-            }
-        )
+    problems += _evidence_problems(record, timeline)
     derived = derive(record)
     for key in ("state", "severity", "failure_mode", "milestones", "metrics"):
         if record.get(key) != derived[key]:
             problems.append(
-                {
-                    "index": None,
-                    "seq": None,
-                    "reason": "%s %r does not match the timeline (%r)"
-                    % (key, record.get(key), derived[key]),
-                }
+                _problem(
+                    None,
+                    None,
+                    "%s %r does not match the timeline (%r)" % (key, record.get(key), derived[key]),
+                )
             )
     return problems
 

@@ -217,6 +217,41 @@ def _build(name, documentation, type_, samples):
     return Family(name, documentation, "unknown" if type_ == "untyped" else type_, samples)
 
 
+def _header(line, lineno, helped, typed, sampled):
+    """A HELP or TYPE line, checked against the ones seen so far (and recorded): (keyword,
+    metric name, rest) or None for a plain comment; PrometheusTextError if malformed."""
+    match = _COMMENT_RE.match(line)
+    if not match:
+        return None  # a plain comment
+    keyword, token, rest = match.groups()
+    if token is None:
+        return None  # "# HELP" or "# TYPE" alone: a plain comment, as in Go's expfmt
+    candidate = _unquote_name(token)
+    if candidate is None:
+        raise PrometheusTextError(
+            "invalid metric name %r in %s line" % (token, keyword), lineno, line
+        )
+    if keyword == "HELP":
+        if candidate in helped:
+            raise PrometheusTextError("second HELP line for %r" % (candidate,), lineno, line)
+        helped.add(candidate)
+        return keyword, candidate, rest
+    if rest is None:
+        raise PrometheusTextError("TYPE line without a type", lineno, line)
+    if rest not in TYPES:
+        raise PrometheusTextError(
+            "unknown type %r (expected one of %s)" % (rest, ", ".join(TYPES)),
+            lineno,
+            line,
+        )
+    if candidate in typed:
+        raise PrometheusTextError("second TYPE line for %r" % (candidate,), lineno, line)
+    if candidate in sampled:
+        raise PrometheusTextError("TYPE line for %r after its samples" % (candidate,), lineno, line)
+    typed.add(candidate)
+    return keyword, candidate, rest
+
+
 def parse_families(text):
     """Parse exposition text into a list of Family, in order; PrometheusTextError if malformed."""
     if not isinstance(text, str):
@@ -238,50 +273,20 @@ def parse_families(text):
         if not line:
             continue
         if line[0] == "#":
-            match = _COMMENT_RE.match(line)
-            if not match:
-                continue  # a plain comment
-            keyword, token, rest = match.groups()
-            if token is None:
-                continue  # "# HELP" or "# TYPE" alone: a plain comment, as in Go's expfmt
-            candidate = _unquote_name(token)
-            if candidate is None:
-                raise PrometheusTextError(
-                    "invalid metric name %r in %s line" % (token, keyword), lineno, line
-                )
-            if keyword == "HELP":
-                if candidate in helped:
-                    raise PrometheusTextError(
-                        "second HELP line for %r" % (candidate,), lineno, line
-                    )
-                helped.add(candidate)
-                if candidate != name:
-                    if name:
-                        families.append(_build(name, documentation, type_, samples))
+            header = _header(line, lineno, helped, typed, sampled)
+            if header is None:
+                continue
+            keyword, candidate, rest = header
+            if candidate != name:
+                if name:
+                    families.append(_build(name, documentation, type_, samples))
+                if keyword == "HELP":
                     name, type_, samples, allowed = candidate, "untyped", [], (candidate,)
+                else:
+                    name, documentation, samples = candidate, "", []
+            if keyword == "HELP":
                 documentation = _unescape(rest, _HELP_ESCAPE_RE) if rest else ""
             else:
-                if rest is None:
-                    raise PrometheusTextError("TYPE line without a type", lineno, line)
-                if rest not in TYPES:
-                    raise PrometheusTextError(
-                        "unknown type %r (expected one of %s)" % (rest, ", ".join(TYPES)),
-                        lineno,
-                        line,
-                    )
-                if candidate in typed:
-                    raise PrometheusTextError(
-                        "second TYPE line for %r" % (candidate,), lineno, line
-                    )
-                if candidate in sampled:
-                    raise PrometheusTextError(
-                        "TYPE line for %r after its samples" % (candidate,), lineno, line
-                    )
-                typed.add(candidate)
-                if candidate != name:
-                    if name:
-                        families.append(_build(name, documentation, type_, samples))
-                    name, documentation, samples = candidate, "", []
                 type_ = rest
                 allowed = tuple(name + suffix for suffix in _SUFFIXES.get(rest, ("",)))
             continue

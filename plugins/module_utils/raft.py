@@ -377,6 +377,35 @@ def quorum_size(voters):
     return voters // 2 + 1 if voters > 0 else 1
 
 
+def _majority_leader(with_leader):
+    """(leader, its voting backers): the leader most members that report one name in the
+    highest term where one is reported; (None, []) on a tie or when none is."""
+    if not with_leader:
+        return None, []
+    top_term = max(m.get("term") or 0 for m in with_leader)
+    in_term = [m for m in with_leader if (m.get("term") or 0) == top_term]
+    votes = {}
+    for m in in_term:
+        votes[m["leader"]] = votes.get(m["leader"], 0) + 1
+    best = max(votes.values())
+    winners = [lid for lid, n in votes.items() if n == best]
+    if len(winners) != 1:
+        return None, []
+    leader = winners[0]
+    return leader, [m for m in in_term if m["leader"] == leader and not m.get("is_learner")]
+
+
+def _all_alarms(members, alarms):
+    """The cluster's alarms, then each member's own, once each."""
+    all_alarms = list(alarms or [])
+    for m in members:
+        for a in m.get("alarms") or []:
+            entry = {"member_id": m.get("id"), "alarm": a}
+            if entry not in all_alarms:
+                all_alarms.append(entry)
+    return all_alarms
+
+
 def summarise_cluster(members, member_list=None, alarms=None):
     """One summary from the per-endpoint records (``new_member`` dicts, filled in).
 
@@ -396,35 +425,18 @@ def summarise_cluster(members, member_list=None, alarms=None):
       largest index minus applied index of one member.
     """
     reachable = [m for m in members if m.get("reachable")]
-    if member_list:
-        voters = len([m for m in member_list if not m.get("is_learner")])
-        size = len(member_list)
-    else:
-        voters = len([m for m in members if not m.get("is_learner")])
-        size = len(members)
+    # the membership as the cluster reports it, else every endpoint
+    roster = member_list if member_list else members
+    voters = len([m for m in roster if not m.get("is_learner")])
+    size = len(roster)
     needed = quorum_size(voters)
 
     with_leader = [m for m in reachable if m.get("leader")]
     leaders_seen = sorted(set(m["leader"] for m in with_leader))
-    leader = None
-    backing = []
-    if with_leader:
-        top_term = max(m.get("term") or 0 for m in with_leader)
-        in_term = [m for m in with_leader if (m.get("term") or 0) == top_term]
-        votes = {}
-        for m in in_term:
-            votes[m["leader"]] = votes.get(m["leader"], 0) + 1
-        best = max(votes.values())
-        winners = [lid for lid, n in votes.items() if n == best]
-        if len(winners) == 1:
-            leader = winners[0]
-            backing = [m for m in in_term if m["leader"] == leader and not m.get("is_learner")]
-
-    has_quorum = len(backing) >= needed
-    if has_quorum:
-        for m in reachable:
-            if m.get("id") == leader and m.get("quorum_satisfied") is False:
-                has_quorum = False
+    leader, backing = _majority_leader(with_leader)
+    has_quorum = len(backing) >= needed and not any(
+        m.get("id") == leader and m.get("quorum_satisfied") is False for m in reachable
+    )
 
     terms = sorted(set(m.get("term") for m in reachable if m.get("term") is not None))
     term_agreement = None if not reachable else len(terms) == 1
@@ -435,14 +447,7 @@ def summarise_cluster(members, member_list=None, alarms=None):
         if m.get("index") is not None and m.get("applied_index") is not None
     ]
     claims = sorted(set(m["id"] for m in reachable if m.get("is_leader") and m.get("id")))
-
-    all_alarms = list(alarms or [])
-    for m in members:
-        for a in m.get("alarms") or []:
-            entry = {"member_id": m.get("id"), "alarm": a}
-            if entry not in all_alarms:
-                all_alarms.append(entry)
-
+    all_alarms = _all_alarms(members, alarms)
     return {
         "members": size,
         "voters": voters,

@@ -416,29 +416,22 @@ def _add_lab(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_lab_unavailable(reason), json=False)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="firebreak",
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.splitlines()[1:]),
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
+def _common(p: argparse.ArgumentParser, inventory: bool = True) -> None:
+    if inventory:
+        p.add_argument("-i", "--inventory", help="inventory path (default: ansible.cfg's)")
+        p.add_argument(
+            "--timeout",
+            type=float,
+            default=None,
+            help="seconds before the run is stopped (status timeout, nothing left running)",
+        )
+    p.add_argument("--json", action="store_true", help="machine output only, no progress")
 
-    def common(p: argparse.ArgumentParser, inventory: bool = True) -> None:
-        if inventory:
-            p.add_argument("-i", "--inventory", help="inventory path (default: ansible.cfg's)")
-            p.add_argument(
-                "--timeout",
-                type=float,
-                default=None,
-                help="seconds before the run is stopped (status timeout, nothing left running)",
-            )
-        p.add_argument("--json", action="store_true", help="machine output only, no progress")
 
+def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a playbook of the collection")
     p.add_argument("playbook", help="path, short name (fm003_corruption) or FQCN")
-    common(p)
+    _common(p)
     p.add_argument("-e", "--extra-vars", action="append", default=[], metavar="K=V|@FILE|JSON")
     p.add_argument("--check", action="store_true", help="check mode: predict, change nothing")
     p.add_argument("--tags", help="comma-separated tags (e.g. diagnose)")
@@ -448,13 +441,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--incident-dir", help="sets firebreak_incident_dir")
     p.set_defaults(func=cmd_run)
 
+
+def _add_triage(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("triage", help="run playbooks/triage.yml and show the suspected failure")
-    common(p)
+    _common(p)
     p.add_argument("-e", "--extra-vars", action="append", default=[], metavar="K=V|@FILE|JSON")
     p.add_argument("--incident-id", help="also record the triage in this incident")
     p.add_argument("--incident-dir", default=None)
     p.set_defaults(func=cmd_triage)
 
+
+def _add_rehearse(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rehearse", help="rehearse a failure mode end to end in the lab")
     p.add_argument("failure_mode", metavar="FM", help="e.g. fm003_corruption (or fm003)")
     p.add_argument(
@@ -478,25 +475,31 @@ def build_parser() -> argparse.ArgumentParser:
         default="containers",
         help="lab mode (default containers: the runbooks need systemd and journald)",
     )
-    common(p, inventory=False)
+    _common(p, inventory=False)
     p.set_defaults(func=cmd_rehearse)
 
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="render a communication from an incident record")
     p.add_argument("record")
     p.add_argument(
         "--template", default="initial", choices=["initial", "update", "resolution", "postmortem"]
     )
     p.add_argument("--format", default="md", choices=["md", "txt"])
-    common(p, inventory=False)
+    _common(p, inventory=False)
     p.set_defaults(func=cmd_report)
 
+
+def _add_record(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("record", help="incident record tools")
     record_sub = p.add_subparsers(dest="record_command", required=True)
     v = record_sub.add_parser("verify", help="check the record's schema and hash chain")
     v.add_argument("record")
-    common(v, inventory=False)
+    _common(v, inventory=False)
     v.set_defaults(func=cmd_record_verify)
 
+
+def _add_lock(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lock", help="the remediation locks: who holds them, release a dead one")
     lock_sub = p.add_subparsers(dest="lock_command", required=True)
     for name, func, text in (
@@ -522,10 +525,24 @@ def build_parser() -> argparse.ArgumentParser:
             help="seconds after which a holder on another host (or a lock without an owner "
             "file) counts as gone; a holder on this host counts as gone only when it is",
         )
-        common(q, inventory=False)
+        _common(q, inventory=False)
         q.set_defaults(func=func)
 
-    _add_lab(sub)
+
+# The subcommands, in the order `firebreak --help` lists them.
+SUBCOMMANDS = (_add_run, _add_triage, _add_rehearse, _add_report, _add_record, _add_lock, _add_lab)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="firebreak",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[1:]),
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
     return parser
 
 

@@ -1,19 +1,18 @@
 """Rehearsals: lab up, workload, inject, detect, remediate, verify, report, lab down.
 
 A registry maps each failure mode to its runbook playbook and the lab fault that provokes it.
-The lab is driven through its CLI (``firebreak lab ... --json``), the runbooks through
+The lab is driven through its Python API (what ``firebreak lab ...`` runs), the runbooks through
 :func:`firebreak.runner.run_playbook`; everything lands in one incident record, whose fault
 start is the injection time (so MTTD is measured, not guessed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -129,43 +128,263 @@ REHEARSAL_NETWORK = "firebreak-rehearse"
 REHEARSAL_NET = 31
 
 
-def lab(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> dict[str, Any]:
-    """`firebreak lab ARGS`: its JSON answer when it prints JSON, else {"output": text}."""
-    cmd = [sys.executable, "-m", "firebreak.cli", "lab", *args]
-    proc = subprocess.run(
-        cmd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
-    if proc.returncode != 0:
-        try:  # a JSON answer (e.g. a failed workload check) says more than its last line
-            summary = json.loads(proc.stdout)
-        except ValueError:
-            summary = None
-        if isinstance(summary, dict):
-            brief = {k: v for k, v in summary.items() if not k.endswith("_events")}
-            raise FirebreakError(f"lab {' '.join(args)} failed: {json.dumps(brief)}")
-        raise FirebreakError(f"lab {' '.join(args)} failed: {_lab_error(proc)}")
+def lab(*args: str, d: Path) -> dict[str, Any]:
+    """What `firebreak lab ARGS` answers for the lab in ``d`` (its JSON when it prints JSON,
+    else {"output": text}), done in this process through firebreak.lab's own functions.
+
+    What the lab prints on the way (image builds, reclaimed stale labs) is kept out of the
+    rehearsal's output, as the CLI's was; a failure is a FirebreakError in the lab's words."""
+    from firebreak.lab import cli as lab_cli  # imported when used: the lab may be missing
+
+    said = io.StringIO()
     try:
-        answer = json.loads(proc.stdout)
-    except ValueError:
-        return {"output": proc.stdout.strip()}
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(said):
+            parsed = lab_cli.parse(list(args))
+            return _as_answer(_LAB_CALLS[_lab_call_key(parsed)](lab_cli, parsed, d))
+    except (Exception, SystemExit) as exc:  # what would have ended the CLI, whatever it is
+        why = _lab_error(lab_cli, said, exc)
+        raise FirebreakError(f"lab {' '.join(args)} failed: {why}") from exc
+
+
+class _LabRefused(Exception):
+    """A `lab` command's non-zero exit with its answer (what the CLI printed)."""
+
+
+def _lab_call_key(args: Any) -> str:
+    return f"workload {args.action}" if args.lab_cmd == "workload" else args.lab_cmd
+
+
+def _lab_up(lab_cli: Any, args: Any, d: Path) -> dict[str, Any]:
+    refusal = lab_cli.up_refusal(args)
+    if refusal:
+        raise _LabRefused(refusal)
+    return {"output": lab_cli.up_line(lab_cli.up(args, d))}
+
+
+def _lab_workload_check(lab_cli: Any, args: Any, d: Path) -> dict[str, Any]:
+    result = lab_cli.workload.check(d, per_replica=args.per_replica)
+    if not result["ok"]:  # the CLI's exit 1: its JSON answer, less the events it lists
+        brief = {k: v for k, v in _as_answer(result).items() if not k.endswith("_events")}
+        raise _LabRefused(json.dumps(brief))
+    return result
+
+
+def _lab_workload_start(lab_cli: Any, args: Any, d: Path) -> dict[str, Any]:
+    pid = lab_cli.workload.start(d, rate=args.rate, streams=args.streams, readers=args.readers)
+    return {"output": lab_cli.workload_started_line(pid)}
+
+
+# The `lab` commands a rehearsal runs and what each answers (as `firebreak lab ... [--json]`).
+_LAB_CALLS: dict[str, Callable[[Any, Any, Path], Any]] = {
+    "up": _lab_up,
+    "inventory": lambda cli, _args, d: {"output": str(cli.current_backend(d).inventory())},
+    "status": lambda cli, _args, d: cli.current_backend(d).status(),
+    "fault": lambda cli, args, d: cli.current_backend(d).fault(*cli.fault_request(args)),
+    "workload start": _lab_workload_start,
+    "workload stop": lambda cli, _args, d: {
+        "output": "workload stopped" if cli.workload.stop(d) else "workload not running"
+    },
+    "workload check": _lab_workload_check,
+    "down": lambda cli, _args, d: {"output": cli.down_line(d, cli.take_down(d))},
+}
+
+
+def _as_answer(value: Any) -> dict[str, Any]:
+    """``value`` as the CLI's JSON gave it: a dict, else {"output": value}."""
+    answer = json.loads(json.dumps(value))
     return answer if isinstance(answer, dict) else {"output": answer}
 
 
-def _lab_error(proc: subprocess.CompletedProcess) -> str:
-    """The lab CLI's own error (its ``lab: ...`` message, whole), not its output's last line."""
-    text = (proc.stderr or "").strip()
-    start = text.rfind("\nlab: ")
-    why = text[start + 1 :] if start >= 0 else text if text.startswith("lab: ") else ""
-    if not why:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        why = lines[-1] if lines else f"exit {proc.returncode}"
-    why = why.removeprefix("lab: ")
+def _lab_error(lab_cli: Any, said: io.StringIO, exc: BaseException) -> str:
+    """The lab's own error (its LabError's message, whole), else the last line the CLI's exit
+    would have shown."""
+    if isinstance(exc, _LabRefused):
+        return str(exc)
+    if isinstance(exc, lab_cli.LabError):
+        why = str(exc)
+    elif isinstance(exc, SystemExit) and isinstance(exc.code, str):
+        why = exc.code
+    elif isinstance(exc, SystemExit):  # argparse's: usage, then the error
+        lines = said.getvalue().strip().splitlines()
+        why = lines[-1] if lines else f"exit {exc.code}"
+    else:
+        why = f"{type(exc).__name__}: {exc}"
     return why if len(why) <= 4000 else why[:4000] + " [...]"
+
+
+def _lab_up_args(rehearsal: Rehearsal, mode: str, net: int | None) -> tuple[str, ...]:
+    """`lab up` options of the rehearsal's own lab."""
+    up_args = ("up", "--mode", mode) + (() if net is None else ("--net", str(net)))
+    if mode == "containers":
+        # Names of its own, apart from a `firebreak lab up` lab's (replica-i, firebreak-lab):
+        # a rehearsal never takes over the operator's lab, and the leftovers of a killed
+        # rehearsal are found (reclaimed, or named as still up) by the next one.
+        up_args += ("--name-prefix", REHEARSAL_PREFIX, "--network", REHEARSAL_NETWORK)
+        if net is None:
+            up_args += ("--net", str(REHEARSAL_NET))
+    return up_args + rehearsal.lab_options
+
+
+def _check_preconditions(rehearsal: Rehearsal) -> None:
+    """FirebreakError (a setup error) when a runbook or the lab is missing."""
+    try:
+        runner.resolve_playbook(rehearsal.playbook)
+    except PlaybookNotFound as exc:
+        raise FirebreakError(
+            f"no runbook for {rehearsal.failure_mode}: playbooks/{rehearsal.playbook}.yml is "
+            "missing"
+        ) from exc
+    try:
+        runner.resolve_playbook(TRIAGE_PLAYBOOK)
+    except PlaybookNotFound as exc:
+        raise FirebreakError("no triage runbook: playbooks/triage.yml is missing") from exc
+    if not lab_available():
+        raise FirebreakError("lab not available: firebreak.lab.cli is not installed")
+
+
+@dataclass
+class _Rehearsing:
+    """One rehearsal under way: its lab, its record, the steps done so far."""
+
+    rehearsal: Rehearsal
+    incident_dir: str | Path
+    lab_dir: Path
+    result: RehearsalResult
+    on_task: Callable[[TaskResult], None] | None
+    on_step: Callable[[Step], None] | None
+    timeout: float
+    inventory: str = ""
+
+    def step(self, step_name: str, action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        started = utc_now()
+        try:
+            detail = action()
+        except FirebreakError as exc:
+            self._done(Step(step_name, "failed", started, utc_now(), {"error": str(exc)}))
+            raise FirebreakError(f"step {step_name!r} failed: {exc}") from exc
+        self._done(Step(step_name, "ok", started, utc_now(), detail))
+        return detail
+
+    def _done(self, done: Step) -> None:
+        self.result.steps.append(done)
+        if self.on_step:
+            self.on_step(done)
+
+    def lab(self, *args: str) -> dict[str, Any]:
+        return lab(*args, d=self.lab_dir)
+
+    def run(self, playbook: str, record: bool = True, **extra: Any) -> RunResult:
+        outcome = runner.run_playbook(
+            playbook,
+            inventory=self.inventory,
+            incident_id=self.result.incident_id if record else None,
+            incident_dir=self.incident_dir,
+            extra_vars={"firebreak_fault_started_at": self.result.fault_started_at or "", **extra},
+            on_task=self.on_task,
+            timeout=self.timeout,
+        )
+        if record and outcome.record_path:
+            self.result.record_path = outcome.record_path
+        if outcome.status != "successful":
+            failed = outcome.failed_tasks[:1]
+            why = f"{failed[0].host}: {failed[0].task}: {failed[0].message}" if failed else ""
+            raise FirebreakError(f"{playbook} {outcome.status} {why}".strip())
+        return outcome
+
+    def workload(self) -> dict[str, Any]:
+        # A fault is injected into a cluster with history: every replica has committed
+        # some acknowledged writes first (a corruption needs a committed entry to hit).
+        started = self.lab("workload", "start")
+        deadline = time.monotonic() + WARM_UP_SECONDS
+        while True:
+            rows = self.lab("status", "--json").get("output") or []
+            commits = [r.get("commit") for r in rows if isinstance(r, dict)]
+            if commits and all(isinstance(c, int) and c >= WARM_UP_OPS for c in commits):
+                return {**started, "commits_before_fault": commits}
+            if time.monotonic() > deadline:
+                raise FirebreakError(
+                    f"workload: replicas did not commit {WARM_UP_OPS} ops within "
+                    f"{WARM_UP_SECONDS} s (commits {commits})"
+                )
+            time.sleep(0.5)
+
+    def inject(self) -> dict[str, Any]:
+        self.result.fault_started_at = utc_now()
+        return {"faults": [self.lab("fault", *argv) for argv in self.rehearsal.faults]}
+
+    def detect(self) -> dict[str, Any]:
+        triage = (
+            self.run(TRIAGE_PLAYBOOK, firebreak_incident_state="detected").facts("firebreak_triage")
+            or {}
+        )
+        found = _found_modes(triage)
+        fm = self.rehearsal.fm
+        if fm not in found and self.rehearsal.playbook != triage.get("runbook"):
+            raise FirebreakError(f"triage found {sorted(found) or 'nothing'}, not {fm}")
+        return {"failure_mode": triage.get("failure_mode"), "severity": triage.get("severity")}
+
+    def remediate(self) -> dict[str, Any]:
+        return {"run": self.run(self.rehearsal.playbook, **self.rehearsal.extra_vars).status}
+
+    def verify(self) -> dict[str, Any]:
+        # Read-only check, not a new detection: it must not reopen or re-grade the
+        # incident in its record (the resolution below carries its summary).
+        triage = self.run(TRIAGE_PLAYBOOK, record=False).facts("firebreak_triage") or {}
+        left = _found_modes(triage) & ({self.rehearsal.fm} | BLOCKING_MODES)
+        if left:
+            raise FirebreakError(f"still {sorted(left)} after remediation")
+        # Stop writing first: a write acknowledged after its stream was read back would
+        # look lost.
+        self.lab("workload", "stop")
+        # the history too, and every replica's own copy (the repaired one's included)
+        check = self.lab("workload", "check", "--json", "--per-replica")
+        if not check.get("ok", False):
+            raise FirebreakError(f"workload check failed: {check}")
+        self.declare_resolved(triage)
+        return {"triage": triage.get("summary"), "workload": check}
+
+    def declare_resolved(self, triage: dict[str, Any]) -> None:
+        """The rehearsal driver is the responder here: it declares the incident resolved,
+        through the same chain code the record phase uses."""
+        record_io.append_file(
+            self.incident_dir,
+            self.result.incident_id,
+            "",
+            events_by_host={
+                "localhost": [
+                    {
+                        "type": "state",
+                        "outcome": "resolved",
+                        "phase": "verify",
+                        "detail": {"by": "firebreak rehearse", "triage": triage.get("summary")},
+                    }
+                ]
+            },
+        )
+
+    def take_lab_down(self, own_lab_dir: bool) -> None:
+        try:
+            self.step("lab down", lambda: self.lab("down"))
+            if own_lab_dir:
+                shutil.rmtree(self.lab_dir, ignore_errors=True)
+        except FirebreakError as exc:
+            self.result.status = "failed"
+            self.result.error = self.result.error or str(exc)
+
+    def write_report(self) -> None:
+        """The record's path and its post-mortem draft, when the record exists."""
+        incident_id = self.result.incident_id
+        record = Path(self.incident_dir) / f"{incident_id}.json"
+        if not record.is_file():
+            return
+        self.result.record_path = str(record)
+        try:
+            report = Path(self.incident_dir) / f"{incident_id}.postmortem.md"
+            report.write_text(render(load(record), "postmortem", "md"), encoding="utf-8")
+            self.result.report_path = str(report)
+        except (RecordError, CommsError) as exc:
+            self.result.status = "failed"
+            self.result.error = self.result.error or f"report: {exc}"
 
 
 def rehearse(
@@ -185,155 +404,24 @@ def rehearse(
     The lab runs in containers mode by default: the runbooks act through systemd and journald,
     as in production, and refuse the processes mode's bare processes at preflight."""
     rehearsal = lookup(name)
-    try:
-        runner.resolve_playbook(rehearsal.playbook)
-    except PlaybookNotFound as exc:
-        raise FirebreakError(
-            f"no runbook for {rehearsal.failure_mode}: playbooks/{rehearsal.playbook}.yml is "
-            "missing"
-        ) from exc
-    try:
-        runner.resolve_playbook(TRIAGE_PLAYBOOK)
-    except PlaybookNotFound as exc:
-        raise FirebreakError("no triage runbook: playbooks/triage.yml is missing") from exc
-    if not lab_available():
-        raise FirebreakError("lab not available: firebreak.lab.cli is not installed")
-
+    _check_preconditions(rehearsal)
     incident_id = f"REH-{rehearsal.failure_mode}-{uuid.uuid4().hex[:8]}"
-    # A lab of its own (FIREBREAK_LAB_DIR / FIREBREAK_LAB_NET), never someone else's.
+    # A lab of its own, never someone else's.
     own_lab_dir = lab_dir is None  # <state dir>/labs/<incident id>: removed after lab down
     the_lab_dir = Path(lab_dir) if lab_dir else paths.labs_dir() / incident_id
-    lab_env = {"FIREBREAK_LAB_DIR": str(the_lab_dir)}
-    if net is not None:
-        lab_env["FIREBREAK_LAB_NET"] = str(net)
     result = RehearsalResult(rehearsal.failure_mode, incident_id, "failed", [])
-
-    def step(step_name: str, action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        started = utc_now()
-        try:
-            detail = action()
-        except FirebreakError as exc:
-            done = Step(step_name, "failed", started, utc_now(), {"error": str(exc)})
-            result.steps.append(done)
-            if on_step:
-                on_step(done)
-            raise FirebreakError(f"step {step_name!r} failed: {exc}") from exc
-        done = Step(step_name, "ok", started, utc_now(), detail)
-        result.steps.append(done)
-        if on_step:
-            on_step(done)
-        return detail
-
-    def run(playbook: str, inventory: str, record: bool = True, **extra: Any) -> RunResult:
-        outcome = runner.run_playbook(
-            playbook,
-            inventory=inventory,
-            incident_id=incident_id if record else None,
-            incident_dir=incident_dir,
-            extra_vars={"firebreak_fault_started_at": result.fault_started_at or "", **extra},
-            on_task=on_task,
-            timeout=timeout,
-        )
-        if record and outcome.record_path:
-            result.record_path = outcome.record_path
-        if outcome.status != "successful":
-            failed = outcome.failed_tasks[:1]
-            why = f"{failed[0].host}: {failed[0].task}: {failed[0].message}" if failed else ""
-            raise FirebreakError(f"{playbook} {outcome.status} {why}".strip())
-        return outcome
-
+    r = _Rehearsing(rehearsal, incident_dir, the_lab_dir, result, on_task, on_step, timeout)
     try:
-        up_args = ("up", "--mode", mode) + (() if net is None else ("--net", str(net)))
-        if mode == "containers":
-            # Names of its own, apart from a `firebreak lab up` lab's (replica-i, firebreak-lab):
-            # a rehearsal never takes over the operator's lab, and the leftovers of a killed
-            # rehearsal are found (reclaimed, or named as still up) by the next one.
-            up_args += ("--name-prefix", REHEARSAL_PREFIX, "--network", REHEARSAL_NETWORK)
-            if net is None:
-                up_args += ("--net", str(REHEARSAL_NET))
-        up_args += rehearsal.lab_options
-        step("lab up", lambda: lab(*up_args, env=lab_env))
-        inventory = step("inventory", lambda: lab("inventory", env=lab_env))["output"]
-
-        def workload() -> dict[str, Any]:
-            # A fault is injected into a cluster with history: every replica has committed
-            # some acknowledged writes first (a corruption needs a committed entry to hit).
-            started = lab("workload", "start", env=lab_env)
-            deadline = time.monotonic() + WARM_UP_SECONDS
-            while True:
-                rows = lab("status", "--json", env=lab_env).get("output") or []
-                commits = [r.get("commit") for r in rows if isinstance(r, dict)]
-                if commits and all(isinstance(c, int) and c >= WARM_UP_OPS for c in commits):
-                    return {**started, "commits_before_fault": commits}
-                if time.monotonic() > deadline:
-                    raise FirebreakError(
-                        f"workload: replicas did not commit {WARM_UP_OPS} ops within "
-                        f"{WARM_UP_SECONDS} s (commits {commits})"
-                    )
-                time.sleep(0.5)
-
-        step("workload", workload)
-
-        def inject() -> dict[str, Any]:
-            result.fault_started_at = utc_now()
-            return {"faults": [lab("fault", *argv, env=lab_env) for argv in rehearsal.faults]}
-
-        step("inject", inject)
-
-        def detect() -> dict[str, Any]:
-            triage = (
-                run(TRIAGE_PLAYBOOK, inventory, firebreak_incident_state="detected").facts(
-                    "firebreak_triage"
-                )
-                or {}
-            )
-            found = _found_modes(triage)
-            if rehearsal.fm not in found and rehearsal.playbook != triage.get("runbook"):
-                raise FirebreakError(
-                    f"triage found {sorted(found) or 'nothing'}, not {rehearsal.fm}"
-                )
-            return {"failure_mode": triage.get("failure_mode"), "severity": triage.get("severity")}
-
-        step("detect", detect)
-        step(
-            "remediate",
-            lambda: {"run": run(rehearsal.playbook, inventory, **rehearsal.extra_vars).status},
-        )
-
-        def verify() -> dict[str, Any]:
-            # Read-only check, not a new detection: it must not reopen or re-grade the
-            # incident in its record (the resolution below carries its summary).
-            triage = run(TRIAGE_PLAYBOOK, inventory, record=False).facts("firebreak_triage") or {}
-            left = _found_modes(triage) & ({rehearsal.fm} | BLOCKING_MODES)
-            if left:
-                raise FirebreakError(f"still {sorted(left)} after remediation")
-            # Stop writing first: a write acknowledged after its stream was read back would
-            # look lost.
-            lab("workload", "stop", env=lab_env)
-            # the history too, and every replica's own copy (the repaired one's included)
-            check = lab("workload", "check", "--json", "--per-replica", env=lab_env)
-            if not check.get("ok", False):
-                raise FirebreakError(f"workload check failed: {check}")
-            # The rehearsal driver is the responder here: it declares the incident resolved,
-            # through the same chain code the record phase uses.
-            record_io.append_file(
-                incident_dir,
-                incident_id,
-                "",
-                events_by_host={
-                    "localhost": [
-                        {
-                            "type": "state",
-                            "outcome": "resolved",
-                            "phase": "verify",
-                            "detail": {"by": "firebreak rehearse", "triage": triage.get("summary")},
-                        }
-                    ]
-                },
-            )
-            return {"triage": triage.get("summary"), "workload": check}
-
-        step("verify", verify)
+        r.step("lab up", lambda: r.lab(*_lab_up_args(rehearsal, mode, net)))
+        r.inventory = r.step("inventory", lambda: r.lab("inventory"))["output"]
+        for step_name, action in (
+            ("workload", r.workload),
+            ("inject", r.inject),
+            ("detect", r.detect),
+            ("remediate", r.remediate),
+            ("verify", r.verify),
+        ):
+            r.step(step_name, action)
         result.status = "passed"
     except FirebreakError as exc:
         # Preconditions were checked above (exit 2); from here on it is the rehearsal failing.
@@ -342,20 +430,6 @@ def rehearse(
         # Whatever happened, and however far it got (a failed `lab up` included), nothing of
         # the lab stays behind unless asked: replicas, workload, containers, network, mounts.
         if not keep_lab:
-            try:
-                step("lab down", lambda: lab("down", "--dir", str(the_lab_dir), env=lab_env))
-                if own_lab_dir:
-                    shutil.rmtree(the_lab_dir, ignore_errors=True)
-            except FirebreakError as exc:
-                result.status = "failed"
-                result.error = result.error or str(exc)
-    record = Path(incident_dir) / f"{incident_id}.json"
-    if record.is_file():
-        result.record_path = str(record)
-        try:
-            report = Path(incident_dir) / f"{incident_id}.postmortem.md"
-            report.write_text(render(load(record), "postmortem", "md"), encoding="utf-8")
-            result.report_path = str(report)
-        except (RecordError, CommsError) as exc:
-            result.status, result.error = "failed", result.error or f"report: {exc}"
+            r.take_lab_down(own_lab_dir)
+    r.write_report()
     return result

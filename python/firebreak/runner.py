@@ -493,6 +493,69 @@ def _prune_runs(root: Path, keep: int, current: Path) -> list[Path]:
     return removed
 
 
+def _run_variables(
+    run_id: str,
+    incident_id: str | None,
+    incident_dir: str | os.PathLike[str] | None,
+    extra_vars: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The run's extra vars: its id, the record convention's, then the caller's (they win)."""
+    variables: dict[str, Any] = {"firebreak_run_id": run_id}
+    if incident_id:
+        variables["firebreak_incident_id"] = incident_id
+    if incident_dir:
+        variables["firebreak_incident_dir"] = str(Path(incident_dir).resolve())
+        # Evidence beside the record it belongs to (the roles' own default, for a bare
+        # ansible-playbook run, is <checkout>/evidence); an explicit -e wins.
+        variables["firebreak_evidence_dir"] = str(Path(incident_dir).resolve() / "evidence")
+    variables.update(extra_vars or {})
+    return variables
+
+
+def _options(tags: Iterable[str] | None, skip_tags: Iterable[str] | None, check: bool) -> list:
+    """ansible-playbook's --tags, --skip-tags and --check, as asked."""
+    options = []
+    if tags:
+        options += ["--tags", ",".join(tags)]
+    if skip_tags:
+        options += ["--skip-tags", ",".join(skip_tags)]
+    if check:
+        options.append("--check")
+    return options
+
+
+def _run_env(run_id: str, run_tmp: Path, binary_dir: Path) -> dict[str, str]:
+    """The environment ansible-playbook runs in."""
+    return {
+        "ANSIBLE_CONFIG": str(ANSIBLE_CFG),
+        "TMPDIR": str(run_tmp),
+        RUN_MARKER_ENV: run_id,
+        _lock_impl.WRAPPER_PID_ENV: str(os.getpid()),  # named in the remediation lock
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_NOCOLOR": "1",
+        # The venv's ansible-playbook first (runner's `binary=` would switch it to raw mode).
+        "PATH": os.pathsep.join([str(binary_dir), os.environ["PATH"]]),
+    }
+
+
+def _status(runner_status: str | None, watchdog: _Watchdog) -> str:
+    """The run's status: the watchdog's verdict (timeout, canceled) over runner's."""
+    if watchdog.timed_out:
+        return "timeout"
+    if watchdog.canceled:
+        return "canceled"
+    return runner_status if runner_status in STATUSES else "failed"
+
+
+def _record_path(tasks: list[TaskResult]) -> str | None:
+    """The incident record the run's last incident_record task wrote, if any."""
+    path = None
+    for task in tasks:
+        if task.action and task.action.endswith("incident_record") and task.result.get("path"):
+            path = task.result["path"]
+    return path
+
+
 def run_playbook(
     playbook: str | os.PathLike[str],
     *,
@@ -518,15 +581,7 @@ def run_playbook(
     inventory_arg = resolve_inventory(inventory)
     run_id = uuid.uuid4().hex
     keep = keep_runs()
-    variables: dict[str, Any] = {"firebreak_run_id": run_id}
-    if incident_id:
-        variables["firebreak_incident_id"] = incident_id
-    if incident_dir:
-        variables["firebreak_incident_dir"] = str(Path(incident_dir).resolve())
-        # Evidence beside the record it belongs to (the roles' own default, for a bare
-        # ansible-playbook run, is <checkout>/evidence); an explicit -e wins.
-        variables["firebreak_evidence_dir"] = str(Path(incident_dir).resolve() / "evidence")
-    variables.update(extra_vars or {})
+    variables = _run_variables(run_id, incident_id, incident_dir, extra_vars)
     variables_text = json.dumps(variables)
     binary_dir = Path(ansible_playbook_binary()).parent
     root = private_runs_dir()
@@ -534,13 +589,6 @@ def run_playbook(
     private_data_dir = str(root / f"{datetime.now(UTC):%Y%m%dT%H%M%S.%fZ}-{run_id}")
     os.mkdir(private_data_dir, 0o700)
 
-    cmdline = []
-    if tags:
-        cmdline += ["--tags", ",".join(tags)]
-    if skip_tags:
-        cmdline += ["--skip-tags", ",".join(skip_tags)]
-    if check:
-        cmdline.append("--check")
     collector = _Collector(on_task)
     watchdog = _Watchdog(run_id, timeout, cancel)
     started_at, t0 = utc_now(), time.monotonic()
@@ -548,44 +596,22 @@ def run_playbook(
     # local task, under a timeout or a cancel) goes with the run dir, never into /tmp for ever.
     run_tmp = Path(private_data_dir) / "tmp"
     run_tmp.mkdir(mode=0o700)
-    env = {
-        "ANSIBLE_CONFIG": str(ANSIBLE_CFG),
-        "TMPDIR": str(run_tmp),
-        RUN_MARKER_ENV: run_id,
-        _lock_impl.WRAPPER_PID_ENV: str(os.getpid()),  # named in the remediation lock
-        "ANSIBLE_FORCE_COLOR": "0",
-        "ANSIBLE_NOCOLOR": "1",
-        # The venv's ansible-playbook first (runner's `binary=` would switch it to raw mode).
-        "PATH": os.pathsep.join([str(binary_dir), os.environ["PATH"]]),
-    }
+    env = _run_env(run_id, run_tmp, binary_dir)
     with _extra_vars_file(Path(private_data_dir), variables_text) as vars_file:
-        cmdline = ["-e", f"@{vars_file}", *cmdline]
-        runner = ansible_runner.run(
-            private_data_dir=private_data_dir,
-            project_dir=str(REPO_ROOT),
-            playbook=str(path),
-            inventory=inventory_arg,
-            limit=limit,
-            cmdline=" ".join(_quote(a) for a in cmdline),
-            envvars=env,
-            ident=run_id,
-            quiet=True,
-            suppress_env_files=True,
-            # Ansible's raw text output stays in the (scrubbed) events only: see _Collector.
-            suppress_output_file=True,
-            # A backstop only: the watchdog enforces the timeout (see _Watchdog).
-            timeout=int(timeout) + 30 if timeout else None,
-            # How often runner checks the timeout and the cancel flag (default 5 s).
-            settings={"pexpect_timeout": 0.2, "suppress_ansible_output": True},
-            event_handler=collector,
-            cancel_callback=watchdog,
-            verbosity=verbosity or None,
+        runner = _ansible_runner_run(
+            private_data_dir,
+            path,
+            inventory_arg,
+            limit,
+            ["-e", f"@{vars_file}", *_options(tags, skip_tags, check)],
+            env,
+            run_id,
+            timeout,
+            collector,
+            watchdog,
+            verbosity,
         )
-    status = runner.status if runner.status in STATUSES else "failed"
-    if watchdog.timed_out:
-        status = "timeout"
-    elif watchdog.canceled:
-        status = "canceled"
+    status = _status(runner.status, watchdog)
     # Async tasks of a finished run are left alone; a stopped run leaves nothing behind.
     leftovers = watchdog.killed + (_sweep(run_id) if status in ("timeout", "canceled") else [])
     finished_at = utc_now()
@@ -606,17 +632,59 @@ def run_playbook(
     if status == "failed" and not result.tasks:
         result.error = _error_text(collector.lines)
     _prune_runs(root, keep, Path(private_data_dir))
-    for task in result.tasks:
-        if task.action and task.action.endswith("incident_record") and task.result.get("path"):
-            result.record_path = task.result["path"]
+    result.record_path = _record_path(result.tasks)
     if status in ("timeout", "canceled") and not check:
-        from firebreak.record import RecordError
-
-        try:
-            _record_kill(result, collector, variables)
-        except (RecordError, OSError) as exc:  # the run's own result must still come back
-            result.error = f"the kill could not be appended to the incident record: {exc}"
+        _record_kill_or_say_why(result, collector, variables)
     return result
+
+
+def _ansible_runner_run(
+    private_data_dir: str,
+    path: Path,
+    inventory: str | None,
+    limit: str | None,
+    cmdline: list[str],
+    env: dict[str, str],
+    run_id: str,
+    timeout: float | None,
+    collector: _Collector,
+    watchdog: _Watchdog,
+    verbosity: int,
+) -> Any:
+    """ansible_runner.run, quiet, its output and env files suppressed, stopped by the watchdog."""
+    return ansible_runner.run(
+        private_data_dir=private_data_dir,
+        project_dir=str(REPO_ROOT),
+        playbook=str(path),
+        inventory=inventory,
+        limit=limit,
+        cmdline=" ".join(_quote(a) for a in cmdline),
+        envvars=env,
+        ident=run_id,
+        quiet=True,
+        suppress_env_files=True,
+        # Ansible's raw text output stays in the (scrubbed) events only: see _Collector.
+        suppress_output_file=True,
+        # A backstop only: the watchdog enforces the timeout (see _Watchdog).
+        timeout=int(timeout) + 30 if timeout else None,
+        # How often runner checks the timeout and the cancel flag (default 5 s).
+        settings={"pexpect_timeout": 0.2, "suppress_ansible_output": True},
+        event_handler=collector,
+        cancel_callback=watchdog,
+        verbosity=verbosity or None,
+    )
+
+
+def _record_kill_or_say_why(
+    result: RunResult, collector: _Collector, variables: Mapping[str, Any]
+) -> None:
+    """_record_kill; when the record cannot take it, the result's error says why."""
+    from firebreak.record import RecordError
+
+    try:
+        _record_kill(result, collector, variables)
+    except (RecordError, OSError) as exc:  # the run's own result must still come back
+        result.error = f"the kill could not be appended to the incident record: {exc}"
 
 
 def _record_kill(result: RunResult, collector: _Collector, variables: Mapping[str, Any]) -> None:

@@ -16,6 +16,7 @@ from firebreak.lab import workload
 from firebreak.lab.backend import (
     FAULT_KINDS,
     MODES,
+    Backend,
     LabError,
     current_backend,
     get_backend,
@@ -182,72 +183,145 @@ def lab_rows() -> list[dict]:
     return rows
 
 
+def _list(args: argparse.Namespace, d: Path) -> int:
+    rows = lab_rows()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    for r in rows if not args.json else ():
+        print(f"{r['name']:<40} {r['mode'] or '-':<10} {r['status']:<14} {r['dir']}")
+    if not rows and not args.json:
+        print(f"no labs under {paths.labs_dir()}")
+    return 0
+
+
+def up(args: argparse.Namespace, d: Path) -> dict:
+    """`lab up` (``args`` as parsed) for the lab in ``d``: its state. What a failed start
+    started is taken down unless ``args.keep_on_failure``; LabError says what failed."""
+    opts = {
+        "net": args.net,
+        "cluster": args.cluster,
+        "name_prefix": args.name_prefix,
+        "network": args.network,
+        "checkpoint_interval": args.checkpoint_interval,
+        "scrub_interval_s": args.scrub_interval_s,
+        "hold_repair": args.hold_repair,
+    }
+    # A fresh lab: no workload of an earlier lab in this dir keeps writing, and its
+    # history (attempts, acknowledgements) is not this lab's.
+    workload.stop(d)
+    workload.reset(d)
+    register_lab(d)
+    try:
+        return get_backend(args.mode, d).up(replicas=args.replicas, **opts)
+    except (LabError, OSError) as exc:
+        if args.keep_on_failure:
+            raise LabError(f"lab up failed, kept for inspection in {d}: {exc}") from exc
+        try:
+            take_down(d)
+        except (LabError, OSError) as down_exc:
+            raise LabError(
+                f"lab up failed: {exc}\nand taking it down failed too: {down_exc}"
+            ) from exc
+        raise LabError(f"lab up failed (what it started was taken down): {exc}") from exc
+
+
+def up_line(state: dict) -> str:
+    """What `lab up` prints: the mode and every replica's API URL."""
+    return f"lab up ({state['mode']}): " + ", ".join(r["api_url"] for r in state["replicas"])
+
+
+def up_refusal(args: argparse.Namespace) -> str | None:
+    """Why `lab up` refuses these options before it starts anything, or None."""
+    if args.mode != "containers" and (args.name_prefix or args.network):
+        return "lab up: --name-prefix and --network apply to --mode containers only"
+    return None
+
+
+def _up(args: argparse.Namespace, d: Path) -> int:
+    refusal = up_refusal(args)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
+    print(up_line(up(args, d)))
+    return 0
+
+
+def down_line(target: Path, done: list[str]) -> str:
+    """What `lab down` prints of one lab (``done``: what take_down took down)."""
+    return f"lab down {target}: {', '.join(done) or 'nothing was running'}"
+
+
+def _down(args: argparse.Namespace, d: Path) -> int:
+    targets = _labs_named(args, d)
+    for target in targets:
+        print(down_line(target, take_down(target)))
+    if not targets:
+        print(f"no labs under {paths.labs_dir()}")
+    return 0
+
+
+def _status(args: argparse.Namespace, be: Backend) -> int:
+    rows = be.status()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_status(rows)
+    return 0
+
+
+def _heal(be: Backend) -> int:
+    healed = be.heal()
+    print(json.dumps(healed))
+    for why in (healed.get("failed") or {}).values():
+        print(f"lab heal: {why}", file=sys.stderr)
+    return 1 if healed.get("failed") else 0
+
+
+def workload_started_line(pid: int) -> str:
+    return f"workload started (pid {pid})"
+
+
+def _workload(args: argparse.Namespace, d: Path) -> int:
+    if args.action == "start":
+        pid = workload.start(d, rate=args.rate, streams=args.streams, readers=args.readers)
+        print(workload_started_line(pid))
+        return 0
+    if args.action == "stop":
+        print("workload stopped" if workload.stop(d) else "workload not running")
+        return 0
+    result = workload.check(d, per_replica=args.per_replica)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            "attempted {attempted} acknowledged {acknowledged} lost {lost} "
+            "unexpected {unexpected} duplicated {duplicated} reads {reads} "
+            "history violations {history_violations}".format(**result)
+        )
+    return 0 if result["ok"] else 1
+
+
+def fault_request(args: argparse.Namespace) -> tuple[str, str, str | None]:
+    """(kind, target, arg) of a parsed `lab fault KIND --replica TARGET [ARG]`, as run's fault
+    branch reads them (kept there, as it was, for the fault kinds being added concurrently)."""
+    target, *rest = args.replica
+    arg = args.arg if args.arg is not None else (rest[0] if rest else None)
+    return args.kind, target, arg
+
+
+# The commands that need no running lab.
+_WITHOUT_A_LAB = {"list": _list, "up": _up, "down": _down}
+
+
 def run(args: argparse.Namespace) -> int:
     d = lab_dir()
     try:
         cmd = args.lab_cmd
-        if cmd == "list":
-            rows = lab_rows()
-            if args.json:
-                print(json.dumps(rows, indent=2))
-            for r in rows if not args.json else ():
-                print(f"{r['name']:<40} {r['mode'] or '-':<10} {r['status']:<14} {r['dir']}")
-            if not rows and not args.json:
-                print(f"no labs under {paths.labs_dir()}")
-            return 0
-        if cmd == "up":
-            if args.mode != "containers" and (args.name_prefix or args.network):
-                print(
-                    "lab up: --name-prefix and --network apply to --mode containers only",
-                    file=sys.stderr,
-                )
-                return 2
-            opts = {
-                "net": args.net,
-                "cluster": args.cluster,
-                "name_prefix": args.name_prefix,
-                "network": args.network,
-                "checkpoint_interval": args.checkpoint_interval,
-                "scrub_interval_s": args.scrub_interval_s,
-                "hold_repair": args.hold_repair,
-            }
-            # A fresh lab: no workload of an earlier lab in this dir keeps writing, and its
-            # history (attempts, acknowledgements) is not this lab's.
-            workload.stop(d)
-            workload.reset(d)
-            register_lab(d)
-            try:
-                state = get_backend(args.mode, d).up(replicas=args.replicas, **opts)
-            except (LabError, OSError) as exc:
-                if args.keep_on_failure:
-                    raise LabError(f"lab up failed, kept for inspection in {d}: {exc}") from exc
-                try:
-                    take_down(d)
-                except (LabError, OSError) as down_exc:
-                    raise LabError(
-                        f"lab up failed: {exc}\nand taking it down failed too: {down_exc}"
-                    ) from exc
-                raise LabError(f"lab up failed (what it started was taken down): {exc}") from exc
-            print(
-                f"lab up ({state['mode']}): " + ", ".join(r["api_url"] for r in state["replicas"])
-            )
-            return 0
-        if cmd == "down":
-            targets = _labs_named(args, d)
-            for target in targets:
-                done = take_down(target)
-                print(f"lab down {target}: {', '.join(done) or 'nothing was running'}")
-            if not targets:
-                print(f"no labs under {paths.labs_dir()}")
-            return 0
+        if cmd in _WITHOUT_A_LAB:
+            return _WITHOUT_A_LAB[cmd](args, d)
         be = current_backend(d)
         if cmd == "status":
-            rows = be.status()
-            if args.json:
-                print(json.dumps(rows, indent=2))
-            else:
-                _print_status(rows)
-            return 0
+            return _status(args, be)
         if cmd == "inventory":
             print(be.inventory())
             return 0
@@ -257,43 +331,28 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(be.fault(args.kind, target, arg)))
             return 0
         if cmd == "heal":
-            healed = be.heal()
-            print(json.dumps(healed))
-            for why in (healed.get("failed") or {}).values():
-                print(f"lab heal: {why}", file=sys.stderr)
-            return 1 if healed.get("failed") else 0
+            return _heal(be)
         if cmd == "reconfig":
             print(json.dumps(be.reconfig(args.action, args.replica, wait=args.wait)))
             return 0
         if cmd == "workload":
-            if args.action == "start":
-                pid = workload.start(d, rate=args.rate, streams=args.streams, readers=args.readers)
-                print(f"workload started (pid {pid})")
-                return 0
-            if args.action == "stop":
-                print("workload stopped" if workload.stop(d) else "workload not running")
-                return 0
-            result = workload.check(d, per_replica=args.per_replica)
-            if args.json:
-                print(json.dumps(result, indent=2))
-            else:
-                print(
-                    "attempted {attempted} acknowledged {acknowledged} lost {lost} "
-                    "unexpected {unexpected} duplicated {duplicated} reads {reads} "
-                    "history violations {history_violations}".format(**result)
-                )
-            return 0 if result["ok"] else 1
+            return _workload(args, d)
     except LabError as exc:
         print(f"lab: {exc}", file=sys.stderr)
         return 2
     return 2
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str]) -> argparse.Namespace:
+    """`lab ARGV` (without the word lab) as the firebreak CLI parses it."""
     ap = argparse.ArgumentParser(prog="firebreak")
     sub = ap.add_subparsers(dest="cmd", required=True)
     add_parser(sub)
-    args = ap.parse_args(["lab", *(sys.argv[1:] if argv is None else argv)])
+    return ap.parse_args(["lab", *argv])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
     return args.func(args)
 
 

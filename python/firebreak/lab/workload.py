@@ -67,6 +67,110 @@ def _watch_lab(lab: Path, stop: threading.Event, period: float = 0.5) -> None:
             stop.set()
 
 
+class _Load:
+    """One workload run: writers at ``rate`` over ``streams`` streams and readers, every
+    attempt, acknowledgement and read recorded (jsonl files in ``d``) until ``stop``."""
+
+    def __init__(
+        self,
+        d: Path,
+        urls: list[str],
+        stop: threading.Event,
+        rate: float,
+        streams: int,
+        workers: int,
+        read_period: float,
+    ) -> None:
+        self.urls, self.stop = urls, stop
+        self.rate, self.streams, self.workers, self.read_period = (
+            rate,
+            streams,
+            workers,
+            read_period,
+        )
+        self.run_id = uuid.uuid4().hex[:8]
+        self.lock = threading.Lock()
+        self.attempts = open(d / "attempts.jsonl", "a")  # noqa: SIM115
+        self.acks = open(d / "acks.jsonl", "a")  # noqa: SIM115
+        self.reads = open(d / "reads.jsonl", "a")  # noqa: SIM115
+
+    def close(self) -> None:
+        self.attempts.close()
+        self.acks.close()
+        self.reads.close()
+
+    def record(self, fh, row: dict) -> None:
+        with self.lock:
+            fh.write(json.dumps(row) + "\n")
+            fh.flush()
+
+    def worker(self, w: int) -> None:
+        rng = random.Random(f"{self.run_id}-{w}")
+        client = f"wl-{self.run_id}-{w}"
+        period = self.workers / self.rate
+        nxt = time.monotonic()
+        req = 0
+        while not self.stop.is_set():
+            nxt += period
+            req += 1
+            self._write(rng, client, req)
+            delay = nxt - time.monotonic()
+            if delay > 0:
+                self.stop.wait(delay)
+            else:
+                nxt = time.monotonic()
+
+    def _write(self, rng: random.Random, client: str, req: int) -> None:
+        """One write, recorded as attempted, retried (any replica) until acknowledged or 30 s."""
+        event = f"{client}-{req}"
+        stream = f"wl-{rng.randrange(self.streams)}"
+        body = {"stream": stream, "event": event, "client": client, "request": req}
+        self.record(
+            self.attempts,
+            {"t": time.time(), "client": client, "req": req, "stream": stream, "event": event},
+        )
+        give_up = time.monotonic() + 30
+        url = rng.choice(self.urls)
+        while time.monotonic() < give_up:
+            try:
+                code, resp = http_json(url + "/api/write", "POST", body, timeout=6)
+            except OSError:
+                code, resp = 0, {}
+            if code == 200 and resp.get("acknowledged"):
+                self.record(
+                    self.acks,
+                    {
+                        "t": time.time(),
+                        "client": client,
+                        "req": req,
+                        "stream": stream,
+                        "event": event,
+                        "op": resp.get("op"),
+                        "replica": resp.get("replica"),
+                    },
+                )
+                return
+            if self.stop.is_set() and time.monotonic() > give_up - 24:
+                return
+            url = rng.choice(self.urls)
+            time.sleep(0.1)
+
+    def reader(self, k: int) -> None:
+        """Linearizable reads (through whichever replica, which forwards to the leader)."""
+        rng = random.Random(f"{self.run_id}-r{k}")
+        while not self.stop.wait(self.read_period * rng.uniform(0.5, 1.5)):
+            stream, url = f"wl-{rng.randrange(self.streams)}", rng.choice(self.urls)
+            t0 = time.time()
+            try:
+                code, resp = http_json(f"{url}/api/read?stream={stream}", timeout=8)
+            except OSError:
+                continue
+            if code == 200:
+                row = {"t0": t0, "t1": time.time(), "stream": stream, "via": url}
+                row.update(replica=resp.get("served_by"), events=resp.get("events", []))
+                self.record(self.reads, row)
+
+
 def run(
     lab: Path, rate: float, streams: int, workers: int, readers: int = 1, read_period: float = 0.5
 ) -> int:
@@ -77,88 +181,14 @@ def run(
     threading.Thread(target=_watch_lab, args=(lab, stop), daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    run_id = uuid.uuid4().hex[:8]
-    lock = threading.Lock()
-    attempts = open(d / "attempts.jsonl", "a")  # noqa: SIM115
-    acks = open(d / "acks.jsonl", "a")  # noqa: SIM115
-    reads = open(d / "reads.jsonl", "a")  # noqa: SIM115
-
-    def record(fh, row: dict) -> None:
-        with lock:
-            fh.write(json.dumps(row) + "\n")
-            fh.flush()
-
-    def worker(w: int) -> None:
-        rng = random.Random(f"{run_id}-{w}")
-        client = f"wl-{run_id}-{w}"
-        period = workers / rate
-        nxt = time.monotonic()
-        req = 0
-        while not stop.is_set():
-            nxt += period
-            req += 1
-            event = f"{client}-{req}"
-            stream = f"wl-{rng.randrange(streams)}"
-            body = {"stream": stream, "event": event, "client": client, "request": req}
-            record(
-                attempts,
-                {"t": time.time(), "client": client, "req": req, "stream": stream, "event": event},
-            )
-            give_up = time.monotonic() + 30
-            url = rng.choice(urls)
-            while time.monotonic() < give_up:
-                try:
-                    code, resp = http_json(url + "/api/write", "POST", body, timeout=6)
-                except OSError:
-                    code, resp = 0, {}
-                if code == 200 and resp.get("acknowledged"):
-                    record(
-                        acks,
-                        {
-                            "t": time.time(),
-                            "client": client,
-                            "req": req,
-                            "stream": stream,
-                            "event": event,
-                            "op": resp.get("op"),
-                            "replica": resp.get("replica"),
-                        },
-                    )
-                    break
-                if stop.is_set() and time.monotonic() > give_up - 24:
-                    break
-                url = rng.choice(urls)
-                time.sleep(0.1)
-            delay = nxt - time.monotonic()
-            if delay > 0:
-                stop.wait(delay)
-            else:
-                nxt = time.monotonic()
-
-    def reader(k: int) -> None:
-        """Linearizable reads (through whichever replica, which forwards to the leader)."""
-        rng = random.Random(f"{run_id}-r{k}")
-        while not stop.wait(read_period * rng.uniform(0.5, 1.5)):
-            stream, url = f"wl-{rng.randrange(streams)}", rng.choice(urls)
-            t0 = time.time()
-            try:
-                code, resp = http_json(f"{url}/api/read?stream={stream}", timeout=8)
-            except OSError:
-                continue
-            if code == 200:
-                row = {"t0": t0, "t1": time.time(), "stream": stream, "via": url}
-                row.update(replica=resp.get("served_by"), events=resp.get("events", []))
-                record(reads, row)
-
-    threads = [threading.Thread(target=worker, args=(w,)) for w in range(workers)]
-    threads += [threading.Thread(target=reader, args=(k,)) for k in range(readers)]
+    load = _Load(d, urls, stop, rate, streams, workers, read_period)
+    threads = [threading.Thread(target=load.worker, args=(w,)) for w in range(workers)]
+    threads += [threading.Thread(target=load.reader, args=(k,)) for k in range(readers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    attempts.close()
-    acks.close()
-    reads.close()
+    load.close()
     return 0
 
 
