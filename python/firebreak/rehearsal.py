@@ -124,6 +124,9 @@ def lab_available() -> bool:
 
 # A rehearsal's containers lab: rh-replica-i on network firebreak-rehearse, 127.0.31.i.
 REHEARSAL_PREFIX = "rh-"
+# Triage looks for the injected fault this many times, this many seconds apart.
+DETECT_ATTEMPTS = 3
+DETECT_PAUSE_SECONDS = 5
 REHEARSAL_NETWORK = "firebreak-rehearse"
 REHEARSAL_NET = 31
 
@@ -313,15 +316,28 @@ class _Rehearsing:
         return {"faults": [self.lab("fault", *argv) for argv in self.rehearsal.faults]}
 
     def detect(self) -> dict[str, Any]:
-        triage = (
-            self.run(TRIAGE_PLAYBOOK, firebreak_incident_state="detected").facts("firebreak_triage")
-            or {}
+        # A fault can take a moment to show (a lag grows, a disk fills): triage again, up to
+        # DETECT_ATTEMPTS times, as an on-call engineer would look again.
+        fm, found = self.rehearsal.fm, set()
+        for attempt in range(DETECT_ATTEMPTS):
+            if attempt:
+                time.sleep(DETECT_PAUSE_SECONDS)
+            triage = (
+                self.run(TRIAGE_PLAYBOOK, firebreak_incident_state="detected").facts(
+                    "firebreak_triage"
+                )
+                or {}
+            )
+            found = _found_modes(triage)
+            if fm in found or self.rehearsal.playbook == triage.get("runbook"):
+                return {
+                    "failure_mode": triage.get("failure_mode"),
+                    "severity": triage.get("severity"),
+                    "triage_runs": attempt + 1,
+                }
+        raise FirebreakError(
+            f"triage found {sorted(found) or 'nothing'}, not {fm} ({DETECT_ATTEMPTS} looks)"
         )
-        found = _found_modes(triage)
-        fm = self.rehearsal.fm
-        if fm not in found and self.rehearsal.playbook != triage.get("runbook"):
-            raise FirebreakError(f"triage found {sorted(found) or 'nothing'}, not {fm}")
-        return {"failure_mode": triage.get("failure_mode"), "severity": triage.get("severity")}
 
     def remediate(self) -> dict[str, Any]:
         return {"run": self.run(self.rehearsal.playbook, **self.rehearsal.extra_vars).status}

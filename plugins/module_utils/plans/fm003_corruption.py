@@ -49,7 +49,12 @@ def plan(t, options):
         "corrupt_from": row.get("corrupt_from"),
         "others_ok": others_ok,
     }
-    names = ", ".join(targets)
+    _decide(t, out, targets, repair, confirm_wipe)
+    return out
+
+
+def _decide(t, out, targets, repair, confirm_wipe):
+    names, others_ok = ", ".join(targets), out["others_ok"]
     if not targets:
         suffix = " (triage: %s %s)" % (t.failure_mode, t.name) if t.failure_mode != "none" else ""
         out.update(
@@ -101,4 +106,3 @@ def plan(t, options):
             message="repair %s%s: isolate, preserve evidence, stop, check the quorum without it, "
             "%s, rejoin; evidence: %s" % (targets[0], lead, how, "; ".join(out["evidence"])),
         )
-    return out

@@ -31,6 +31,13 @@ from firebreak.lab.backend import (
 def add_parser(subparsers) -> argparse.ArgumentParser:
     lab = subparsers.add_parser("lab", help="the VSR reference cluster (the lab)")
     sub = lab.add_subparsers(dest="lab_cmd", required=True)
+    _add_up(sub)
+    _add_rest(sub)
+    lab.set_defaults(func=run)
+    return lab
+
+
+def _add_up(sub) -> None:
     up = sub.add_parser("up", help="start a fresh lab")
     up.add_argument("--mode", choices=MODES, default="processes")
     up.add_argument("--replicas", type=int, default=3)
@@ -61,6 +68,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="leave what a failed `lab up` started (for inspection); by default it is taken down",
     )
+
+
+def _add_rest(sub) -> None:
     st = sub.add_parser("status", help="replica status")
     st.add_argument("--json", action="store_true")
     dn = sub.add_parser(
@@ -82,9 +92,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     f.add_argument(
         "arg",
         nargs="?",
-        help="MS for clock-skew/latency, ms per executed op for slow-commit (200); for corrupt "
-        "an op or 'unrepairable'; for disk-full MB (processes mode) or 'old-logs' (rotated log "
-        "segments fill the disk)",
+        help="MS for clock-skew/latency/slow-commit; corrupt: an op or 'unrepairable'; "
+        "disk-full: MB (processes) or 'old-logs' (rotated log segments fill it)",
     )
     sub.add_parser("heal", help="undo faults, restart stopped replicas")
     rc = sub.add_parser(
@@ -108,8 +117,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="check: also read every replica locally and compare their streams",
     )
-    lab.set_defaults(func=run)
-    return lab
 
 
 def _print_status(rows: list[dict]) -> None:
