@@ -7,8 +7,11 @@ runbook's phase boundaries), plus the time the fault took to show. The baseline,
 the same run on the same lab, is one read-only triage pass: the fixed cost of an Ansible pass
 over the cluster; the ratio says how many such passes a repair costs.
 
-    .venv/bin/python benchmarks/bench_rehearsal.py [--rehearsals fm003,fm005] [--no-molecule]
+    .venv/bin/python benchmarks/bench_rehearsal.py [--rehearsals fm003,fm006] [--no-molecule]
         [--molecule-scenarios fm003_corruption,fm005_replica_crash] [--json]
+
+Every runbook of the failure-mode registry by default, each with the registry's fault and
+rehearsal vars.
 
 Needs root, podman and the lab image (as the rehearsal tests). Leaves nothing running: its lab
 has names of its own (``bench-replica-i``, network ``firebreak-lab-bench``, ``127.0.39.i``).
@@ -29,34 +32,47 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "python"))
 
+sys.path.insert(0, str(REPO / ".collections"))
+
+from ansible_collections.firebreak.incident.plugins.module_utils import (  # noqa: E402
+    failure_modes,
+)
 from firebreak.lab import workload  # noqa: E402
 from firebreak.lab.containers import ContainerLab  # noqa: E402
 
 VENV_BIN = REPO / ".venv" / "bin"
 REPLICAS = ["replica-1", "replica-2", "replica-3"]
 
-# Where each runbook's phases begin: the first task of the phase, as the runbook names it.
-PHASE_MARKERS = {
-    "fm003_corruption": [
-        ("preflight", "Preflight | settle this run's ids"),
-        ("diagnose", "Diagnose | triage the cluster"),
-        ("decide", "Decide | name the corrupted replica and the plan"),
-        ("act", "Act | say what would be done (check mode)"),
-        ("verify", "Verify | wait until every replica is Normal"),
-        ("record", "FM-003 | release the remediation lock"),
-    ],
-    "fm005_replica_crash": [
-        ("preflight", "Preflight | settle this run's ids"),
-        ("diagnose", "Diagnose | triage the cluster"),
-        ("decide", "Decide | work out the crash and the plan"),
-        ("act", "Act | say what would be done (check mode)"),
-        ("verify", "Verify | read the cluster"),
-        ("record", "FM-005 | release the remediation lock"),
-    ],
-}
-REHEARSALS = {
-    "fm003": ("fm003_corruption", "corrupt", []),
-    "fm005": ("fm005_replica_crash", "kill", ["fm005_replica_crash_watch_seconds=10"]),
+# Where each runbook's phases begin: the first task of the phase, as the runbook skeleton
+# (roles/runbook) names it; the same for every runbook.
+PHASE_MARKERS = [
+    ("preflight", "Preflight | the failure mode, its runbook and this run's ids"),
+    ("diagnose", "Runbook | diagnose (read-only triage)"),
+    ("decide", "Decide | the plan"),
+    ("act", "Act | say what would be done (check mode)"),
+    ("verify", "Verify | wait until every replica is Normal"),
+    ("record", "Runbook | release the remediation lock"),
+]
+
+
+def _registry() -> dict[str, tuple[str, str, str | None, list[str]]]:
+    """{fmNNN: (role, fault kind, fault arg, extra vars)} of every runbook in the registry."""
+    out = {}
+    for fm_id, role in failure_modes.runbooks().items():
+        entry = failure_modes.get(fm_id)
+        argv = entry["fault"][0]  # [kind, --replica, backup|leader, arg?]
+        extra = [f"{k}={v}" for k, v in (entry.get("rehearsal_vars") or {}).items()]
+        out[role.split("_", 1)[0]] = (role, argv[0], argv[3] if len(argv) > 3 else None, extra)
+    return out
+
+
+REHEARSALS = _registry()
+# How long after the injection the fault shows, by fault kind (the lab's own numbers).
+FAULT_SHOWS = {
+    "corrupt": ("the checksum failure to show", lambda c, t: c["checksum"] > 0),
+    "kill": ("the replica to be down", lambda c, t: t in c["down"]),
+    "disk-full": ("the replica to stop on the full disk", lambda c, t: t in c["down"]),
+    "slow-commit": ("op - commit > 100 on it", lambda c, t: c["lag"].get(t, 0) > 100),
 }
 
 
@@ -67,7 +83,7 @@ def _ts(text: str) -> float:
 
 
 def cluster(lab: ContainerLab) -> dict:
-    out = {"normal": 0, "views": set(), "commits": set(), "down": [], "checksum": 0}
+    out = {"normal": 0, "views": set(), "commits": set(), "down": [], "checksum": 0, "lag": {}}
     for r in REPLICAS:
         try:
             m = lab.metrics(r, timeout=2)
@@ -78,6 +94,7 @@ def cluster(lab: ContainerLab) -> dict:
         out["views"].add(int(m.get("vsr_view_number", -1)))
         out["commits"].add(int(m.get("vsr_commit_number", -1)))
         out["checksum"] += int(m.get("vsr_checksum_failures_total", 0))
+        out["lag"][r] = int(m.get("vsr_op_number", 0)) - int(m.get("vsr_commit_number", 0))
     return out
 
 
@@ -130,7 +147,7 @@ def playbook(lab: ContainerLab, work: Path, name: str, *extra: str) -> tuple[int
 def phases(name: str, data: dict) -> dict[str, float]:
     """Seconds per runbook phase, from the task timings between the phase markers."""
     tasks = [t for play in data.get("plays", []) for t in play.get("tasks", [])]
-    marks = PHASE_MARKERS[name]
+    marks = PHASE_MARKERS
     spans: dict[str, float] = {}
     current = None
     for t in tasks:
@@ -147,17 +164,15 @@ def phases(name: str, data: dict) -> dict[str, float]:
 
 
 def rehearse(lab: ContainerLab, work: Path, key: str) -> dict:
-    name, fault, extra = REHEARSALS[key]
+    name, fault, arg, extra = REHEARSALS[key]
     wait(lambda: healthy(cluster(lab)), 120, "a healthy lab")
     target = next(r for r in reversed(REPLICAS) if r != leader(lab))
     workload.start(lab.lab_dir, rate=10, streams=2, workers=2)
     time.sleep(2)
     t_fault = time.monotonic()
-    lab.fault(fault, target)
-    if fault == "corrupt":
-        shows = wait(lambda: cluster(lab)["checksum"] > 0, 60, "the checksum failure to show")
-    else:
-        shows = wait(lambda: target in cluster(lab)["down"], 60, "the replica to be down")
+    lab.fault(fault, target, arg)
+    what, shown = FAULT_SHOWS[fault]
+    shows = wait(lambda: shown(cluster(lab), target), 60, what)
     rc, data, run_seconds = playbook(lab, work, name, *extra)
     if rc != 0:
         raise RuntimeError(f"{name} failed (rc={rc})")
@@ -165,13 +180,14 @@ def rehearse(lab: ContainerLab, work: Path, key: str) -> dict:
     mttr = time.monotonic() - t_fault
     workload.stop(lab.lab_dir)
     check = workload.check(lab.lab_dir)
-    # A clean slate for the next rehearsal: no checksum failure left counted.
+    # A clean slate for the next rehearsal: faults healed, no checksum failure left counted.
+    lab.heal()
     if cluster(lab)["checksum"]:
         for r in REPLICAS:
             lab.systemctl(r, "restart", "kimberlite-vsr")
     return {
         "rehearsal": name,
-        "fault": f"{fault} {target}",
+        "fault": f"{fault} {target}" + (f" {arg}" if arg else ""),
         "mttr_s": round(mttr, 1),
         "fault_visible_s": round(shows, 1),
         "runbook_s": round(run_seconds, 1),
@@ -199,7 +215,7 @@ def molecule(scenario: str) -> dict:
         r".*(Executing|Starting|Running|starting|executing)"
     )
     proc = subprocess.Popen(
-        [str(VENV_BIN / "molecule"), "test", "-s", scenario],
+        [str(REPO / "scripts" / "molecule"), "test", "-s", scenario],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -232,9 +248,11 @@ def molecule(scenario: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rehearsals", default="fm003,fm005")
+    ap.add_argument("--rehearsals", default=",".join(sorted(REHEARSALS)))
     ap.add_argument("--no-molecule", action="store_true")
-    ap.add_argument("--molecule-scenarios", default="fm003_corruption,fm005_replica_crash")
+    ap.add_argument(
+        "--molecule-scenarios", default=",".join(sorted(r[0] for r in REHEARSALS.values()))
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     report: dict = {"rehearsals": [], "molecule": []}

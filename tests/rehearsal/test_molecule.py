@@ -30,10 +30,12 @@ def test_every_failure_mode_role_has_a_scenario() -> None:
 def test_molecule_scenario(scenario: str, tmp_path: Path) -> None:
     log = tmp_path / f"molecule-{scenario}.log"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
-    env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
+    # The scenarios run localhost/firebreak-lab:latest: this checkout's image, built if stale.
+    subprocess.run([ROOT / "scripts" / "build-lab-image"], cwd=ROOT, env=env, check=True)
     with log.open("w") as out:
         proc = subprocess.run(
-            [Path(sys.executable).parent / "molecule", "test", "-s", scenario],
+            # scripts/molecule: the venv's molecule, the registry's network of the scenario
+            [ROOT / "scripts" / "molecule", "test", "-s", scenario],
             cwd=ROOT,
             env=env,
             stdout=out,

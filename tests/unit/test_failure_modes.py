@@ -267,4 +267,8 @@ def test_molecule_scenarios_use_the_registry_network(role):
     assert len(text.splitlines()) <= 10 and not re.search(r"127\.0\.\d+", text), scenario
     base = (ROOT / ".config" / "molecule" / "config.yml").read_text(encoding="utf-8")
     assert not re.search(r"127\.0\.\d+\.", base), "the base config hard-codes a network"
-    assert "| firebreak.incident.failure_mode).rehearsal_net" in base
+    assert "127.0.${FIREBREAK_MOLECULE_NET}." in base
+    # scripts/molecule exports the registry's network; prepare refuses any other.
+    prepare = (ROOT / "molecule" / "_shared" / "prepare.yml").read_text(encoding="utf-8")
+    assert "== molecule_failure_mode.rehearsal_net | string" in prepare
+    assert '["rehearsal_net"]' in (ROOT / "scripts" / "molecule").read_text(encoding="utf-8")
