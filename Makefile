@@ -1,12 +1,13 @@
 # The two commands of the README are `make demo` and `make test`; both set up what they need.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap demo test test-fast lint sanity build lock
+.PHONY: help bootstrap demo test test-fast test-molecule lint sanity build lock
 
 help:
 	@echo "make demo       set up, then rehearse FM-003 on the embedded lab"
 	@echo "make test       set up, then run the whole suite (lint, sanity, unit, lab, rehearsal)"
 	@echo "make test-fast  set up, then lint + unit + lab tests (no containers)"
+	@echo "make test-molecule  set up, then every Molecule scenario (make test runs one)"
 
 bootstrap:
 	@scripts/bootstrap
@@ -19,6 +20,9 @@ test: bootstrap
 
 test-fast: bootstrap
 	@scripts/run-tests fast
+
+test-molecule: bootstrap
+	@scripts/run-tests molecule
 
 lint: bootstrap
 	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/ansible-lint

@@ -216,3 +216,34 @@ def test_a_rehearsal_failing_at_lab_up_leaves_nothing_and_says_why(tmp_path):
     lab_dir = paths.labs_dir() / result["incident_id"]
     assert _lab_leftovers(lab_dir) == NOTHING_LEFT
     assert not lab_dir.exists()
+
+
+sys.path.insert(0, str(ROOT / ".collections"))
+from ansible_collections.firebreak.incident.plugins.module_utils import (  # noqa: E402
+    failure_modes,
+)
+
+# FM-003 and FM-005 have their own rehearsal tests above; every other runbook of the registry
+# is rehearsed here by its registry entry alone (fault, lab options, rehearsal vars).
+OWN_TESTS = ("fm003_corruption", "fm005_replica_crash")
+OTHER_RUNBOOKS = sorted(r for r in failure_modes.runbooks().values() if r not in OWN_TESTS)
+
+
+@pytest.mark.parametrize("role", OTHER_RUNBOOKS)
+def test_every_runbook_heals_its_registry_fault_under_the_workload(role, tmp_path):
+    lab_dir = tmp_path / "lab"
+    result = _rehearse(role, tmp_path, "--lab-dir", str(lab_dir), "--incident-dir", str(tmp_path))
+    steps = {s["name"]: s for s in result["steps"]}
+    assert all(s["status"] == "ok" for s in result["steps"]), result
+    # Triage named this failure mode (the cause), and the runbook acted on it.
+    detected = steps["detect"]["detail"]
+    assert detected["failure_mode"] == failure_modes.get(role)["id"], detected
+    document = json.loads(Path(result["record_path"]).read_text())
+    plan = next(e for e in document["timeline"] if e.get("action") == f"{role}_plan")
+    assert plan["decision"] == "allow", plan
+    verified = next(e for e in document["timeline"] if e.get("action") == "cluster_verified")
+    assert all(verified["detail"]["checks"].values()), verified  # all Normal, one view, level
+    check = steps["verify"]["detail"]["workload"]
+    assert check["acknowledged"] > 0 and check["lost"] == 0, check
+    assert document["state"] == "resolved"
+    assert _lab_leftovers(lab_dir) == NOTHING_LEFT
