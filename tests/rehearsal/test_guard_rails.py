@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -215,6 +216,35 @@ def test_check_mode_changes_nothing_anywhere(
             _settle_quiet(lab)
         for r in (repaired, latent):
             lab.systemctl(r, "restart", UNIT)
+
+
+def test_check_mode_changes_nothing_on_a_full_disk(
+    lab: ContainerLab, work: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FM-007 on the engine: a backup stopped on a disk full of old log segments; --check
+    names the cleanup it would do and removes nothing (the segments stay, the unit stays down)."""
+    runs = tmp_path / "runs"
+    runs.mkdir(mode=0o700)
+    monkeypatch.setenv("FIREBREAK_RUNS_DIR", str(runs))
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    state = Path(os.environ["FIREBREAK_STATE_DIR"])
+    _write(lab, 40)
+    target = _backup(lab)
+    try:
+        filled = lab.fault("disk-full", target, "old-logs")
+        assert filled.get("segments"), filled
+        deadline = time.monotonic() + 60
+        while lab.unit_state(target) == "active" and time.monotonic() < deadline:
+            _write(lab, 5)  # the next write fails on the full disk: the replica stops
+        assert lab.unit_state(target) != "active", "the replica did not stop on the full disk"
+        _settle_quiet(lab)
+        _check_run(lab, "fm007_disk_full", locks, state, expect_target=target)
+        left = _sh(lab, target, "ls /var/lib/kimberlite").split()
+        assert set(filled["segments"]) <= set(left), left
+    finally:
+        lab.heal()
+        lab.systemctl(target, "restart", UNIT)
 
 
 # ----------------------------------------------------------------------------- 2. re-check
