@@ -405,22 +405,18 @@ def _matches(name, replica):
     )
 
 
-def cluster_summary(replicas, replica_order=None):
-    """The cluster's state from per-replica dicts (as built by vsr_metrics: ``endpoint``,
-    ``url``, ``replica``, ``reachable``, ``status``, ``view``, ``commit``...).
-
-    Sets on each replica ``name`` (its identity: the ``replica`` label, else the endpoint),
-    ``commit_lag`` (behind the highest commit) and ``expected_leader``; returns the summary.
-    The replica count is ``len(replica_order)`` when given, else the number of replicas.
-    """
+def _check_replicas(replicas):
     if not isinstance(replicas, list):
         raise VsrInputError("replicas must be a list of replica dicts, got %r" % (replicas,))
     for replica in replicas:
         if not isinstance(replica, dict):
             raise VsrInputError("replicas: each item must be a dict, got %r" % (replica,))
-    order = _check_order(replica_order) if replica_order else None
-    # Identity: the replica label; without one (an unreachable replica), the name at the same
-    # position of replica_order when no other replica claims it; else the endpoint.
+
+
+def _name_replicas(replicas, order):
+    """Set each replica's ``name``: the replica label; without one (an unreachable replica),
+    the name at the same position of ``order`` when no other replica claims it; else the
+    endpoint."""
     claimed = set(str(r["replica"]) for r in replicas if r.get("replica") not in (None, ""))
     for position, replica in enumerate(replicas):
         if replica.get("replica") not in (None, ""):
@@ -434,6 +430,57 @@ def cluster_summary(replicas, replica_order=None):
             replica["name"] = order[position]
         else:
             replica["name"] = str(replica.get("endpoint") or replica.get("url") or position)
+
+
+def _set_commit_lags(replicas, max_commit):
+    for replica in replicas:
+        commit = replica.get("commit")
+        replica["commit_lag"] = (
+            max_commit - commit
+            if replica.get("reachable") and _is_int(commit) and max_commit is not None
+            else None
+        )
+
+
+def _leader_view(views, normal):
+    """The view whose leader is expected: the agreed view, else the highest view a normal
+    replica is in, else the highest view seen (None: no view seen)."""
+    normal_views = [r["view"] for r in normal if _is_int(r.get("view"))]
+    if len(views) == 1:
+        return views[0]
+    if normal_views:
+        return max(normal_views)
+    return views[-1] if views else None
+
+
+def _mark_expected_leader(replicas, order, leader_view):
+    """(leader name, its replica dict) of ``leader_view``, each replica's ``expected_leader``
+    set; (None, None) when the view or the replicas are unknown."""
+    n = len(order)
+    leader = leader_replica = None
+    if leader_view is not None and n:
+        leader = order[leader_view % n]
+        leader_replica = next((r for r in replicas if _matches(leader, r)), None)
+    for replica in replicas:
+        replica["expected_leader"] = replica is leader_replica
+    return leader, leader_replica
+
+
+def _is_normal(replica):
+    return bool(replica.get("reachable") and replica.get("status") == NORMAL)
+
+
+def cluster_summary(replicas, replica_order=None):
+    """The cluster's state from per-replica dicts (as built by vsr_metrics: ``endpoint``,
+    ``url``, ``replica``, ``reachable``, ``status``, ``view``, ``commit``...).
+
+    Sets on each replica ``name`` (its identity: the ``replica`` label, else the endpoint),
+    ``commit_lag`` (behind the highest commit) and ``expected_leader``; returns the summary.
+    The replica count is ``len(replica_order)`` when given, else the number of replicas.
+    """
+    _check_replicas(replicas)
+    order = _check_order(replica_order) if replica_order else None
+    _name_replicas(replicas, order)
     if order is None:
         order = [r["name"] for r in replicas]
     n = len(order)
@@ -443,27 +490,10 @@ def cluster_summary(replicas, replica_order=None):
     commits = [r["commit"] for r in reachable if _is_int(r.get("commit"))]
     ops = [r["op"] for r in reachable if _is_int(r.get("op"))]
     max_commit = max(commits) if commits else None
-    for replica in replicas:
-        commit = replica.get("commit")
-        replica["commit_lag"] = (
-            max_commit - commit
-            if replica.get("reachable") and _is_int(commit) and max_commit is not None
-            else None
-        )
+    _set_commit_lags(replicas, max_commit)
     views = sorted(set(r["view"] for r in reachable if _is_int(r.get("view"))))
-    normal_views = [r["view"] for r in normal if _is_int(r.get("view"))]
-    if len(views) == 1:
-        leader_view = views[0]
-    elif normal_views:
-        leader_view = max(normal_views)
-    else:
-        leader_view = views[-1] if views else None
-    leader = leader_replica = None
-    if leader_view is not None and n:
-        leader = order[leader_view % n]
-        leader_replica = next((r for r in replicas if _matches(leader, r)), None)
-    for replica in replicas:
-        replica["expected_leader"] = replica is leader_replica
+    leader_view = _leader_view(views, normal)
+    leader, leader_replica = _mark_expected_leader(replicas, order, leader_view)
     unmatched = [name for name in order if not any(_matches(name, r) for r in replicas)]
     return {
         "replica_count": n,
@@ -478,20 +508,14 @@ def cluster_summary(replicas, replica_order=None):
         "leader_view": leader_view,
         "expected_leader": leader,
         "expected_leader_reachable": bool(leader_replica and leader_replica.get("reachable")),
-        "expected_leader_normal": bool(
-            leader_replica
-            and leader_replica.get("reachable")
-            and leader_replica.get("status") == NORMAL
-        ),
+        "expected_leader_normal": bool(leader_replica) and _is_normal(leader_replica),
         "max_commit": max_commit,
         "min_commit": min(commits) if commits else None,
         "max_op": max(ops) if ops else None,
         "replica_order": order,
         "unmatched_replica_order": unmatched if replica_order else [],
         "unreachable": [r["name"] for r in replicas if not r.get("reachable")],
-        "not_normal": [
-            r["name"] for r in replicas if not (r.get("reachable") and r.get("status") == NORMAL)
-        ],
+        "not_normal": [r["name"] for r in replicas if not _is_normal(r)],
     }
 
 

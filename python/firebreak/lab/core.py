@@ -278,16 +278,27 @@ class Replica:
         self.names = list(names)
         self.index = index
         self.name = names[index]
-        self.base_cfg: tuple = (tuple(members or names), None)
         self.addresses: dict[str, dict] = {}
         self.t = timing or Timing()
         self.rng = random.Random(seed)
         self.now = now
+        self._init_storage(log, snapshot, commit_hint, corrupt_from)
+        self._init_reconfiguration(members or names)
+        self._init_protocol_state(view, last_normal_view, fresh)
+        self._init_view_change_state()
+        self._init_recovery_state(hold_repair)
+        self._init_timers(now)
+        self._start(restarted, fresh, corrupt_from)
+
+    def _init_storage(
+        self,
+        log: list[dict] | None,
+        snapshot: dict | None,
+        commit_hint: int,
+        corrupt_from: int | None,
+    ) -> None:
+        """The durable state: the log, the checkpointed state machine, the commit point."""
         self.log: list[dict] = list(log or [])
-        self._cfg_points: list[tuple[int, tuple]] = []
-        self._cfg_rebuild(1)
-        self.view = view
-        self.last_normal_view = last_normal_view
         self.corrupt_from = corrupt_from
         self.sm = StateMachine(snapshot)
         if self.sm.op > len(self.log):
@@ -298,10 +309,23 @@ class Replica:
         if corrupt_from is not None:
             self.commit = min(self.commit, corrupt_from - 1)
         self.executed = self.sm.op
-        self.prepares_sent = 0
-        self.ops_executed = 0
+
+    def _init_reconfiguration(self, members) -> None:
+        """The initial configuration, the configuration points the log holds, and counters."""
+        self.base_cfg: tuple = (tuple(members), None)
+        self._cfg_points: list[tuple[int, tuple]] = []
+        self._cfg_rebuild(1)
         self.joint_entered = 0
         self.stable_entered = 0
+        self.not_member_logged = False
+        self._was_member: bool | None = None
+
+    def _init_protocol_state(self, view: int, last_normal_view: int, fresh: bool) -> None:
+        """Normal-operation state: the view, the primary's bookkeeping, outgoing messages."""
+        self.view = view
+        self.last_normal_view = last_normal_view
+        self.prepares_sent = 0
+        self.ops_executed = 0
         self.isolated = False
         # a replica with no durable state at all (new cluster, or wiped data dir) promised
         # nothing, but remembers nothing either: it must learn the state from a normal primary,
@@ -315,13 +339,18 @@ class Replica:
         self.acked: dict[int, int] = {}
         self.waiters: dict[int, list] = {}
         self.inflight: dict[tuple, int] = {}
-        # view change state
+        self.sent: dict[int, int] = {}
+        self.out: list = []
+
+    def _init_view_change_state(self) -> None:
         self.svc: set[int] = set()
         self.dvc: dict[int, dict] = {}
         self.dvc_sent = False
         self.dvc_target: int | None = None
         self.svc_best: tuple = (0, 0, None)
-        # recovery / state transfer
+
+    def _init_recovery_state(self, hold_repair: bool) -> None:
+        """Recovery and state transfer."""
         self.nonce = 0
         self.responses: dict[int, dict] = {}
         self.st_from = 0
@@ -332,17 +361,19 @@ class Replica:
         # disk as evidence until then. Corruption found at start-up is always repaired.
         self.hold_repair = hold_repair
         self.repair_held = False
+
+    def _init_timers(self, now: int) -> None:
+        """Retry, heartbeat and view-change timers (the view-change timeout is drawn twice)."""
         self.last_retry = now
         self.recovery_started = now
         self.last_heard = now
         self.last_heartbeat = -(10**9)
         self.vc_deadline = now + self._vc_timeout()
         self.vc_span = self._vc_timeout()
-        self.sent: dict[int, int] = {}
-        self.out: list = []
-        self.not_member_logged = False
+
+    def _start(self, restarted: bool, fresh: bool, corrupt_from: int | None) -> None:
+        """Execute what the log commits, then recover, transfer state, or start normal."""
         self.status = RECOVERING
-        self._was_member: bool | None = None
         self._execute()
         if restarted or fresh:
             self.status = RECOVERING
