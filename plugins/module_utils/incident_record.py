@@ -337,15 +337,18 @@ def _chain_raw(record, raw, now, run_id):
     return _chain_entry(record, normalize_entry(raw, now, run_id=run_id))
 
 
-def _chain_incident_changes(
-    record, current, fault_started_at, failure_mode, severity, tasks, now, run_id
-):
-    """The incident-level changes a run asks for that the record does not have yet: fault
-    start, classification, the tasks for people, severity, in that order."""
-    added = []
+def _chain_fault_start(record, current, fault_started_at, now, run_id):
+    """The fault's start, when the run gives it and the record does not have it yet."""
     if fault_started_at and current["milestones"]["fault_started"] is None:
         raw = {"type": "fault", "at": fault_started_at, "phase": "inject"}
-        added.append(_chain_raw(record, raw, now, run_id))
+        return [_chain_raw(record, raw, now, run_id)]
+    return []
+
+
+def _chain_incident_changes(record, current, failure_mode, severity, tasks, now, run_id):
+    """The run's conclusions the record does not have yet: classification, the tasks for
+    people, severity, in that order (stamped now: they come after what the run saw)."""
+    added = []
     if failure_mode and failure_mode != current["failure_mode"]:
         raw = {"type": "classification", "outcome": failure_mode}
         added.append(_chain_raw(record, raw, now, run_id))
@@ -409,15 +412,17 @@ def append(
     ``tasks``: steps only a person can take ({failure_mode, text, owner}), recorded once each
     (as ``task`` entries, outcome ``open``) right after the classification.
 
-    Order: the incident-level changes the run asks for (fault start, classification,
-    severity) first, then the hosts' events and evidence in the order they happened
-    (`in_order`), then the final state. The entries' `seq` is that order."""
+    Order, the order things happened: the fault's start first, then the hosts' events and
+    evidence in the order they happened (`in_order`), then the run's conclusions
+    (classification, tasks, severity, stamped now), then the final state. The entries' `seq`
+    is that order."""
     now = now or utc_now()
     current = derive(record)
-    added = _chain_incident_changes(
-        record, current, fault_started_at, failure_mode, severity, tasks, now, run_id
-    )
+    added = _chain_fault_start(record, current, fault_started_at, now, run_id)
     added.extend(_chain_host_items(record, events_by_host, evidence_by_host, now, run_id))
+    added.extend(
+        _chain_incident_changes(record, current, failure_mode, severity, tasks, now, run_id)
+    )
     if state and state != derive(record)["state"]:
         added.append(_chain_raw(record, {"type": "state", "outcome": state}, now, run_id))
     record.update(derive(record))

@@ -395,3 +395,52 @@ def test_every_role_stamps_its_events_from_one_sub_second_clock():
             ):
                 bad.append(f"{path.relative_to(REPO)}:{number}: {value}")
     assert bad == []
+
+
+def test_a_run_s_conclusions_come_after_what_it_saw():
+    """Issue 11: the record's own sequence is the order things happened. The fault's start
+    first, the run's observations and actions, then what it concluded (classification, tasks,
+    severity, stamped when the run appends them), then the state."""
+    record = record_chain.new_record("INC-9", "lab", now="2026-02-06T00:40:00.000Z")
+    events = {
+        "replica-1": [
+            {
+                "type": "observation",
+                "at": "2026-02-06T00:44:01.100Z",
+                "phase": "diagnose",
+                "action": "triage",
+                "outcome": "FM-005",
+            },
+            {
+                "type": "action",
+                "at": "2026-02-06T00:44:05.200Z",
+                "phase": "act",
+                "action": "replica_start",
+                "outcome": "started",
+            },
+        ]
+    }
+    record_chain.append(
+        record,
+        events_by_host=events,
+        failure_mode="fm005_replica_crash",
+        severity="SEV3",
+        state="mitigated",
+        fault_started_at="2026-02-06T00:43:59.000Z",
+        tasks=[
+            {"failure_mode": "FM-005", "text": "Replace the hardware", "owner": "hardware on-call"}
+        ],
+        now="2026-02-06T00:44:09.000Z",
+    )
+    kinds = [e["type"] if e["type"] != "action" else e["action"] for e in record["timeline"]]
+    assert kinds == [
+        "fault",
+        "observation",
+        "replica_start",
+        "classification",
+        "task",
+        "severity",
+        "state",
+    ], kinds
+    stamps = [e["at"] for e in record["timeline"]]
+    assert stamps == sorted(stamps), stamps
