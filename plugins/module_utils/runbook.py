@@ -160,6 +160,16 @@ def _int(value, default):
         return default
 
 
+def refuse_unknown(fm_id, names, what):
+    """The refusal every plan shares: the replica it would act on is no inventory host."""
+    return {
+        "action": "refuse_unknown",
+        "decision": "deny",
+        "message": "%s refuses: %s %s but no inventory host of the group is that replica; "
+        "check vsr_replica_name in the inventory" % (fm_id, names, what),
+    }
+
+
 def option(options, key, default, kind=None, choices=None, minimum=None):
     """An option of the runbook, checked: its type, its choices, its minimum."""
     value = options.get(key, default)

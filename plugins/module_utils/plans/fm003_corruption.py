@@ -16,6 +16,7 @@ __metaclass__ = type
 from ansible_collections.firebreak.incident.plugins.module_utils.runbook import (
     PlanInputError,
     option,
+    refuse_unknown,
 )
 
 REPAIRS = ("auto", "state_transfer", "wipe")
@@ -73,12 +74,7 @@ def _decide(t, out, targets, repair, confirm_wipe):
             % (len(targets), t.n, names, t.tolerable_losses()),
         )
     elif not out["target"]:
-        out.update(
-            action="refuse_unknown",
-            decision="deny",
-            message="FM-003 refuses: %s reports corruption but no inventory host of the group "
-            "is that replica; check vsr_replica_name in the inventory" % names,
-        )
+        out.update(refuse_unknown("FM-003", names, "reports corruption"))
     elif len(others_ok) < t.quorum:
         out.update(
             action="refuse_quorum",

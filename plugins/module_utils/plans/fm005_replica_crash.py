@@ -18,6 +18,7 @@ import re
 from ansible_collections.firebreak.incident.plugins.module_utils.runbook import (
     PlanInputError,
     option,
+    refuse_unknown,
 )
 
 ERROR_LINE = re.compile(r"error|critical|fatal|panic|traceback|killed|oom|status=", re.I)
@@ -107,12 +108,7 @@ def plan(t, options):
         return out
     out.update(target=row.get("host", ""), target_name=down[0])
     if not out["target"]:
-        out.update(
-            action="refuse_unknown",
-            decision="deny",
-            message="FM-005 refuses: %s is down but no inventory host of the group is that "
-            "replica; check vsr_replica_name in the inventory" % down[0],
-        )
+        out.update(refuse_unknown("FM-005", down[0], "is down"))
         return out
     if matched:
         out.update(

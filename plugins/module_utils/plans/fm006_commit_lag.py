@@ -13,7 +13,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.firebreak.incident.plugins.module_utils.runbook import option
+from ansible_collections.firebreak.incident.plugins.module_utils.runbook import (
+    option,
+    refuse_unknown,
+)
 
 
 def _lag(row):
@@ -66,12 +69,7 @@ def plan(t, options):
             "(network, the leader's disk) first" % (len(lagging), t.n, names, t.tolerable_losses()),
         )
     elif not out["target"]:
-        out.update(
-            action="refuse_unknown",
-            decision="deny",
-            message="FM-006 refuses: %s lags but no inventory host of the group is that "
-            "replica; check vsr_replica_name in the inventory" % names,
-        )
+        out.update(refuse_unknown("FM-006", names, "lags"))
     elif len(others_ok) < t.quorum:
         out.update(
             action="refuse_quorum",

@@ -14,7 +14,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.firebreak.incident.plugins.module_utils.runbook import option
+from ansible_collections.firebreak.incident.plugins.module_utils.runbook import (
+    option,
+    refuse_unknown,
+)
 
 
 def plan(t, options):
@@ -39,12 +42,7 @@ def plan(t, options):
             message="no replica's disk is full; FM-007 has nothing to free%s" % suffix,
         )
     elif not out["target"]:
-        out.update(
-            action="refuse_unknown",
-            decision="deny",
-            message="FM-007 refuses: %s has a full disk but no inventory host of the group is "
-            "that replica; check vsr_replica_name in the inventory" % ", ".join(full),
-        )
+        out.update(refuse_unknown("FM-007", ", ".join(full), "has a full disk"))
     else:
         steps = ["list what fills it"]
         if not stopped:
