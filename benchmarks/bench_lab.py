@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from firebreak.lab import storage
+from firebreak.kimberlite import storage
 from firebreak.lab.backend import http_json
 from firebreak.lab.processes import ProcessesBackend
 

@@ -20,7 +20,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from firebreak.lab import storage, workload
+from firebreak.kimberlite import storage
+from firebreak.lab import workload
 from firebreak.lab.backend import http_json, save_state
 from firebreak.lab.processes import ProcessesBackend
 
@@ -179,7 +180,7 @@ def test_disk_full_old_logs_is_fm007_and_cleanup_recovers(lab, tmp_path):
     # the seed's proper recovery: log cleanup (offline: the replica is down), then restart
     keep = {p.name for p in Path(m["data_dir"]).iterdir()} - set(segments)
     res = subprocess.run(
-        [sys.executable, "-m", "firebreak.lab.admin", "--config", m["config"], "cleanup"],
+        [sys.executable, "-m", "firebreak.kimberlite.admin", "--config", m["config"], "cleanup"],
         capture_output=True,
         text=True,
         check=True,
@@ -213,7 +214,7 @@ def _node_exporters_of(d: Path) -> list[int]:
     return [
         pid
         for pid in _leftover_pids(d)
-        if b"firebreak.lab.node_exporter" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"firebreak.kimberlite.node_exporter" in Path(f"/proc/{pid}/cmdline").read_bytes()
     ]
 
 

@@ -171,7 +171,16 @@ def test_seed_smoke_test_and_operational_surface(lab) -> None:
     assert http_json(f"http://{host}:9090/health")[0] == 200
     assert http_json(f"http://{host}:9090/ready")[0] == 200
     admin = subprocess.run(
-        [sys.executable, "-m", "firebreak.lab.admin", "--host", host, "--port", "8080", "status"],
+        [
+            sys.executable,
+            "-m",
+            "firebreak.kimberlite.admin",
+            "--host",
+            host,
+            "--port",
+            "8080",
+            "status",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -381,7 +390,7 @@ def test_whole_cluster_restart_keeps_committed_writes(lab) -> None:
 def test_held_repair_keeps_the_damage_until_the_operator_repairs(tmp_path) -> None:
     """`lab up --hold-repair`: the corrupted replica fences itself (status 3, `repair_held`)
     and its log keeps the damaged entry (evidence) until a forced state transfer repairs it."""
-    from firebreak.lab import storage
+    from firebreak.kimberlite import storage
 
     with _processes_lab(tmp_path, 47, hold_repair=True) as be:
         _leader_writes(be, "h", [f"h{k}" for k in range(20)])
@@ -411,7 +420,7 @@ def test_enlarged_length_at_restart_is_counted_fenced_and_repaired(tmp_path) -> 
     file. At the restart that is corruption, not a torn tail: counted, the damaged file kept,
     no vote with the cut log (with the leader down the two others form no view), and once the
     leader is back the range is repaired from the others."""
-    from firebreak.lab import storage
+    from firebreak.kimberlite import storage
     from firebreak.lab.backend import save_state
 
     with _processes_lab(tmp_path, 65) as be:
@@ -454,7 +463,7 @@ def test_acknowledged_last_record_damaged_at_restart_is_counted_and_repaired(tmp
     both its length (past the end of the file) and its body damaged. It was taken for a torn
     tail and cut (a WARNING, nothing counted, no evidence). The replica acknowledged it: at the
     restart it is corruption, counted, the damaged file kept, and repaired from the others."""
-    from firebreak.lab import storage
+    from firebreak.kimberlite import storage
 
     with _processes_lab(tmp_path, 66) as be:
         _leader_writes(be, "last", [f"e{k}" for k in range(20)])

@@ -167,7 +167,7 @@ def test_replace_failed_replica(lab, capsys) -> None:
         [
             sys.executable,
             "-m",
-            "firebreak.lab.admin",
+            "firebreak.kimberlite.admin",
             "--host",
             lm_now["host"],
             "--port",

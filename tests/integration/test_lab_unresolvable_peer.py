@@ -91,7 +91,8 @@ def launch(tmp_path, silent_dns):
         mounts = [(resolv, "/etc/resolv.conf")] + ([(hosts, "/etc/hosts")] if hosts else [])
         script = (
             " && ".join(f"mount --bind {shlex.quote(str(a))} {b}" for a, b in mounts)
-            + f" && exec {shlex.quote(sys.executable)} -m firebreak.lab.replica --config {cfg_path}"
+            + f" && exec {shlex.quote(sys.executable)} -m firebreak.kimberlite.replica"
+            + f" --config {cfg_path}"
         )
         log_path = tmp_path / f"{cfg['replica']}.log"
         with open(log_path, "wb") as log:

@@ -154,7 +154,7 @@ def test_rehearse_fm003_repairs_a_held_corruption_and_keeps_the_damaged_bytes(tm
     """`make demo`'s rehearsal. Its lab holds repairs (`lab up --hold-repair`): the corrupted
     replica waits, fenced, so the runbook's repair is what heals it, and the log segment kept
     as evidence (beside the record, in <incident dir>/evidence) holds the damaged entry."""
-    from firebreak.lab import storage
+    from firebreak.kimberlite import storage
 
     before = _source_tree_entries()
     result = _rehearse("fm003", tmp_path)  # as `make demo` runs it: every default

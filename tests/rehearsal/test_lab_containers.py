@@ -359,7 +359,7 @@ def test_data_clock_latency_faults_are_real_and_heal(lab: ContainerLab) -> None:
 
 def test_lab_backend_interface_over_the_running_lab(lab: ContainerLab) -> None:
     # What `firebreak lab status|inventory|fault` use: the Backend reads <lab>/state.json.
-    from firebreak.lab.backend import current_backend
+    from firebreak.lab.backends import current_backend
 
     be = current_backend(lab.lab_dir)
     assert be.mode == "containers"
@@ -375,6 +375,6 @@ def test_lab_backend_interface_over_the_running_lab(lab: ContainerLab) -> None:
     pids = be.replica_pids()
     assert all(pids[r] for r in REPLICAS), pids
     with open(f"/proc/{pids[leader]}/cmdline", "rb") as fh:
-        assert b"firebreak.lab.replica" in fh.read()
+        assert b"firebreak.kimberlite.replica" in fh.read()
     inv = be.inventory()
     assert inv == lab.lab_dir / "inventory.yml" and "containers.podman.podman" in inv.read_text()

@@ -14,7 +14,7 @@ import time
 import urllib.request
 
 import pytest
-from firebreak.lab import storage
+from firebreak.kimberlite import storage
 from firebreak.lab.backend import http_json
 from firebreak.lab.containers import DATA_DIR, ContainerLab
 

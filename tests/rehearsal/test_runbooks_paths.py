@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 
 import pytest
-from firebreak.lab import storage, workload
+from firebreak.kimberlite import storage
+from firebreak.lab import workload
 from firebreak.lab.containers import ContainerLab
 from test_runbooks_guards import (
     REPLICAS,

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from firebreak.lab import admin, node_exporter, storage
+from firebreak.kimberlite import admin, node_exporter, storage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / ".collections"))
 

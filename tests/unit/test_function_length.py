@@ -51,5 +51,5 @@ def test_no_function_is_longer_than_the_limit():
 def test_the_walk_sees_the_trees_functions():
     """The limit is checked against real functions: both trees, methods and helpers included."""
     seen = {(path, name) for path, name, _line, _length in _functions()}
-    assert ("python/firebreak/lab/core.py", "Replica.__init__") in seen
+    assert ("python/firebreak/kimberlite/core.py", "Replica.__init__") in seen
     assert ("plugins/module_utils/vsr.py", "cluster_summary") in seen

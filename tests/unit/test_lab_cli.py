@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from firebreak.lab import backend, cli, workload
+from firebreak.lab import backend, backends, cli, workload
 
 pytestmark = pytest.mark.unit
 
@@ -80,9 +80,9 @@ def test_container_names_refused_in_processes_mode(monkeypatch, tmp_path, capsys
 
 
 def test_processes_backend_is_dispatched_and_unknown_mode_refused(tmp_path) -> None:
-    assert backend.get_backend("processes", tmp_path).mode == "processes"
+    assert backends.get_backend("processes", tmp_path).mode == "processes"
     with pytest.raises(backend.LabError):
-        backend.get_backend("vms", tmp_path)
+        backends.get_backend("vms", tmp_path)
 
 
 def test_inventory_shape(tmp_path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from firebreak.lab.core import (
+from firebreak.kimberlite.core import (
     NORMAL,
     RECOVERING,
     STATE_TRANSFER,

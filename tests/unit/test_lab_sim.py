@@ -1,16 +1,16 @@
 """The VSR core under the seeded deterministic simulation: many seeds, invariants every step.
 
 A failure prints the seed and the one-line command that replays it exactly (the simulation's
-own message ends with ``replay: .venv/bin/python -m firebreak.lab.sim --seed N ...``)."""
+own message ends with ``replay: .venv/bin/python -m firebreak.kimberlite.sim --seed N ...``)."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
-from firebreak.lab.core import Replica
-from firebreak.lab.sim import InvariantViolation, Simulation
-from firebreak.lab.storage import load_meta, scan
+from firebreak.kimberlite.core import Replica
+from firebreak.kimberlite.sim import InvariantViolation, Simulation
+from firebreak.kimberlite.storage import load_meta, scan
 
 pytestmark = pytest.mark.unit
 
@@ -48,7 +48,7 @@ def test_violation_message_has_replay_command() -> None:
     sim = Simulation(3, n=5, drop=0.15)
     with pytest.raises(InvariantViolation) as err:
         sim.fail("synthetic")
-    assert "replay: .venv/bin/python -m firebreak.lab.sim --seed 3 --n 5 --drop 0.15" in str(
+    assert "replay: .venv/bin/python -m firebreak.kimberlite.sim --seed 3 --n 5 --drop 0.15" in str(
         err.value
     )
 
@@ -84,7 +84,7 @@ def test_reconfig_replay_command() -> None:
     with pytest.raises(InvariantViolation) as err:
         sim.fail("synthetic")
     assert (
-        "replay: .venv/bin/python -m firebreak.lab.sim --seed 5 --reconfig-rate 0.003 "
+        "replay: .venv/bin/python -m firebreak.kimberlite.sim --seed 5 --reconfig-rate 0.003 "
         "--min-members 2" in str(err.value)
     )
 
@@ -110,7 +110,7 @@ def test_wipes_replay_command_and_bad_combination() -> None:
     sim = Simulation(4, wipe_rate=0.01)
     with pytest.raises(InvariantViolation) as err:
         sim.fail("synthetic")
-    assert "replay: .venv/bin/python -m firebreak.lab.sim --seed 4 --wipe-rate 0.01" in str(
+    assert "replay: .venv/bin/python -m firebreak.kimberlite.sim --seed 4 --wipe-rate 0.01" in str(
         err.value
     )
     with pytest.raises(ValueError, match="do not combine"):
@@ -211,7 +211,7 @@ def test_length_faults_reach_the_disk_and_replay() -> None:
     sim = Simulation(4, length_rate=0.5)
     with pytest.raises(InvariantViolation) as err:
         sim.fail("synthetic")
-    assert "replay: .venv/bin/python -m firebreak.lab.sim --seed 4 --length-rate 0.5" in str(
+    assert "replay: .venv/bin/python -m firebreak.kimberlite.sim --seed 4 --length-rate 0.5" in str(
         err.value
     )
 

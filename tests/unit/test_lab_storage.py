@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from firebreak.lab import storage
+from firebreak.kimberlite import storage
 
 pytestmark = pytest.mark.unit
 

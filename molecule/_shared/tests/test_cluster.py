@@ -109,7 +109,7 @@ def test_evidence_files_match_their_hashes() -> None:
     check({"metrics.json", "journal.txt", "segments/log.dat"} <= set(sums), f"missing: {sums}")
     recorded = {e["data"]["sha256"] for e in hashed}
     check(set(sums.values()) <= recorded, "evidence hashes missing from the incident record")
-    from firebreak.lab import storage
+    from firebreak.kimberlite import storage
 
     damaged = storage.scan(replica / "segments" / "log.dat").corrupt
     check(damaged == [int(fault["op"])], f"kept log damaged at {damaged}, fault at {fault}")

@@ -149,7 +149,7 @@ def replica_config(
     data_dir: str,
     **extra,
 ) -> dict:
-    """The JSON config of one replica (the keys ``firebreak.lab.replica`` reads)."""
+    """The JSON config of one replica (the keys ``firebreak.kimberlite.replica`` reads)."""
     cfg = {
         "cluster": cluster,
         "replica": name,
@@ -171,7 +171,7 @@ def replica_config(
     return cfg
 
 
-# The replica config keys `lab up` passes through (both modes; see firebreak.lab.replica).
+# The replica config keys `lab up` passes through (both modes; see firebreak.kimberlite.replica).
 CONFIG_OPTS = (
     "checkpoint_interval",
     "checkpoint_keep",
@@ -403,23 +403,3 @@ class Backend(ABC):
         if not backups:
             raise LabError("no backup in normal status answers")
         return sorted(backups)[-1]
-
-
-def get_backend(mode: str, d: Path | None = None) -> Backend:
-    d = d or lab_dir()
-    if mode == "processes":
-        from firebreak.lab.processes import ProcessesBackend
-
-        return ProcessesBackend(d)
-    if mode == "containers":
-        from firebreak.lab import containers  # written by the containers engineer
-
-        return containers.ContainersBackend(d)
-    raise LabError(f"unknown mode {mode!r} (have {MODES})")
-
-
-def current_backend(d: Path | None = None) -> Backend:
-    st = load_state(d)
-    if st is None:
-        raise LabError(f"no lab is running (no {state_path(d)}); run `lab up` first")
-    return get_backend(st["mode"], d)

@@ -18,14 +18,13 @@ from firebreak.lab.backend import (
     MODES,
     Backend,
     LabError,
-    current_backend,
-    get_backend,
     known_labs,
     lab_dir,
     load_state,
     register_lab,
     unregister_lab,
 )
+from firebreak.lab.backends import current_backend, get_backend
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -48,7 +48,8 @@ partition    nftables table ``firebreak_partition`` in the replica's container d
              8080 to and from the other replicas (``arg``: comma-separated peers, default
              all); the host's port-forwarded access stays open
 corrupt      flips bits inside a committed log entry (``arg``: op, default a middle committed
-             one) on the bind-mounted data dir with :func:`firebreak.lab.storage.corrupt_entry`;
+             one) on the bind-mounted data dir with
+             :func:`firebreak.kimberlite.storage.corrupt_entry`;
              ``arg`` ``unrepairable`` garbles ``meta.json`` too (the replica refuses to boot)
 disk-full    fills the loop-mounted filesystem with ``.firebreak-fill``; ``arg`` ``old-logs``
              fills it with rotated log segments ``log.old.<first>-<last>`` instead (copies
@@ -110,9 +111,9 @@ from types import MappingProxyType
 from typing import Any
 
 from firebreak.collection import module_utils
+from firebreak.kimberlite import storage
 from firebreak.lab import backend as _backend
 from firebreak.lab import image as lab_image
-from firebreak.lab import storage
 from firebreak.lab.backend import (
     CONFIG_OPTS,
     DEFAULT_CLOCK_SKEW_MS,

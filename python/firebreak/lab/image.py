@@ -9,8 +9,8 @@ apt uses (no container registry is reachable), with:
   with pip into ``/usr/local/lib/python3.11/dist-packages``: containers need no network beyond
   their own podman network);
 - ``kimberlite-vsr.service`` and ``node-exporter.service`` (both enabled; the second serves the
-  container's disk and load on :9100, :mod:`firebreak.lab.node_exporter`) and the
-  ``/usr/local/bin/kimberlite-admin`` wrapper from ``firebreak/lab/systemd/``.
+  container's disk and load on :9100, :mod:`firebreak.kimberlite.node_exporter`) and the
+  ``/usr/local/bin/kimberlite-admin`` wrapper from ``firebreak/kimberlite/systemd/``.
 
 The firebreak source itself is NOT baked in: the lab bind-mounts the checkout's ``python/``
 read-only at ``/opt/firebreak/python`` and the unit sets ``PYTHONPATH``, so code changes need no
@@ -66,7 +66,7 @@ DEBIAN_PACKAGES = (
 PYTHON_PACKAGES = ("prometheus_client==0.26.0", "PyYAML==6.0.4")
 SITE_PACKAGES = "usr/local/lib/python3.11/dist-packages"
 
-SYSTEMD_DIR = Path(__file__).resolve().parent / "systemd"
+SYSTEMD_DIR = Path(__file__).resolve().parent.parent / "kimberlite" / "systemd"
 UNIT_NAME = "kimberlite-vsr.service"
 NODE_EXPORTER_UNIT = "node-exporter.service"
 #: The units installed and enabled at boot.

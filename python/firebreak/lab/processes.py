@@ -2,7 +2,7 @@
 
 Replica *i* of net N listens on ``127.0.N.i`` (8080 API/protocol, 9090 metrics), runs in its own
 session (``start_new_session``) and logs to ``<lab>/replicas/<name>/replica.log``. Beside each
-replica runs its node exporter (:mod:`firebreak.lab.node_exporter`, ``127.0.N.i:9100``, log
+replica runs its node exporter (:mod:`firebreak.kimberlite.node_exporter`, ``127.0.N.i:9100``, log
 ``node_exporter.log``): its own process, so a replica that fail-stopped still has its disk read.
 It starts and stops with the lab (``up``, ``down``, ``add_replica``; ``heal`` restarts it).
 
@@ -53,7 +53,7 @@ import time
 from pathlib import Path
 from types import MappingProxyType
 
-from firebreak.lab import storage
+from firebreak.kimberlite import storage
 from firebreak.lab.backend import (
     CONFIG_OPTS,
     DEFAULT_CLOCK_SKEW_MS,
@@ -95,7 +95,7 @@ def _paused(pid: int | None) -> bool:
         return False
 
 
-def _ours(pid: int | None, config: str, module: str = "firebreak.lab.replica") -> bool:
+def _ours(pid: int | None, config: str, module: str = "firebreak.kimberlite.replica") -> bool:
     """Is pid one of our replica (or node exporter) processes (never signal a recycled pid)?"""
     if not _alive(pid):
         return False
@@ -106,7 +106,7 @@ def _ours(pid: int | None, config: str, module: str = "firebreak.lab.replica") -
     return module.encode() in cmd and config.encode() in cmd
 
 
-NODE_MODULE = "firebreak.lab.node_exporter"
+NODE_MODULE = "firebreak.kimberlite.node_exporter"
 
 
 def _node_ours(m: dict) -> bool:
@@ -310,7 +310,7 @@ class ProcessesBackend(Backend):
         log = open(m["log"], "ab")  # noqa: SIM115 - handed to the child
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "firebreak.lab.replica", "--config", m["config"]],
+                [sys.executable, "-m", "firebreak.kimberlite.replica", "--config", m["config"]],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -476,7 +476,7 @@ class ProcessesBackend(Backend):
         }
 
     def _corrupt(self, st: dict, m: dict, arg: str | None) -> dict:
-        from firebreak.lab import storage
+        from firebreak.kimberlite import storage
 
         return storage.inject_corruption(m["data_dir"], arg, seed=int(time.time()))
 

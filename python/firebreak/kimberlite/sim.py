@@ -1,26 +1,26 @@
 """Seeded deterministic simulation of the VSR core.
 
-One :class:`Simulation` drives ``n`` :class:`~firebreak.lab.core.Replica` objects over a simulated
-network that drops, delays, duplicates and reorders messages, partitions replicas (with ``oneway``,
-that share of the partitions is one-way: the cut-off side hears the others, they do not hear it),
-crashes and restarts them, flips bits in durable log entries (detected later by the scrubber, by
-the check before an entry is sent, or at restart; with ``length_rate``, that share of the
-corruptions flips a bit of a record's length field instead, or as well). Each replica's disk is a
-real data directory written and read by :mod:`firebreak.lab.storage` (``Log``, meta, commit hint,
-checkpoints; memory-backed under ``/dev/shm`` when there is one), and a restart boots from it as
-the replica process does (``Log.load``, :func:`storage.boot_args`). With ``midcrash_rate`` a
-replica crashes partway through a batch of effects that persists something (between persist and
-send: what came before is done, what came after never happens), and half of the crashes that land
-on an ``append`` tear it (a prefix of its bytes on disk: ``Log.load`` must drop the torn tail, or
-hold it as corruption if it may have been acknowledged). With ``wipe_rate`` wipes a member's disk
-(it restarts with no durable state: fresh; one disk fault at a time, as neither a wipe nor a
-corruption overlaps another), and, with ``reconfig_rate``, reconfigures the cluster at random
-points: ``add`` (a spare replica is provisioned with an empty disk, before or after the request)
-and ``remove`` (any member, the primary included; a removed replica keeps running as a non-member
-or is decommissioned once its removal has committed).
-Every fault decision comes from one ``random.Random(seed)``, so a seed replays exactly:
+One :class:`Simulation` drives ``n`` :class:`~firebreak.kimberlite.core.Replica` objects over a
+simulated network that drops, delays, duplicates and reorders messages, partitions replicas (with
+``oneway``, that share of the partitions is one-way: the cut-off side hears the others, they do not
+hear it), crashes and restarts them, flips bits in durable log entries (detected later by the
+scrubber, by the check before an entry is sent, or at restart; with ``length_rate``, that share of
+the corruptions flips a bit of a record's length field instead, or as well). Each replica's disk is
+a real data directory written and read by :mod:`firebreak.kimberlite.storage` (``Log``, meta,
+commit hint, checkpoints; memory-backed under ``/dev/shm`` when there is one), and a restart boots
+from it as the replica process does (``Log.load``, :func:`storage.boot_args`). With
+``midcrash_rate`` a replica crashes partway through a batch of effects that persists something
+(between persist and send: what came before is done, what came after never happens), and half of
+the crashes that land on an ``append`` tear it (a prefix of its bytes on disk: ``Log.load`` must
+drop the torn tail, or hold it as corruption if it may have been acknowledged). With ``wipe_rate``
+wipes a member's disk (it restarts with no durable state: fresh; one disk fault at a time, as
+neither a wipe nor a corruption overlaps another), and, with ``reconfig_rate``, reconfigures the
+cluster at random points: ``add`` (a spare replica is provisioned with an empty disk, before or
+after the request) and ``remove`` (any member, the primary included; a removed replica keeps
+running as a non-member or is decommissioned once its removal has committed). Every fault decision
+comes from one ``random.Random(seed)``, so a seed replays exactly:
 
-    python -m firebreak.lab.sim --seed 1234 [--reconfig-rate 0.002] [--midcrash-rate 0.01]
+    python -m firebreak.kimberlite.sim --seed 1234 [--reconfig-rate 0.002] [--midcrash-rate 0.01]
 
 Invariants are checked after every step (see :meth:`Simulation.check`); after the fault phase
 everything heals and the cluster must return to normal and commit a new write (liveness). With
@@ -45,8 +45,8 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from firebreak.lab import storage
-from firebreak.lab.core import (
+from firebreak.kimberlite import storage
+from firebreak.kimberlite.core import (
     NORMAL,
     Replica,
     Timing,
@@ -64,7 +64,7 @@ class InvariantViolation(AssertionError):
 
 @dataclass
 class Disk:
-    """A replica's data directory, written and read by the real :mod:`firebreak.lab.storage`."""
+    """A replica's data directory, written and read by :mod:`firebreak.kimberlite.storage`."""
 
     path: Path
     blank: bool = False  # wiped and nothing written since (the replica boots fresh)
@@ -105,7 +105,7 @@ class Client:
 
 def replay_command(seed: int, **kw) -> str:
     extra = "".join(f" --{k.replace('_', '-')} {v}" for k, v in kw.items())
-    return f".venv/bin/python -m firebreak.lab.sim --seed {seed}{extra}"
+    return f".venv/bin/python -m firebreak.kimberlite.sim --seed {seed}{extra}"
 
 
 # the parameters a replay command repeats when they differ from their defaults, in its order

@@ -12,7 +12,7 @@ series the runbooks read, in node_exporter's names and labels, from the standard
 * ``node_filesystem_device_error`` (1 when ``statvfs`` fails, and then no size series);
 * ``node_load1`` from ``os.getloadavg()``.
 
-Run: ``python3 -m firebreak.lab.node_exporter --config /etc/kimberlite/replica.json`` (the
+Run: ``python3 -m firebreak.kimberlite.node_exporter --config /etc/kimberlite/replica.json`` (the
 data dir and the address come from the replica's config: its ``bind_host`` or ``host``, port
 9100); ``--listen``, ``--port``, ``--path`` and ``--mountpoint`` override them. Containers run
 it as ``node-exporter.service``; the processes mode runs one process per replica.
@@ -159,7 +159,7 @@ def settings(args: argparse.Namespace) -> tuple[str, int, str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m firebreak.lab.node_exporter", description=__doc__.split("\n")[0]
+        prog="python -m firebreak.kimberlite.node_exporter", description=__doc__.split("\n")[0]
     )
     ap.add_argument("--config", help="the replica's JSON config (data_dir, address)")
     ap.add_argument("--listen", help="address to listen on (default the replica's)")

@@ -24,8 +24,8 @@ driver carries out **in order**:
     a log line (levels as in :mod:`logging`: "INFO", "WARNING", "ERROR").
 
 The driver owns I/O (HTTP, disk, clock) and must not reorder effects. The deterministic
-simulation (:mod:`firebreak.lab.sim`) and the real replica process (:mod:`firebreak.lab.replica`)
-are the two drivers.
+simulation (:mod:`firebreak.kimberlite.sim`) and the real replica process
+(:mod:`firebreak.kimberlite.replica`) are the two drivers.
 
 Deviations from the paper, all on the side of a durable, checksummed log:
 

@@ -38,7 +38,7 @@ import sys
 import time
 from pathlib import Path
 
-from firebreak.lab import storage
+from firebreak.kimberlite import storage
 
 DEFAULT_CONFIG = "/etc/kimberlite/replica.json"
 

@@ -1,6 +1,6 @@
-"""The replica process: drives :mod:`firebreak.lab.core` with real disk, HTTP and clock.
+"""The replica process: drives :mod:`firebreak.kimberlite.core` with real disk, HTTP and clock.
 
-Run with ``python3 -m firebreak.lab.replica --config PATH`` where PATH is a JSON file::
+Run with ``python3 -m firebreak.kimberlite.replica --config PATH`` where PATH is a JSON file::
 
     {"cluster": "lab", "replica": "replica-1",
      "replicas": [{"name": "replica-1", "host": "127.0.20.1", "api_port": 8080,
@@ -87,8 +87,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, UnknownMetricFamily
 
-from firebreak.lab import storage
-from firebreak.lab.core import (
+from firebreak.kimberlite import storage
+from firebreak.kimberlite.core import (
     NORMAL,
     STATE_TRANSFER,
     STATUS_NAMES,
@@ -1083,7 +1083,7 @@ def serve(cfg: dict) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m firebreak.lab.replica", description=__doc__.split("\n")[0]
+        prog="python -m firebreak.kimberlite.replica", description=__doc__.split("\n")[0]
     )
     ap.add_argument("--config", required=True, help="replica JSON config")
     args = ap.parse_args(argv)
