@@ -3,8 +3,8 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or
 # https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""VSR filters: thin wrappers over module_utils/vsr.py, module_utils/guard.py and
-module_utils/prometheus_text.py.
+"""VSR filters: thin wrappers over module_utils/vsr.py, module_utils/guard.py,
+module_utils/host_reads.py and module_utils/prometheus_text.py.
 
 Their documentation is in the sidecar files (<filter name>.yml) beside this file.
 """
@@ -17,6 +17,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.firebreak.incident.plugins.module_utils import (
     failure_modes,
     guard,
+    host_reads,
     prometheus_text,
     runbook,
     vsr,
@@ -117,6 +118,14 @@ def vsr_host_findings(findings, table, has_quorum, service_name="kimberlite-vsr"
     return vsr.host_findings(findings, table, bool(has_quorum), service_name)
 
 
+def vsr_host_table(replicas, reads_by_host, patterns):
+    """Triage's per-replica table: the snapshot's rows with what each host said."""
+    try:
+        return host_reads.host_table(_plain(replicas), _plain(reads_by_host), _plain(patterns))
+    except host_reads.HostReadsError as e:
+        raise AnsibleFilterError("vsr_host_table: %s" % e) from e
+
+
 def runbook_plan(triage, failure_mode, options=None):
     """The runbook's plan for ``failure_mode`` from ``firebreak_triage``."""
     try:
@@ -153,6 +162,7 @@ class FilterModule(object):
             "quorum_decision": quorum_decision,
             "prometheus_samples": prometheus_samples,
             "vsr_host_findings": vsr_host_findings,
+            "vsr_host_table": vsr_host_table,
             "runbook_plan": runbook_plan,
             "runbook_outcome": runbook_outcome,
         }

@@ -170,6 +170,31 @@ def refuse_unknown(fm_id, names, what):
     }
 
 
+def refuse_many(fm_id, t, affected, what, then):
+    """The refusal when more replicas are affected than the cluster can lose (``t``: Triage):
+    ``what`` they are ("report corruption"), ``then`` what acting on one would do and what to
+    do instead."""
+    return {
+        "action": "refuse_many",
+        "decision": "deny",
+        "message": "%s refuses: %d of %d replicas %s (%s), more than the %d the cluster can "
+        "lose; %s"
+        % (fm_id, len(affected), t.n, what, ", ".join(affected), t.tolerable_losses(), then),
+    }
+
+
+def refuse_quorum(fm_id, t, without, others_ok, then):
+    """The refusal when, without ``without``, fewer than a quorum of the others are Normal and
+    caught up (``others_ok``); ``then`` is what acting would do."""
+    return {
+        "action": "refuse_quorum",
+        "decision": "deny",
+        "message": "%s refuses: without %s only %d replicas are Normal and caught up (%s), "
+        "quorum %d of %d: %s"
+        % (fm_id, without, len(others_ok), ", ".join(others_ok) or "none", t.quorum, t.n, then),
+    }
+
+
 def option(options, key, default, kind=None, choices=None, minimum=None):
     """An option of the runbook, checked: its type, its choices, its minimum."""
     value = options.get(key, default)

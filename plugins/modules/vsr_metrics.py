@@ -628,30 +628,39 @@ def node_urls(node_endpoints, count, scheme):
     return urls
 
 
-def read_node(fetched, metric_names):
-    """A node endpoint's entry from its FetchResult: the filesystem figures, or why none."""
-    node = {
+def _fetch_fields(fetched):
+    """The fields every endpoint's entry starts with: where it was read and how that went."""
+    return {
         "endpoint": fetched.endpoint,
         "url": fetched.url,
         "reachable": False,
         "error": fetched.error,
         "http_status": fetched.status,
         "fetch_seconds": round(fetched.elapsed, 4),
-        "filesystem_avail_bytes": None,
-        "filesystem_used_percent": None,
     }
+
+
+def _samples_or_why(fetched, hint=""):
+    """``(samples, None)`` from an answered exposition, else ``(None, why)`` (an HTML page,
+    malformed text); ``hint`` ends the HTML page's reason."""
+    if looks_like_html(fetched):
+        return None, (
+            "answered an HTML page (content-type %s), not a Prometheus text "
+            "exposition%s" % (fetched.content_type, hint)
+        )
+    try:
+        return parse_samples(fetched.body), None
+    except PrometheusTextError as e:
+        return None, "malformed exposition: %s" % (e,)
+
+
+def read_node(fetched, metric_names):
+    """A node endpoint's entry from its FetchResult: the filesystem figures, or why none."""
+    node = dict(_fetch_fields(fetched), filesystem_avail_bytes=None, filesystem_used_percent=None)
     if not fetched.ok:
         return node
-    if looks_like_html(fetched):
-        node["error"] = (
-            "answered an HTML page (content-type %s), not a Prometheus text "
-            "exposition" % (fetched.content_type,)
-        )
-        return node
-    try:
-        samples = parse_samples(fetched.body)
-    except PrometheusTextError as e:
-        node["error"] = "malformed exposition: %s" % (e,)
+    samples, node["error"] = _samples_or_why(fetched)
+    if samples is None:
         return node
     node["reachable"] = True
     avail, used = node_filesystem(samples, metric_names)
@@ -677,35 +686,16 @@ def merge_node(entry, node):
 
 def read_replica(index, fetched, metric_names, replica_label, return_samples):
     """One replica's entry from its FetchResult: the numbers, or the reason there are none."""
-    entry = {
-        "index": index,
-        "endpoint": fetched.endpoint,
-        "url": fetched.url,
-        "replica": None,
-        "reachable": False,
-        "error": fetched.error,
-        "http_status": fetched.status,
-        "fetch_seconds": round(fetched.elapsed, 4),
-        "histograms": {},
-        "missing": [],
-        "notes": [],
-    }
+    entry = dict(index=index, **_fetch_fields(fetched))
+    entry.update(replica=None, histograms={}, missing=[], notes=[])
     for field in _EMPTY_FIELDS:
         entry[field] = None
     if return_samples:
         entry["samples"] = []
     if not fetched.ok:
         return entry
-    if looks_like_html(fetched):
-        entry["error"] = (
-            "answered an HTML page (content-type %s), not a Prometheus text "
-            "exposition; check the path (metrics_path)" % (fetched.content_type,)
-        )
-        return entry
-    try:
-        samples = parse_samples(fetched.body)
-    except PrometheusTextError as e:
-        entry["error"] = "malformed exposition: %s" % (e,)
+    samples, entry["error"] = _samples_or_why(fetched, "; check the path (metrics_path)")
+    if samples is None:
         return entry
     entry.update(replica_summary(samples, metric_names, replica_label))
     entry["reachable"] = True

@@ -15,15 +15,22 @@ import os
 import re
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from firebreak.kimberlite import storage
 from firebreak.lab import workload
-from firebreak.lab.backend import http_json, save_state
+from firebreak.lab.backend import save_state
 from firebreak.lab.processes import ProcessesBackend
+from processes_lab import (
+    admin_status,
+    all_normal_same_commit,
+    clean_up,
+    leftover_pids,
+    processes_lab,
+    wait,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -38,64 +45,12 @@ NET = 88  # 127.0.88.i: this test's own addresses
 ORDER = ["replica-1", "replica-2", "replica-3"]
 
 
-def _leftover_pids(d: Path) -> list[int]:
-    out = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                cmd = (p / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"firebreak.lab" in cmd and str(d).encode() in cmd:
-                out.append(int(p.name))
-    return out
-
-
 @pytest.fixture
 def lab(tmp_path, monkeypatch):
     d = tmp_path / "lab"
     monkeypatch.setenv("FIREBREAK_LAB_DIR", str(d))
-    be = ProcessesBackend(d)
-    try:
-        be.up(replicas=3, net=NET, checkpoint_interval=20, scrub_interval_s=1.0)
+    with processes_lab(d, NET, checkpoint_interval=20, scrub_interval_s=1.0) as be:
         yield be
-    finally:
-        try:
-            workload.stop(d)
-            be.down()
-        finally:
-            for pid in _leftover_pids(d):
-                subprocess.run(["kill", "-9", str(pid)], check=False)
-            for line in Path("/proc/self/mounts").read_text().splitlines():
-                mnt = line.split()[1]
-                if mnt.startswith(str(d)):
-                    subprocess.run(["umount", "-l", mnt], check=False)
-
-
-def _wait(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last})")
-
-
-def _status(m: dict) -> dict | None:
-    try:
-        code, s = http_json(m["api_url"] + "/admin/status", timeout=1)
-        return s if code == 200 else None
-    except OSError:
-        return None
-
-
-def _all_normal_same_commit(be) -> list | bool:
-    sts = [_status(m) for m in be.state()["replicas"]]
-    if any(s is None or s["status"] != 0 for s in sts):
-        return False
-    return len({(s["view"], s["commit"]) for s in sts}) == 1 and sts
 
 
 def _node_avail(m: dict) -> float | None:
@@ -126,8 +81,8 @@ def test_disk_full_old_logs_is_fm007_and_cleanup_recovers(lab, tmp_path):
     workload.start(lab.dir, rate=30, streams=3)
     leader = lab.resolve("leader")
     lm = next(m for m in st["replicas"] if m["name"] == leader)
-    _wait(
-        lambda: (s := _status(lm)) and s["commit"] >= 60,
+    wait(
+        lambda: (s := admin_status(lm)) and s["commit"] >= 60,
         30,
         "the workload to commit a few checkpoints' worth of ops",
     )
@@ -139,7 +94,7 @@ def test_disk_full_old_logs_is_fm007_and_cleanup_recovers(lab, tmp_path):
     assert done["free_bytes"] < 64 * 1024
 
     # the full replica fail-stops on ENOSPC (its next append), the others keep committing
-    _wait(lambda: lab.replica_pids()[victim] is None, 30, "the full replica to fail stop")
+    wait(lambda: lab.replica_pids()[victim] is None, 30, "the full replica to fail stop")
     assert "No space left on device" in Path(m["log"]).read_text()
     # what fills the disk is identifiable the runbook's way: the segments are the bulk
     du = _du(m["data_dir"])
@@ -197,13 +152,13 @@ def test_disk_full_old_logs_is_fm007_and_cleanup_recovers(lab, tmp_path):
     lab._spawn(st, victim)  # the operator's `systemctl start`: no heal, the disk stays as it is
     save_state(st, lab.dir)
     assert lab._wait_health(mm) is None
-    _wait(
-        lambda: all((s := _status(r)) and s["status"] == 0 for r in st["replicas"]),
+    wait(
+        lambda: all((s := admin_status(r)) and s["status"] == 0 for r in st["replicas"]),
         40,
         "the restarted replica to rejoin (Normal) under the workload",
     )
     workload.stop(lab.dir)
-    sts = _wait(lambda: _all_normal_same_commit(lab), 20, "equal commits after the workload")
+    sts = wait(lambda: all_normal_same_commit(lab), 20, "equal commits after the workload")
     assert len(sts) == 3
     result = workload.check(lab.dir)
     assert result["acknowledged"] > 0 and result["lost"] == 0, result
@@ -213,7 +168,7 @@ def test_disk_full_old_logs_is_fm007_and_cleanup_recovers(lab, tmp_path):
 def _node_exporters_of(d: Path) -> list[int]:
     return [
         pid
-        for pid in _leftover_pids(d)
+        for pid in leftover_pids(d)
         if b"firebreak.kimberlite.node_exporter" in Path(f"/proc/{pid}/cmdline").read_bytes()
     ]
 
@@ -236,16 +191,15 @@ def test_node_exporters_start_and_stop_with_the_lab_even_a_failed_up(tmp_path, m
         m = next(r for r in be.state()["replicas"] if r["name"] == victim)
         assert _node_avail(m) > 0  # the replica is gone, its host's disk is still read
         be.down()
-        assert _node_exporters_of(d) == [] and _leftover_pids(d) == []
+        assert _node_exporters_of(d) == [] and leftover_pids(d) == []
 
         with pytest.raises(Exception, match="not ready"):
             be.up(replicas=3, net=NET + 1, timeout=0.01)
         assert len(_node_exporters_of(d)) == 3  # started before it gave up
         take_down(d)
-        assert _leftover_pids(d) == []
+        assert leftover_pids(d) == []
     finally:
         try:
             be.down()
         finally:
-            for pid in _leftover_pids(d):
-                subprocess.run(["kill", "-9", str(pid)], check=False)
+            clean_up(d)

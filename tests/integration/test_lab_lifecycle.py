@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from firebreak import paths
-from test_lab_processes import _leftover_pids
+from processes_lab import leftover_pids
 
 NETS = (48, 49)
 CONTAINERS_NET = 95
@@ -61,7 +61,7 @@ def _alive(pid: int) -> bool:
 
 def _processes_of(d: Path) -> list[int]:
     """Every lab process (replicas, workload) whose command line names the lab dir."""
-    return _leftover_pids(d)
+    return leftover_pids(d)
 
 
 def _acks(d: Path) -> int:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from firebreak.lab import workload
 from firebreak.lab.backend import http_json
-from firebreak.lab.processes import ProcessesBackend
+from processes_lab import (
+    admin_status,
+    all_normal_same_commit,
+    member,
+    metric,
+    processes_lab,
+    wait,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -22,20 +27,14 @@ NET = 41
 SCRUB_S = 1.0
 
 
-@contextlib.contextmanager
 def _processes_lab(d: Path, net: int, **opts):
     """A 3-replica processes lab on 127.0.<net>.x, brought down (every process) however the
     test ends."""
-    be = ProcessesBackend(d)
-    try:
-        be.up(replicas=3, net=net, scrub_interval_s=SCRUB_S, **opts)
-        yield be
-    finally:
-        try:
-            be.down()
-        finally:
-            for pid in _leftover_pids(d):
-                subprocess.run(["kill", "-9", str(pid)], check=False)
+    return processes_lab(d, net, scrub_interval_s=SCRUB_S, **opts)
+
+
+def _status(be, name: str) -> dict | None:
+    return admin_status(member(be, name))
 
 
 @pytest.fixture(scope="module")
@@ -48,58 +47,6 @@ def lab(tmp_path_factory):
             yield be
     finally:
         mp.undo()
-
-
-def _leftover_pids(d: Path) -> list[int]:
-    out = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                cmd = (p / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"firebreak.lab" in cmd and str(d).encode() in cmd:
-                out.append(int(p.name))
-    return out
-
-
-def _status(be, name: str) -> dict | None:
-    m = next(r for r in be.state()["replicas"] if r["name"] == name)
-    try:
-        code, s = http_json(m["api_url"] + "/admin/status", timeout=1)
-        return s if code == 200 else None
-    except OSError:
-        return None
-
-
-def _wait(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last})")
-
-
-def _all_normal_same_commit(be) -> bool:
-    sts = [_status(be, m["name"]) for m in be.state()["replicas"]]
-    if any(s is None or s["status"] != 0 for s in sts):
-        return False
-    return len({(s["view"], s["commit"]) for s in sts}) == 1 and sts
-
-
-def _metric(url: str, name: str) -> float:
-    """The value of a metric; NaN while the replica does not answer (restarting)."""
-    try:
-        with urllib.request.urlopen(url + "/metrics", timeout=2) as resp:
-            body = resp.read().decode()
-    except OSError:
-        return float("nan")
-    m = re.search(rf"^{name}\{{[^}}]*\}} (\S+)$", body, re.M)
-    assert m, f"{name} not in metrics"
-    return float(m.group(1))
 
 
 def _leader_writes(be, stream: str, events: list[str], timeout: float = 6) -> dict:
@@ -115,7 +62,7 @@ def _leader_writes(be, stream: str, events: list[str], timeout: float = 6) -> di
 
 def _check_workload(be) -> dict:
     workload.stop(be.dir)
-    _wait(lambda: _all_normal_same_commit(be), 20, "convergence")
+    wait(lambda: all_normal_same_commit(be), 20, "convergence")
     res = workload.check(be.dir)
     assert res["acknowledged"] > 0
     assert res["acknowledged"] > 0 and res["lost"] == 0, res
@@ -206,7 +153,7 @@ def test_kill_leader_under_workload(lab) -> None:
                 return s
         return None
 
-    s = _wait(new_view, 10, "a new view in normal status")
+    s = wait(new_view, 10, "a new view in normal status")
     assert s["replica"] != leader
     elapsed = time.monotonic() - t0
     time.sleep(2)
@@ -220,19 +167,19 @@ def test_corrupt_backup_detected_and_repaired(lab) -> None:
     time.sleep(1.5)
     victim = lab.resolve("backup")
     m = next(r for r in lab.state()["replicas"] if r["name"] == victim)
-    before = _metric(m["metrics_url"], "vsr_checksum_failures_total")
+    before = metric(m["metrics_url"], "vsr_checksum_failures_total")
     done = lab.fault("corrupt", victim)
     t0 = time.monotonic()
-    _wait(
-        lambda: _metric(m["metrics_url"], "vsr_checksum_failures_total") > before,
+    wait(
+        lambda: metric(m["metrics_url"], "vsr_checksum_failures_total") > before,
         SCRUB_S + 1.5,
         "vsr_checksum_failures_total to rise",
     )
     assert time.monotonic() - t0 <= SCRUB_S + 1.5
     log = Path(m["log"]).read_text()
     assert re.search(rf"ERROR .*checksum.*op={done['op']}\b", log), log[-2000:]
-    _wait(lambda: "state transfer repaired" in Path(m["log"]).read_text(), 10, "repair")
-    _wait(
+    wait(lambda: "state transfer repaired" in Path(m["log"]).read_text(), 10, "repair")
+    wait(
         lambda: (s := _status(lab, victim)) and s["status"] == 0 and s["corrupt_from"] is None,
         10,
         "the victim back to normal",
@@ -252,7 +199,7 @@ def test_unrepairable_corruption_refuses_to_boot_and_heal_says_so(lab) -> None:
     m = next(r for r in lab.state()["replicas"] if r["name"] == victim)
     done = lab.fault("corrupt", victim, "unrepairable")
     assert done["meta"] is True
-    _wait(lambda: _metric(m["metrics_url"], "vsr_checksum_failures_total") > 0, 5, "detection")
+    wait(lambda: metric(m["metrics_url"], "vsr_checksum_failures_total") > 0, 5, "detection")
     lab.fault("kill", victim)
     env = {"FIREBREAK_LAB_DIR": str(lab.dir), "PATH": "/usr/bin:/bin"}
     heal = subprocess.run(
@@ -280,7 +227,7 @@ def test_restart_replica_recovers_and_catches_up(lab) -> None:
     lab.fault("stop", victim)
     _leader_writes(lab, "restart", [f"r{k}" for k in range(30)])
     lab.heal()
-    _wait(lambda: _all_normal_same_commit(lab), 15, "the restarted replica to catch up")
+    wait(lambda: all_normal_same_commit(lab), 15, "the restarted replica to catch up")
     m = next(r for r in lab.state()["replicas"] if r["name"] == victim)
     code, data = http_json(m["api_url"] + "/api/read?stream=restart&local=1")
     assert code == 200 and data["events"] == [f"r{k}" for k in range(30)]
@@ -306,7 +253,7 @@ def test_minority_partition_cannot_commit(lab) -> None:
     )
     assert code == 200, resp
     lab.heal()
-    _wait(lambda: _all_normal_same_commit(lab), 15, "the healed minority to catch up")
+    wait(lambda: all_normal_same_commit(lab), 15, "the healed minority to catch up")
     code, data = http_json(lm["api_url"] + "/api/read?stream=part")
     assert code == 200 and "majority" in data["events"]
 
@@ -316,7 +263,7 @@ def test_paused_leader_is_replaced_and_rejoins(lab) -> None:
     view0 = _status(lab, lab.resolve("backup"))["view"]
     lab.fault("pause", leader)
     others = [r for r in lab.state()["replicas"] if r["name"] != leader]
-    _wait(
+    wait(
         lambda: any(
             (s := _status(lab, r["name"])) and s["status"] == 0 and s["view"] > view0
             for r in others
@@ -329,22 +276,22 @@ def test_paused_leader_is_replaced_and_rejoins(lab) -> None:
     )
     assert code == 200, resp
     lab.heal()  # SIGCONT: the old primary resumes in an old view and must follow the new one
-    _wait(lambda: _all_normal_same_commit(lab), 15, "the resumed replica to rejoin")
+    wait(lambda: all_normal_same_commit(lab), 15, "the resumed replica to rejoin")
 
 
 def test_clock_skew_shows_in_clock_offset(lab) -> None:
     victim = lab.resolve("backup")
     lab.fault("clock-skew", victim, "1500")
     m = next(r for r in lab.state()["replicas"] if r["name"] == victim)
-    _wait(
-        lambda: abs(_metric(m["metrics_url"], "vsr_clock_offset_ms") - 1500) < 300,
+    wait(
+        lambda: abs(metric(m["metrics_url"], "vsr_clock_offset_ms") - 1500) < 300,
         10,
         "vsr_clock_offset_ms near 1500 on the skewed replica",
     )
     lab.heal()
-    _wait(lambda: _all_normal_same_commit(lab), 15, "convergence after clock-skew heal")
-    _wait(
-        lambda: abs(_metric(m["metrics_url"], "vsr_clock_offset_ms")) < 100,
+    wait(lambda: all_normal_same_commit(lab), 15, "convergence after clock-skew heal")
+    wait(
+        lambda: abs(metric(m["metrics_url"], "vsr_clock_offset_ms")) < 100,
         10,
         "clock offset back near 0",
     )
@@ -366,10 +313,10 @@ def test_disk_full_backup_fails_stop_and_recovers(lab) -> None:
         assert code == 200, resp  # the cluster keeps committing without the full replica
         if lab.replica_pids()[victim] is None:
             break
-    _wait(lambda: lab.replica_pids()[victim] is None, 10, "the full replica to fail stop")
+    wait(lambda: lab.replica_pids()[victim] is None, 10, "the full replica to fail stop")
     assert "No space left on device" in Path(m["log"]).read_text()
     lab.heal()
-    _wait(lambda: _all_normal_same_commit(lab), 20, "the healed replica to catch up")
+    wait(lambda: all_normal_same_commit(lab), 20, "the healed replica to catch up")
 
 
 def test_whole_cluster_restart_keeps_committed_writes(lab) -> None:
@@ -382,7 +329,7 @@ def test_whole_cluster_restart_keeps_committed_writes(lab) -> None:
     for r in lab.state()["replicas"]:
         lab.fault("kill", r["name"])
     lab.heal()
-    _wait(lambda: _all_normal_same_commit(lab), 20, "the restarted cluster to be normal")
+    wait(lambda: all_normal_same_commit(lab), 20, "the restarted cluster to be normal")
     code, data = http_json(lm["api_url"] + "/api/read?stream=all", timeout=5)
     assert code == 200 and data["events"] == [f"a{k}" for k in range(5)]
 
@@ -397,7 +344,7 @@ def test_held_repair_keeps_the_damage_until_the_operator_repairs(tmp_path) -> No
         victim = be.resolve("backup")
         m = next(r for r in be.state()["replicas"] if r["name"] == victim)
         op = be.fault("corrupt", victim)["op"]
-        _wait(
+        wait(
             lambda: (s := _status(be, victim)) and s["repair_held"] and s["status"] == 3,
             SCRUB_S + 5,
             "the held repair",
@@ -410,7 +357,7 @@ def test_held_repair_keeps_the_damage_until_the_operator_repairs(tmp_path) -> No
         _leader_writes(be, "h", ["held"])
         code, answer = http_json(m["api_url"] + "/admin/state-transfer", "POST", {})
         assert code == 200 and answer.get("released") is True, answer
-        _wait(lambda: _all_normal_same_commit(be), 15, "the repair")
+        wait(lambda: all_normal_same_commit(be), 15, "the repair")
         assert storage.scan(Path(m["data_dir"]) / "log.dat").corrupt == []
         assert not _status(be, victim)["repair_held"]
 
@@ -427,7 +374,7 @@ def test_enlarged_length_at_restart_is_counted_fenced_and_repaired(tmp_path) -> 
         _leader_writes(be, "len", [f"l{k}" for k in range(60)])
         leader, victim = be.resolve("leader"), be.resolve("backup")
         (other,) = {r["name"] for r in be.state()["replicas"]} - {leader, victim}
-        _wait(lambda: (s := _status(be, victim)) and s["commit"] == 60, 10, "the victim at 60")
+        wait(lambda: (s := _status(be, victim)) and s["commit"] == 60, 10, "the victim at 60")
         st = be.state()
         m = next(r for r in st["replicas"] if r["name"] == victim)
         be.fault("stop", victim)
@@ -439,19 +386,19 @@ def test_enlarged_length_at_restart_is_counted_fenced_and_repaired(tmp_path) -> 
         save_state(st, be.dir)
         m = next(r for r in st["replicas"] if r["name"] == victim)
         assert be._wait_health(m) is None
-        assert _metric(m["metrics_url"], "vsr_checksum_failures_total") > 0
+        assert metric(m["metrics_url"], "vsr_checksum_failures_total") > 0
         assert (Path(m["data_dir"]) / "log.dat.corrupt-op31").read_bytes() == damaged
         journal = Path(m["log"]).read_text()
         assert "checksum mismatch in log entry op=31 found at start-up" in journal
         assert "torn" not in journal
         # Fenced: the other backup's view changes fail one after another (no vote from it).
         view0 = _status(be, other)["view"]
-        _wait(lambda: (s := _status(be, other)) and s["view"] >= view0 + 2, 15, "view changes")
+        wait(lambda: (s := _status(be, other)) and s["view"] >= view0 + 2, 15, "view changes")
         s, o = _status(be, victim), _status(be, other)
         assert s["status"] != 0 and s["corrupt_from"] == 31 and s["op"] == 30, s
         assert o["status"] != 0, o
         assert be.heal()["failed"] == {}
-        _wait(lambda: _all_normal_same_commit(be), 20, "the repair")
+        wait(lambda: all_normal_same_commit(be), 20, "the repair")
         assert "state transfer repaired the log from op" in Path(m["log"]).read_text()
         code, data = http_json(m["api_url"] + "/api/read?stream=len&local=1")
         assert code == 200 and data["events"] == [f"l{k}" for k in range(60)]
@@ -468,7 +415,7 @@ def test_acknowledged_last_record_damaged_at_restart_is_counted_and_repaired(tmp
     with _processes_lab(tmp_path, 66) as be:
         _leader_writes(be, "last", [f"e{k}" for k in range(20)])
         victim = be.resolve("backup")
-        _wait(lambda: (s := _status(be, victim)) and s["commit"] == 20, 10, "the victim at 20")
+        wait(lambda: (s := _status(be, victim)) and s["commit"] == 20, 10, "the victim at 20")
         m = next(r for r in be.state()["replicas"] if r["name"] == victim)
         be.fault("stop", victim)
         data = Path(m["data_dir"])
@@ -481,11 +428,11 @@ def test_acknowledged_last_record_damaged_at_restart_is_counted_and_repaired(tmp
         m = next(r for r in be.state()["replicas"] if r["name"] == victim)
         assert be._wait_health(m) is None
         line = "checksum mismatch in log entry op=20 found at start-up"
-        journal = _wait(lambda: line in (j := Path(m["log"]).read_text()) and j, 5, "the ERROR")
+        journal = wait(lambda: line in (j := Path(m["log"]).read_text()) and j, 5, "the ERROR")
         assert "torn" not in journal
-        assert _metric(m["metrics_url"], "vsr_checksum_failures_total") > 0
+        assert metric(m["metrics_url"], "vsr_checksum_failures_total") > 0
         assert (data / "log.dat.corrupt-op20").read_bytes() == damaged
-        _wait(lambda: _all_normal_same_commit(be), 20, "the repair")
+        wait(lambda: all_normal_same_commit(be), 20, "the repair")
         assert storage.scan(data / "log.dat").corrupt == []
         code, local = http_json(m["api_url"] + "/api/read?stream=last&local=1", timeout=2)
         assert code == 200 and local["events"] == [f"e{k}" for k in range(20)], local
@@ -497,7 +444,7 @@ def _run_workload_with_reads(be, acks: int = 40, reads: int = 40) -> None:
     workload.reset(be.dir)
     workload.start(be.dir, rate=30, streams=2, workers=2, read_period=0.05)
     try:
-        _wait(
+        wait(
             lambda: (
                 len(workload._read_jsonl(d / "acks.jsonl")) >= acks
                 and len(workload._read_jsonl(d / "reads.jsonl")) >= reads
@@ -514,7 +461,7 @@ def _set_read_fault(be, name: str, mode: str | None) -> None:
         be.fault("bad-reads", name, mode)
     else:
         be.heal()
-    _wait(lambda: (_status(be, name) or {}).get("read_fault") == mode, 5, f"read fault {mode}")
+    wait(lambda: (_status(be, name) or {}).get("read_fault") == mode, 5, f"read fault {mode}")
 
 
 BAD_READS = [(None, None), ("stale", "missing_ack"), ("reorder", "not_prefix")]
@@ -534,7 +481,7 @@ def test_history_checker_catches_a_leader_serving_bad_reads(tmp_path, mode, kind
             _run_workload_with_reads(be)
         finally:
             _set_read_fault(be, leader, None)
-        _wait(lambda: _all_normal_same_commit(be), 20, "convergence")
+        wait(lambda: all_normal_same_commit(be), 20, "convergence")
         res = workload.check(be.dir, per_replica=True)
     # the end state alone (all the check looked at before) finds nothing wrong in any run
     assert res["acknowledged"] > 0 and res["lost"] == 0, res
@@ -554,7 +501,7 @@ def test_per_replica_comparison_catches_a_backup_serving_bad_local_reads(tmp_pat
         streams = ["cmp-a", "cmp-b"]
         for s in streams:
             _leader_writes(be, s, [f"{s}-{k}" for k in range(5)])
-        _wait(lambda: _all_normal_same_commit(be), 20, "convergence")
+        wait(lambda: all_normal_same_commit(be), 20, "convergence")
         backup = be.resolve("backup")
         found = {}
         for mode, finding in (("reorder", "diverged"), ("stale", "behind")):
@@ -587,7 +534,7 @@ def test_a_cut_off_leader_serves_no_stale_read(tmp_path) -> None:
             sts = [_status(be, r["name"]) for r in others]
             return next((s for s in sts if s and s["is_primary"] and s["status"] == 0), None)
 
-        lead = _wait(new_leader, 20, "a new leader among the others")
+        lead = wait(new_leader, 20, "a new leader among the others")
         lm = next(r for r in others if r["name"] == lead["replica"])
         code, ack = http_json(
             lm["api_url"] + "/api/write", "POST", {"stream": "cut", "event": "after"}
@@ -597,6 +544,6 @@ def test_a_cut_off_leader_serves_no_stale_read(tmp_path) -> None:
         code, got = http_json(old["api_url"] + "/api/read?stream=cut", timeout=10)
         assert code != 200 or "after" in got["events"], f"stale read after the ack: {got}"
         be.heal()
-        _wait(lambda: _all_normal_same_commit(be), 20, "convergence after the heal")
+        wait(lambda: all_normal_same_commit(be), 20, "convergence after the heal")
         code, got = http_json(old["api_url"] + "/api/read?stream=cut", timeout=10)
         assert code == 200 and got["events"] == ["before", "after"], got

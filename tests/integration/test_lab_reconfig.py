@@ -5,19 +5,16 @@ add it, wait, verify it caught up) under a workload that must lose nothing."""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from firebreak.lab import cli, workload
 from firebreak.lab.backend import http_json
-from firebreak.lab.processes import ProcessesBackend
-from test_lab_processes import _leftover_pids
+from processes_lab import member, metric, processes_lab, wait
 
 pytestmark = pytest.mark.lab
 
@@ -29,52 +26,19 @@ def lab(tmp_path_factory):
     d = tmp_path_factory.mktemp("lab")
     mp = pytest.MonkeyPatch()
     mp.setenv("FIREBREAK_LAB_DIR", str(d))
-    be = ProcessesBackend(d)
     try:
-        be.up(replicas=3, net=NET, scrub_interval_s=2.0, checkpoint_interval=50)
-        yield be
+        with processes_lab(d, NET, scrub_interval_s=2.0, checkpoint_interval=50) as be:
+            yield be
     finally:
-        try:
-            workload.stop(d)
-            be.down()
-        finally:
-            for pid in _leftover_pids(d):
-                subprocess.run(["kill", "-9", str(pid)], check=False)
-            mp.undo()
-
-
-def _member(be, name: str) -> dict:
-    return next(r for r in be.state()["replicas"] if r["name"] == name)
+        mp.undo()
 
 
 def _status(be, name: str) -> dict | None:
     try:
-        code, s = http_json(_member(be, name)["api_url"] + "/admin/status", timeout=1)
+        code, s = http_json(member(be, name)["api_url"] + "/admin/status", timeout=1)
         return s if code == 200 else None
     except OSError:
         return None
-
-
-def _wait(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last})")
-
-
-def _metric(url: str, name: str) -> float:
-    try:
-        with urllib.request.urlopen(url + "/metrics", timeout=2) as resp:
-            body = resp.read().decode()
-    except OSError:
-        return float("nan")
-    m = re.search(rf"^{name}\{{[^}}]*\}} (\S+)$", body, re.M)
-    assert m, f"{name} not in metrics"
-    return float(m.group(1))
 
 
 def _members_converged(be, members: list[str]):
@@ -95,14 +59,14 @@ class GaugePoller(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            v = _metric(self.url, "vsr_reconfig_state")
+            v = metric(self.url, "vsr_reconfig_state")
             if v == v and (not self.seen or self.seen[-1] != v):
                 self.seen.append(v)
 
 
 def _write(be, name: str, stream: str, event: str) -> tuple[int, dict]:
     return http_json(
-        _member(be, name)["api_url"] + "/api/write",
+        member(be, name)["api_url"] + "/api/write",
         "POST",
         {"stream": stream, "event": event},
         timeout=10,
@@ -114,9 +78,9 @@ def test_replace_failed_replica(lab, capsys) -> None:
     time.sleep(1.5)
     leader = lab.resolve("leader")
     victim = lab.resolve("backup")
-    lm = _member(lab, leader)
-    joint0 = _metric(lm["metrics_url"], "vsr_reconfig_joint_total")
-    stable0 = _metric(lm["metrics_url"], "vsr_reconfig_stable_total")
+    lm = member(lab, leader)
+    joint0 = metric(lm["metrics_url"], "vsr_reconfig_joint_total")
+    stable0 = metric(lm["metrics_url"], "vsr_reconfig_stable_total")
     poller = GaugePoller(lm["metrics_url"])
     poller.start()
 
@@ -126,15 +90,15 @@ def test_replace_failed_replica(lab, capsys) -> None:
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert victim not in out["stable"]
     removed_s = time.monotonic() - t0
-    _wait(
-        lambda: _metric(lm["metrics_url"], "vsr_reconfig_stable_total") >= stable0 + 1,
+    wait(
+        lambda: metric(lm["metrics_url"], "vsr_reconfig_stable_total") >= stable0 + 1,
         10,
         "the stable op to execute on the leader",
     )
     poller.stop.set()
     poller.join(5)
-    assert _metric(lm["metrics_url"], "vsr_reconfig_joint_total") == joint0 + 1
-    assert _metric(lm["metrics_url"], "vsr_reconfig_state") == 0
+    assert metric(lm["metrics_url"], "vsr_reconfig_joint_total") == joint0 + 1
+    assert metric(lm["metrics_url"], "vsr_reconfig_state") == 0
     log = Path(lm["log"]).read_text()
     joint_at = log.index("reconfig: Joint")
     assert log.index("reconfig: Stable", joint_at) > joint_at
@@ -142,15 +106,15 @@ def test_replace_failed_replica(lab, capsys) -> None:
     assert len(remaining) == 2 and leader in remaining
 
     # the removed replica keeps serving its status and says it is not a member
-    _wait(lambda: (s := _status(lab, victim)) and s["member"] is False, 10, "victim not a member")
-    vm = _member(lab, victim)
-    assert _metric(vm["metrics_url"], "vsr_config_member") == 0
+    wait(lambda: (s := _status(lab, victim)) and s["member"] is False, 10, "victim not a member")
+    vm = member(lab, victim)
+    assert metric(vm["metrics_url"], "vsr_config_member") == 0
 
     # 2. writes still commit with the remaining replicas (a quorum of 2 out of 2)
     for k in range(10):
         code, resp = _write(lab, leader, "after-remove", f"r{k}")
         assert code == 200 and resp["acknowledged"], resp
-    _wait(lambda: _members_converged(lab, remaining), 10, "the two members to agree")
+    wait(lambda: _members_converged(lab, remaining), 10, "the two members to agree")
 
     # 3. provision replica-4: it runs, not a member, Recovering (takes part in nothing)
     new = lab.add_replica("replica-4")
@@ -160,7 +124,7 @@ def test_replace_failed_replica(lab, capsys) -> None:
     assert s4 is not None and s4["member"] is False and s4["status_name"] == "Recovering", s4
 
     # 4. kimberlite-admin reconfig add replica-4 on the leader (joint, then stable)
-    lm_now = _member(lab, lab.resolve("leader"))
+    lm_now = member(lab, lab.resolve("leader"))
     poller2 = GaugePoller(lm_now["metrics_url"])
     poller2.start()
     admin = subprocess.run(
@@ -194,7 +158,7 @@ def test_replace_failed_replica(lab, capsys) -> None:
 
     # 5. replica-4 caught up: normal, a member, same commit as the leader
     workload.stop(lab.dir)
-    sts = _wait(lambda: _members_converged(lab, members), 30, "replica-4 to catch up")
+    sts = wait(lambda: _members_converged(lab, members), 30, "replica-4 to catch up")
     by_name = {s["replica"]: s for s in sts}
     assert by_name["replica-4"]["commit"] == by_name[lab.resolve("leader")]["commit"]
     assert by_name["replica-4"]["configuration"] == members
@@ -229,9 +193,9 @@ def test_remove_the_leader_elects_a_member(lab) -> None:
                 return s
         return None
 
-    s = _wait(new_leader, 15, "a member to lead a later view")
+    s = wait(new_leader, 15, "a member to lead a later view")
     assert s["replica"] in rest
     code, resp = _write(lab, s["replica"], "after-leader-removed", "x")
     assert code == 200, resp
-    _wait(lambda: (t := _status(lab, leader)) and t["member"] is False, 10, "old leader out")
-    _wait(lambda: _members_converged(lab, rest), 15, "the remaining members to agree")
+    wait(lambda: (t := _status(lab, leader)) and t["member"] is False, 10, "old leader out")
+    wait(lambda: _members_converged(lab, rest), 15, "the remaining members to agree")

@@ -9,9 +9,7 @@ up, losing no acknowledged write; ``heal`` clears it in place too.
 
 from __future__ import annotations
 
-import contextlib
 import re
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -19,8 +17,8 @@ from pathlib import Path
 import pytest
 from firebreak.lab import workload
 from firebreak.lab.backend import http_json
-from firebreak.lab.processes import ProcessesBackend
 from playbook_harness import run_tasks
+from processes_lab import member, processes_lab, wait
 
 pytestmark = pytest.mark.lab
 
@@ -30,30 +28,11 @@ RATE = 20  # the workload's default (`lab workload start`)
 ORDER = ["replica-1", "replica-2", "replica-3"]
 
 
-def _leftover_pids(d: Path) -> list[int]:
-    out = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            with contextlib.suppress(OSError):
-                cmd = (p / "cmdline").read_bytes()
-                if b"firebreak.lab" in cmd and str(d).encode() in cmd:
-                    out.append(int(p.name))
-    return out
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     d = tmp_path_factory.mktemp("slow-commit-lab")
-    be = ProcessesBackend(d)
-    try:
-        be.up(replicas=3, net=NET)
+    with processes_lab(d, NET) as be:
         yield be
-    finally:
-        try:
-            be.down()
-        finally:
-            for pid in _leftover_pids(d):
-                subprocess.run(["kill", "-9", str(pid)], check=False)
 
 
 @pytest.fixture
@@ -66,29 +45,14 @@ def under_workload(lab):
     finally:
         workload.stop(lab.dir)
         lab.heal()  # a failing test leaves no fault for the next one
-    _wait(lambda: _same_commits(lab), 20, "equal commits on every replica")
+    wait(lambda: _same_commits(lab), 20, "equal commits on every replica")
     res = workload.check(lab.dir)
     assert res["acknowledged"] > 0 and res["lost"] == 0, res
     assert res["duplicated"] == 0 and res["unexpected"] == 0, res
 
 
-def _wait(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last})")
-
-
-def _member(be, name: str) -> dict:
-    return next(r for r in be.state()["replicas"] if r["name"] == name)
-
-
 def _status(be, name: str) -> dict:
-    code, s = http_json(_member(be, name)["api_url"] + "/admin/status", timeout=2)
+    code, s = http_json(member(be, name)["api_url"] + "/admin/status", timeout=2)
     assert code == 200, s
     return s
 
@@ -101,7 +65,7 @@ def _same_commits(be) -> list | None:
 
 def _metrics(be, name: str) -> dict[str, float]:
     """op and commit from the replica's /metrics (raises when it does not answer)."""
-    url = _member(be, name)["metrics_url"]
+    url = member(be, name)["metrics_url"]
     with urllib.request.urlopen(url + "/metrics", timeout=2) as resp:
         body = resp.read().decode()
     with urllib.request.urlopen(url + "/health", timeout=2) as resp:
@@ -121,7 +85,7 @@ def _lag(be, name: str) -> float:
 
 def _classify(be, tmp_path: Path) -> dict:
     """The real vsr_metrics module on the lab's metrics, its result through vsr_classify."""
-    endpoints = [_member(be, n)["metrics_url"] for n in ORDER]
+    endpoints = [member(be, n)["metrics_url"] for n in ORDER]
     run = run_tasks(
         [
             {
@@ -147,7 +111,9 @@ def test_slow_commit_backup_is_fm006_and_a_restart_clears_it(under_workload, tmp
     commit_at_fault = _status(be, leader)["commit"]
     t0 = time.monotonic()
     # every poll reads the metrics (a paused or dead replica would raise here)
-    lag = _wait(lambda: (x := _lag(be, target)) > 100 and x, 20, f"{target} op - commit > 100")
+    lag = wait(
+        lambda: (x := _lag(be, target)) > 100 and x, 20, f"{target} op - commit > 100", pause=0.2
+    )
     took = time.monotonic() - t0
     print(f"{target}: op - commit {lag:.0f} after {took:.1f}s at rate {RATE}, {SLOW_MS} ms/op")
     # the cluster keeps committing with the others, and the other backup keeps up
@@ -166,10 +132,10 @@ def test_slow_commit_backup_is_fm006_and_a_restart_clears_it(under_workload, tmp
     be.fault("stop", target)
     healed = be.heal()
     assert healed["healed"] == [f"restarted {target}"] and not healed["failed"], healed
-    _wait(lambda: _status(be, target)["status"] == 0, 20, f"{target} back in Normal")
+    wait(lambda: _status(be, target)["status"] == 0, 20, f"{target} back in Normal")
     s = _status(be, target)
     assert s["pid"] != old_pid and s["slow_commit_ms"] == 0, s
-    _wait(lambda: _lag(be, target) < 10, 20, f"{target} caught up")
+    wait(lambda: _lag(be, target) < 10, 20, f"{target} caught up")
     # and stays caught up: with the fault it would grow by ~17 ops a second
     time.sleep(3)
     assert _lag(be, target) < 20
@@ -179,11 +145,11 @@ def test_heal_ends_slow_commit_in_place(under_workload) -> None:
     be = under_workload
     target = be.fault("slow-commit", "backup", str(SLOW_MS))["replica"]
     pid = _status(be, target)["pid"]
-    _wait(lambda: _lag(be, target) > 50, 20, f"{target} op - commit > 50")
+    wait(lambda: _lag(be, target) > 50, 20, f"{target} op - commit > 50")
     healed = be.heal()
     assert healed["healed"] == [f"cleared slow-commit on {target}"], healed
     s = _status(be, target)
     assert s["slow_commit_ms"] == 0 and s["pid"] == pid, s
-    _wait(lambda: _lag(be, target) < 10, 10, f"{target} caught up")
+    wait(lambda: _lag(be, target) < 10, 10, f"{target} caught up")
     time.sleep(3)
     assert _lag(be, target) < 20

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from firebreak.lab.backend import http_json, read_admin_status, replica_config
-from test_lab_processes import _wait
+from processes_lab import wait
 
 pytestmark = pytest.mark.lab
 
@@ -211,7 +211,7 @@ def test_a_backup_forwards_to_a_leader_whose_name_stopped_resolving(launch, tmp_
     for n in ips:
         data = str(tmp_path / f"data-{n}")
         launch(replica_config("dnslab", replicas, n, data, request_timeout_s=WRITE_S), hosts)
-    st = _wait(lambda: _statuses(ips), BOOT_S, "the cluster in Normal status")
+    st = wait(lambda: _statuses(ips), BOOT_S, "the cluster in Normal status")
     leader = st["replica-1"]["leader"]
     backup = next(n for n in ips if n != leader)
 

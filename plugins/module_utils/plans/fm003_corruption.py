@@ -16,6 +16,8 @@ __metaclass__ = type
 from ansible_collections.firebreak.incident.plugins.module_utils.runbook import (
     PlanInputError,
     option,
+    refuse_many,
+    refuse_quorum,
     refuse_unknown,
 )
 
@@ -66,22 +68,22 @@ def _decide(t, out, targets, repair, confirm_wipe):
         )
     elif len(targets) > t.tolerable_losses():
         out.update(
-            action="refuse_many",
-            decision="deny",
-            message="FM-003 refuses: %d of %d replicas report corruption (%s), more than the %d "
-            "the cluster can lose; repairing one would leave no quorum of clean replicas to "
-            "repair from. Escalate (SEV1, FM-001 rules apply)"
-            % (len(targets), t.n, names, t.tolerable_losses()),
+            refuse_many(
+                "FM-003",
+                t,
+                targets,
+                "report corruption",
+                "repairing one would leave no quorum of clean replicas to repair from. "
+                "Escalate (SEV1, FM-001 rules apply)",
+            )
         )
     elif not out["target"]:
         out.update(refuse_unknown("FM-003", names, "reports corruption"))
     elif len(others_ok) < t.quorum:
         out.update(
-            action="refuse_quorum",
-            decision="deny",
-            message="FM-003 refuses: without %s only %d replicas are Normal and caught up (%s), "
-            "quorum %d of %d: isolating it would stop the cluster. Escalate"
-            % (names, len(others_ok), ", ".join(others_ok) or "none", t.quorum, t.n),
+            refuse_quorum(
+                "FM-003", t, names, others_ok, "isolating it would stop the cluster. Escalate"
+            )
         )
     elif repair == "wipe" and not confirm_wipe:
         out.update(

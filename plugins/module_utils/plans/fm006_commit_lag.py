@@ -15,6 +15,8 @@ __metaclass__ = type
 
 from ansible_collections.firebreak.incident.plugins.module_utils.runbook import (
     option,
+    refuse_many,
+    refuse_quorum,
     refuse_unknown,
 )
 
@@ -62,21 +64,22 @@ def plan(t, options):
         )
     elif len(lagging) > t.tolerable_losses():
         out.update(
-            action="refuse_many",
-            decision="deny",
-            message="FM-006 refuses: %d of %d replicas lag (%s), more than the %d the cluster "
-            "can lose: restarting one would stop the cluster. Look for the common cause "
-            "(network, the leader's disk) first" % (len(lagging), t.n, names, t.tolerable_losses()),
+            refuse_many(
+                "FM-006",
+                t,
+                lagging,
+                "lag",
+                "restarting one would stop the cluster. Look for the common cause (network, "
+                "the leader's disk) first",
+            )
         )
     elif not out["target"]:
         out.update(refuse_unknown("FM-006", names, "lags"))
     elif len(others_ok) < t.quorum:
         out.update(
-            action="refuse_quorum",
-            decision="deny",
-            message="FM-006 refuses: without %s only %d replicas are Normal and caught up (%s), "
-            "quorum %d of %d: a restart would stop the cluster"
-            % (out["target_name"], len(others_ok), ", ".join(others_ok) or "none", t.quorum, t.n),
+            refuse_quorum(
+                "FM-006", t, out["target_name"], others_ok, "a restart would stop the cluster"
+            )
         )
     else:
         out.update(
