@@ -46,6 +46,7 @@ def _mode(**entry):
 
 # slug: the failure mode's short name; its runbook role, playbook and Molecule scenario carry it.
 # role: the runbook role (the slug) once the failure mode has one, else None.
+# summary: what the runbook does, in one sentence (its playbook's header, generated).
 # fault: `firebreak lab fault KIND --replica TARGET [ARG]` argv lists, in order.
 # rehearsal_vars: extra vars a rehearsal (CLI, Molecule) passes to the runbook.
 # rehearsal_net: the third octet of the rehearsal lab's loopback addresses (127.0.N.i).
@@ -101,6 +102,11 @@ REGISTRY = (
         name="Data Corruption Detected",
         severity="SEV1",
         role="fm003_corruption",
+        summary=(
+            "name the corrupted replica, isolate it, preserve the evidence, stop it, check the "
+            "quorum without it, repair it from the healthy replicas (a wipe only with -e "
+            "fm003_corruption_confirm_wipe=true), bring it back and prove the cluster healthy"
+        ),
         alert="VsrChecksumFailures",
         thresholds={"checksum_failures": 0},
         fault=[["corrupt", "--replica", "backup"]],
@@ -148,6 +154,10 @@ REGISTRY = (
         name="Single Replica Crash",
         severity="SEV3",
         role="fm005_replica_crash",
+        summary=(
+            "confirm exactly one replica is down with the quorum intact, read the crash reason, "
+            "restart it once under the guards, watch it, escalate a repeat"
+        ),
         alert="VsrReplicaDown",
         thresholds={"replica_down_alert_seconds": 300},
         fault=[["kill", "--replica", "backup"]],
@@ -175,6 +185,7 @@ REGISTRY = (
         name="Commit Lag Accumulation",
         severity="SEV3",
         role="fm006_commit_lag",
+        summary="restart the lagging backup under the guards, state transfer if needed",
         alert="VsrCommitLag",
         thresholds={"op_commit_lag": 100, "commit_lag": 100, "commit_lag_alert": 50},
         # The backup keeps acknowledging but executes slowly: its metrics still answer (a paused
@@ -202,6 +213,7 @@ REGISTRY = (
         name="Disk Full",
         severity="SEV2",
         role="fm007_disk_full",
+        summary="free only what is safe, start the replica again",
         alert="VsrDiskFull",
         thresholds={
             "disk_used_percent": 90.0,
@@ -361,6 +373,8 @@ def validate(registry=REGISTRY):
             if role in seen_roles:
                 problems.append("%s: role %r is %s's too" % (fm, role, seen_roles[role]))
             seen_roles[role] = fm
+            if not entry.get("summary"):
+                problems.append("%s: a runbook needs a summary (its playbook's header)" % fm)
         for key in entry.get("thresholds", {}):
             if key in seen_keys:
                 problems.append("%s: threshold %r is %s's too" % (fm, key, seen_keys[key]))

@@ -37,6 +37,7 @@ def test_registry_is_sound_and_complete():
         (lambda r: r[3].update(explained_by=["FM-004"]), "explained_by"),
         (lambda r: r[5]["thresholds"].update(clock_offset_ms=1), "threshold 'clock_offset_ms'"),
         (lambda r: r[6].update(fault=[]), "no lab fault"),
+        (lambda r: r[2].pop("summary"), "needs a summary"),
     ],
 )
 def test_validate_names_each_breakage(breakage, complaint):
