@@ -28,6 +28,14 @@ from pathlib import Path
 import yaml
 
 from firebreak import paths
+from firebreak.lab.node_fault import (  # noqa: F401 (re-exported to the backends)
+    DEFAULT_CLOCK_SKEW_MS,
+    DEFAULT_SLOW_COMMIT_MS,
+    FAKETIME_LIB,
+    NodeFaultError,
+    faketime_env,
+    positive_ms,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 MODES = ("processes", "containers")
@@ -44,35 +52,14 @@ FAULT_KINDS = (
     "heal",
 )
 SERVICE_NAME = "kimberlite-vsr"
-# clock-skew: the replica process runs under libfaketime (Debian's libfaketime package).
-FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
-DEFAULT_CLOCK_SKEW_MS = 500
-# slow-commit: ms per op the backup executes. 200 ms (5 ops/s) against the workload's 20 writes
-# plus 2 reads per second grows op - commit by about 17 a second: past 100 within ~6 s.
-DEFAULT_SLOW_COMMIT_MS = 200
 
 
 def slow_commit_ms(arg) -> int:
     """The slow-commit fault's argument (ms per executed op; default DEFAULT_SLOW_COMMIT_MS)."""
     try:
-        ms = int(arg) if arg not in (None, "") else DEFAULT_SLOW_COMMIT_MS
-    except (TypeError, ValueError) as exc:
-        raise LabError(f"slow-commit: MS is a whole number of milliseconds, not {arg!r}") from exc
-    if ms <= 0:
-        raise LabError(f"slow-commit: MS must be > 0, not {ms}")
-    return ms
-
-
-def faketime_env(ms: float) -> dict[str, str]:
-    """The environment that skews a process's wall clock by ``ms`` (both modes use it).
-
-    Only the wall clock drifts: timeouts measured on the monotonic clock stay honest."""
-    return {
-        "LD_PRELOAD": FAKETIME_LIB,
-        "FAKETIME": f"{'+' if ms >= 0 else '-'}{abs(ms) / 1000:.3f}",
-        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-        "FAKETIME_DONT_RESET": "1",
-    }
+        return positive_ms(arg, DEFAULT_SLOW_COMMIT_MS, "slow-commit")
+    except NodeFaultError as exc:
+        raise LabError(str(exc)) from exc
 
 
 class LabError(RuntimeError):

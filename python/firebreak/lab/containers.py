@@ -114,6 +114,7 @@ from firebreak.collection import module_utils
 from firebreak.kimberlite import storage
 from firebreak.lab import backend as _backend
 from firebreak.lab import image as lab_image
+from firebreak.lab import node_fault
 from firebreak.lab.backend import (
     CONFIG_OPTS,
     DEFAULT_CLOCK_SKEW_MS,
@@ -141,9 +142,9 @@ NODE_UNIT = "node-exporter"
 DATA_DIR = "/var/lib/kimberlite"
 CONFIG_PATH = "/etc/kimberlite/replica.json"
 SOURCE_MOUNT = "/opt/firebreak/python"
-CLOCK_DROPIN = f"/etc/systemd/system/{UNIT}.service.d/50-firebreak-clock-skew.conf"
+CLOCK_DROPIN = node_fault.CLOCK_DROPIN
 NFT_TABLE = "firebreak_partition"
-FILL_FILE = ".firebreak-fill"
+FILL_FILE = node_fault.FILL_FILE
 FAULT_KINDS = tuple(k for k in _backend.FAULT_KINDS if k != "heal")
 REPO_ROOT = REPO
 
@@ -1028,30 +1029,10 @@ class ContainerLab:
         mnt = self._mnt(replica)
         if not self._is_mounted(mnt):
             raise ContainerLabError(f"{replica}'s data dir is not a loop mount ({mnt})")
-        if arg not in (None, "", storage.OLD_LOGS):
-            raise ContainerLabError(f"disk-full: ARG is {storage.OLD_LOGS!r} or none, not {arg!r}")
-        if arg == storage.OLD_LOGS:
-            # A failed log cleanup: rotated segments that a checkpoint covers fill the disk.
-            # A fresh checkpoint first (the replica is up), so that they cover most of the log.
-            with contextlib.suppress(OSError):
-                http_json(f"{self.api_url(replica)}/admin/checkpoint", "POST", {}, timeout=5)
-            try:
-                return storage.fill_with_old_segments(mnt)
-            except (OSError, RuntimeError) as exc:
-                raise ContainerLabError(f"disk-full old-logs on {replica}: {exc}") from exc
-        fill = mnt / FILL_FILE
-        st = os.statvfs(mnt)
-        free = st.f_bavail * st.f_frsize
-        if free > 0:
-            _run(["fallocate", "-l", str(free), str(fill)])
-        # fallocate may leave a few blocks (metadata); top up with small writes.
-        with contextlib.suppress(OSError), open(fill, "ab") as fh:
-            block = b"\0" * 4096
-            while True:
-                fh.write(block)
-                fh.flush()
-        st = os.statvfs(mnt)
-        return {"free_bytes": st.f_bavail * st.f_frsize}
+        try:
+            return node_fault.fill_disk(mnt, arg, f"{self.api_url(replica)}/admin/checkpoint")
+        except node_fault.NodeFaultError as exc:
+            raise ContainerLabError(f"{exc} (on {replica})") from exc
 
     def _clock_skew(self, replica: str, arg: Any) -> dict[str, Any]:
         env = faketime_env(float(arg if arg is not None else DEFAULT_CLOCK_SKEW_MS))
