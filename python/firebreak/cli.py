@@ -78,15 +78,18 @@ def _error(message: str, err: TextIO) -> int:
 
 
 def _with_cancel(call: Callable[[threading.Event], Any]) -> Any:
-    """Ctrl-C cancels the run (runner kills it) instead of killing us mid-way."""
+    """Ctrl-C or SIGTERM cancels the run (runner kills it, a rehearsal takes its lab down)
+    instead of killing us mid-way, with the lab, the workload or the lock left behind."""
     cancel = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         return call(cancel)
-    previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda *_: cancel.set()) for s in signals}
     try:
         return call(cancel)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _run(args: argparse.Namespace, playbook: str, out: TextIO, **extra: Any) -> RunResult:
@@ -277,7 +280,7 @@ def cmd_rehearse(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     try:
         result = _with_cancel(
-            lambda _cancel: rehearsal.rehearse(
+            lambda cancel: rehearsal.rehearse(
                 args.failure_mode,
                 args.incident_dir or paths.incidents_dir(),
                 on_task=None if args.json else ProgressPrinter(out),
@@ -287,6 +290,7 @@ def cmd_rehearse(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 lab_dir=args.lab_dir,
                 net=args.net,
                 mode=args.mode,
+                cancel=cancel,
             )
         )
     except FirebreakError as exc:
@@ -301,7 +305,7 @@ def cmd_rehearse(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             out.write(_record_summary(Path(result.record_path)))
         if result.report_path:
             out.write(f"post-mortem draft: {result.report_path}\n")
-    return EXIT_OK if result.status == "passed" else EXIT_FAILED
+    return {"passed": EXIT_OK, "canceled": EXIT_CANCELED}.get(result.status, EXIT_FAILED)
 
 
 def cmd_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

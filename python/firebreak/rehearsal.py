@@ -13,6 +13,7 @@ import importlib.util
 import io
 import json
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -84,7 +85,7 @@ class Step:
 class RehearsalResult:
     failure_mode: str
     incident_id: str
-    status: str  # passed, failed
+    status: str  # passed, failed, canceled (SIGINT/SIGTERM: the lab still comes down)
     steps: list[Step]
     record_path: str | None = None
     fault_started_at: str | None = None
@@ -256,9 +257,18 @@ class _Rehearsing:
     on_task: Callable[[TaskResult], None] | None
     on_step: Callable[[Step], None] | None
     timeout: float
+    cancel: threading.Event | None = None
     inventory: str = ""
 
-    def step(self, step_name: str, action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    def canceled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
+    def step(
+        self, step_name: str, action: Callable[[], dict[str, Any]], cleanup: bool = False
+    ) -> dict[str, Any]:
+        """Run one step and note it; a step after a cancel is refused, unless it cleans up."""
+        if self.canceled() and not cleanup:
+            raise FirebreakError(f"canceled before step {step_name!r}")
         started = utc_now()
         try:
             detail = action()
@@ -285,6 +295,7 @@ class _Rehearsing:
             extra_vars={"firebreak_fault_started_at": self.result.fault_started_at or "", **extra},
             on_task=self.on_task,
             timeout=self.timeout,
+            cancel=self.cancel,
         )
         if record and outcome.record_path:
             self.result.record_path = outcome.record_path
@@ -380,7 +391,7 @@ class _Rehearsing:
 
     def take_lab_down(self, own_lab_dir: bool) -> None:
         try:
-            self.step("lab down", lambda: self.lab("down"))
+            self.step("lab down", lambda: self.lab("down"), cleanup=True)
             if own_lab_dir:
                 shutil.rmtree(self.lab_dir, ignore_errors=True)
         except FirebreakError as exc:
@@ -414,8 +425,12 @@ def rehearse(
     lab_dir: str | Path | None = None,
     net: int | None = None,
     mode: str = "containers",
+    cancel: threading.Event | None = None,
 ) -> RehearsalResult:
     """Run one rehearsal end to end. Preconditions are checked before the lab starts.
+
+    Setting ``cancel`` (the CLI sets it on SIGINT and SIGTERM) stops the runbook's playbook
+    run and the steps after it; the lab comes down as after any failure, status ``canceled``.
 
     The lab runs in containers mode by default: the runbooks act through systemd and journald,
     as in production, and refuse the processes mode's bare processes at preflight."""
@@ -426,7 +441,7 @@ def rehearse(
     own_lab_dir = lab_dir is None  # <state dir>/labs/<incident id>: removed after lab down
     the_lab_dir = Path(lab_dir) if lab_dir else paths.labs_dir() / incident_id
     result = RehearsalResult(rehearsal.failure_mode, incident_id, "failed", [])
-    r = _Rehearsing(rehearsal, incident_dir, the_lab_dir, result, on_task, on_step, timeout)
+    r = _Rehearsing(rehearsal, incident_dir, the_lab_dir, result, on_task, on_step, timeout, cancel)
     try:
         r.step("lab up", lambda: r.lab(*_lab_up_args(rehearsal, mode, net)))
         r.inventory = r.step("inventory", lambda: r.lab("inventory"))["output"]
@@ -442,6 +457,8 @@ def rehearse(
     except FirebreakError as exc:
         # Preconditions were checked above (exit 2); from here on it is the rehearsal failing.
         result.error = str(exc)
+        if r.canceled():
+            result.status = "canceled"
     finally:
         # Whatever happened, and however far it got (a failed `lab up` included), nothing of
         # the lab stays behind unless asked: replicas, workload, containers, network, mounts.

@@ -15,6 +15,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from firebreak import paths
+from processes_lab import clean_up, leftover_pids
 
 pytestmark = pytest.mark.lab
 
@@ -325,7 +327,8 @@ def test_triage_without_a_triage_playbook_is_a_clear_error(tmp_path):
     assert proc.returncode == 2 and "unknown playbook 'triage'" in proc.stderr
 
 
-def test_ctrl_c_cancels_the_run_and_leaves_nothing_running():
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_cancels_the_run_and_leaves_nothing_running(sig):
     marker = f"fb-cli-sigint-{uuid.uuid4().hex}"
     proc = subprocess.Popen(
         [
@@ -347,7 +350,7 @@ def test_ctrl_c_cancels_the_run_and_leaves_nothing_running():
         while not running(marker):
             assert time.monotonic() < deadline, "the sleep task never started"
             time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, _err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:  # cancel it the way a person would, then give up
@@ -356,3 +359,37 @@ def test_ctrl_c_cancels_the_run_and_leaves_nothing_running():
     assert proc.returncode == 130
     assert json.loads(out)["status"] == "canceled"
     assert not running(marker)
+
+
+def test_sigterm_to_a_rehearsal_takes_its_lab_and_workload_down():
+    """A rehearsal stopped by SIGTERM (systemd, AWX, a CI timeout) cleans up as after a failure:
+    no replica, node exporter or workload process of its lab, no lab dir; it says canceled."""
+    before = set(paths.labs_dir().glob("REH-*")) if paths.labs_dir().exists() else set()
+    proc = subprocess.Popen(
+        [FIREBREAK, "rehearse", "fm005", "--mode", "processes", "--net", "97"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lab_dirs: set[Path] = set()
+    try:
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if line.startswith("== workload: ok"):
+                break
+        assert seen and seen[-1].startswith("== workload: ok"), "".join(seen)
+        lab_dirs = set(paths.labs_dir().glob("REH-*")) - before
+        assert len(lab_dirs) == 1 and leftover_pids(next(iter(lab_dirs))), lab_dirs
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        for d in lab_dirs:  # whatever the outcome, nothing of it stays for the next test
+            clean_up(d)
+    assert proc.returncode == 130, (out, err)
+    assert "rehearsal fm005_replica_crash: canceled (" in out, out
+    (lab_dir,) = lab_dirs
+    assert leftover_pids(lab_dir) == [] and not lab_dir.exists()
