@@ -49,7 +49,7 @@ def test_unsettled_names_each_replica_not_reset(rows, expected) -> None:
 def test_wait_settled_names_the_replica_it_cannot_reach() -> None:
     # 127.0.0.1:9 (discard): nothing answers there, so the replica is "not answering".
     members = [{"name": "replica-1", "api_url": "http://127.0.0.1:9"}]
-    with pytest.raises(LabError, match=r"not reset after 0s: replica-1: not answering"):
+    with pytest.raises(LabError, match=r"^replica-1: not answering"):
         backend.wait_settled(members, timeout=0)
     with pytest.raises(LabError, match="no replicas"):
         backend.wait_settled([], timeout=0)

@@ -253,9 +253,10 @@ def unsettled(rows: dict[str, dict]) -> dict[str, str]:
 def wait_settled(members: list[dict], timeout: float, error: type[LabError] = LabError) -> dict:
     """Until :func:`unsettled` finds nothing in the replicas' /admin/status (``members``: state
     entries with ``name`` and ``api_url``): ``{"normal": names, "view": V, "commit": C}``.
-    After ``timeout`` s raises ``error`` naming each replica not reset and its status."""
+    After ``timeout`` s raises ``error`` naming each replica not reset and its status
+    (``replica-2: status Recovering; ...``)."""
     if not members:
-        raise error("not reset: the lab has no replicas")
+        raise error("the lab has no replicas")
     deadline = time.monotonic() + timeout
     while True:
         rows: dict[str, dict] = {}
@@ -267,10 +268,7 @@ def wait_settled(members: list[dict], timeout: float, error: type[LabError] = La
             first = rows[members[0]["name"]]
             return {"normal": sorted(rows), "view": first["view"], "commit": first["commit"]}
         if time.monotonic() > deadline:
-            raise error(
-                f"not reset after {timeout:.0f}s: "
-                + "; ".join(f"{name}: {w}" for name, w in sorted(why.items()))
-            )
+            raise error("; ".join(f"{name}: {w}" for name, w in sorted(why.items())))
         time.sleep(0.25)
 
 

@@ -1228,7 +1228,7 @@ class ContainerLab:
         try:
             settled = wait_settled(self.state()["replicas"], left, ContainerLabError)
         except ContainerLabError as exc:
-            raise ContainerLabError(f"lab not reset: {exc}") from exc
+            raise ContainerLabError(f"lab not reset within {timeout:g}s: {exc}") from exc
         return {
             **settled,
             "restarted": restarted,

@@ -710,7 +710,7 @@ class ProcessesBackend(Backend):
         try:
             settled = wait_settled(st["replicas"], timeout - (time.monotonic() - t0))
         except LabError as exc:
-            raise LabError(f"lab not reset: {exc}") from exc
+            raise LabError(f"lab not reset within {timeout:g}s: {exc}") from exc
         return {
             **settled,
             "restarted": restarted,
