@@ -70,7 +70,9 @@ slow-commit  ``arg`` ms (default 200): the backup executes at most one committed
 and starts units that are not active.
 ``reset(config_extra)`` is what a lab shared by tests does between them: the workload stopped
 and its history emptied, ``heal()``, the replica config options applied where they changed
-(units restarted), then verified: every replica Normal, in one view, with equal commits.
+(units restarted), then verified: every replica Normal, in one view, with equal commits (and
+no slow commit, none isolated, no known corruption). It does not rejoin an isolated replica nor
+repair a corrupted one (a runbook's business): the verification names them instead.
 
 Reconfiguration (the seed's "Replace Failed Replica"; ``lab reconfig add|remove``):
 
@@ -1207,8 +1209,9 @@ class ContainerLab:
         writes streams of its own), :meth:`heal` every replica, apply ``config_extra`` (the
         replica config keys of :data:`CONFIG_OPTS` the lab runs with from now on, replacing
         those it had; None keeps them) to the replicas whose config differs, restarting their
-        units, then wait until every replica is Normal in one view with equal commit numbers
-        (:func:`firebreak.lab.backend.wait_settled`, within ``timeout`` s of the start).
+        units, then wait until every replica is Normal in one view with equal commit numbers, no
+        slow commit, none isolated, no known corruption (:func:`firebreak.lab.backend.unsettled`,
+        read from each replica's /admin/status; within ``timeout`` s of the start).
 
         Returns ``{normal, view, commit, restarted, config, healed, seconds}``; raises
         ContainerLabError naming each replica that is not reset and why (a unit that does not
