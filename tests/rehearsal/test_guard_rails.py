@@ -11,9 +11,10 @@
    transfer, FM-003's confirmed wipe), which must refuse and leave the target as it was.
 3. ``replica_restart`` included on its own, on a cluster without a quorum, refuses.
 
-The lab is this module's own: containers ``ck-replica-i``, network ``firebreak-check``, host
-addresses ``127.0.74.i``; its scrubber tours only when asked (``scrub_interval_s`` one hour),
-so that a scrub run by a playbook shows in the replica's counters.
+The lab is the rehearsal tier's shared one (``conftest.py``: containers ``sh-replica-i``, host
+addresses ``127.0.77.i``), reset and verified before each test; here its scrubber tours only
+when asked (``lab_config``: ``scrub_interval_s`` one hour), so that a scrub run by a playbook
+shows in the replica's counters.
 """
 
 from __future__ import annotations
@@ -27,24 +28,20 @@ import time
 from pathlib import Path
 
 import pytest
-import test_runbooks_guards
 from firebreak import runner
 from firebreak.lab.containers import ContainerLab
-from test_runbooks_guards import (
+from shared_lab import (
     REPLICAS,
-    _backup,
-    _data_hashes,
-    _leader,
-    _settle_quiet,
-    _write,
+    backup_of,
+    cluster,
+    data_hashes,
+    leader_of,
     run_playbook,
-    snapshot_lab,
+    settle_quiet,
+    write,
 )
 
 pytestmark = pytest.mark.rehearsal
-
-# The shared per-test fixture: own incident/lock/evidence dirs, a healthy cluster around a test.
-work = test_runbooks_guards.work
 
 UNIT = "kimberlite-vsr"
 GUARD_THEN_ACT = str(Path(__file__).parent / "playbooks" / "guard_then_act")
@@ -67,18 +64,11 @@ STATUS_KEYS = (
 )
 
 
-# ----------------------------------------------------------------------------- lab fixture
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory):
-    with snapshot_lab(
-        tmp_path_factory,
-        "check",
-        net=74,
-        network="firebreak-check",
-        name_prefix="ck-",
-        config_extra={"scrub_interval_s": 3600},
-    ) as lab:
-        yield lab
+# ----------------------------------------------------------------------------- lab options
+@pytest.fixture
+def lab_config() -> dict:
+    """The scrubber tours only when asked (one hour): a playbook's scrub shows in the counters."""
+    return {"scrub_interval_s": 3600}
 
 
 # ----------------------------------------------------------------------------- snapshots
@@ -123,7 +113,7 @@ def _actions_since(lab: ContainerLab, replica: str, cursor: str) -> list[str]:
 
 def _hosts(lab: ContainerLab) -> dict:
     """What a check-mode run must leave alone on every replica."""
-    out = {"data": _data_hashes(lab)}
+    out = {"data": data_hashes(lab)}
     for r in REPLICAS:
         out[r] = {
             "unit": _sh(
@@ -191,16 +181,16 @@ def test_check_mode_changes_nothing_anywhere(
     locks = tmp_path / "locks"
     locks.mkdir()
     state = Path(os.environ["FIREBREAK_STATE_DIR"])
-    _write(lab, 40)
-    repaired = _backup(lab)
-    latent = next(r for r in REPLICAS if r not in (_leader(lab), repaired))
+    write(lab, 40)
+    repaired = backup_of(lab)
+    latent = next(r for r in REPLICAS if r not in (leader_of(lab), repaired))
     try:
         # FM-003: one backup found its corruption (one scrub tour) and repaired itself; the
         # other's is on disk, not found yet: a scrub would count it and start a state transfer.
         lab.fault("corrupt", repaired)
         found = json.loads(lab.exec(repaired, "kimberlite-admin", "scrub").stdout)
         assert found["checksum_failures"], found
-        _settle_quiet(lab)
+        settle_quiet(lab)
         lab.fault("corrupt", latent)
         _check_run(lab, "fm003_corruption", locks, state, expect_target=repaired)
 
@@ -213,7 +203,7 @@ def test_check_mode_changes_nothing_anywhere(
         # Leave no corruption and no counted failure behind for the next test.
         with contextlib.suppress(Exception):
             lab.exec(latent, "kimberlite-admin", "scrub")
-            _settle_quiet(lab)
+            settle_quiet(lab)
         for r in (repaired, latent):
             lab.systemctl(r, "restart", UNIT)
 
@@ -229,19 +219,19 @@ def test_check_mode_changes_nothing_on_a_full_disk(
     locks = tmp_path / "locks"
     locks.mkdir()
     state = Path(os.environ["FIREBREAK_STATE_DIR"])
-    _write(lab, 40)
-    target = _backup(lab)
+    write(lab, 40)
+    target = backup_of(lab)
     try:
         filled = lab.fault("disk-full", target, "old-logs")
         assert filled.get("segments"), filled
         deadline = time.monotonic() + 60
         while lab.unit_state(target) == "active" and time.monotonic() < deadline:
-            _write(lab, 5)  # the next write fails on the full disk: the replica stops
+            write(lab, 5)  # the next write fails on the full disk: the replica stops
         assert lab.unit_state(target) != "active", "the replica did not stop on the full disk"
         # The other two are level and nothing moves (the stopped one cannot be Normal).
         prev, deadline = None, time.monotonic() + 60
         while time.monotonic() < deadline:
-            c = test_runbooks_guards._cluster(lab)
+            c = cluster(lab)
             snap = (c["normal"], tuple(c["views"]), tuple(c["commits"]))
             if c["normal"] == len(REPLICAS) - 1 and len(set(c["commits"])) == 1 and snap == prev:
                 break
@@ -263,11 +253,11 @@ def _identity(lab: ContainerLab, replica: str) -> str:
 
 @pytest.mark.parametrize("step", ["stop", "state_transfer", "wipe"])
 def test_destructive_step_rechecks_the_quorum(lab: ContainerLab, work: dict, step: str) -> None:
-    target = _backup(lab)
-    second = next(r for r in REPLICAS if r not in (_leader(lab), target))
+    target = backup_of(lab)
+    second = next(r for r in REPLICAS if r not in (leader_of(lab), target))
     if step == "wipe":
         lab.systemctl(target, "stop", UNIT, check=True)  # FM-003 wipes a stopped replica
-    before = {"unit": _identity(lab, target), "data": _data_hashes(lab)}
+    before = {"unit": _identity(lab, target), "data": data_hashes(lab)}
     cursor = _journal_cursor(lab, target)
     run = run_playbook(
         lab, work, GUARD_THEN_ACT, f"target={target}", f"second={second}", f"step={step}"
@@ -277,14 +267,14 @@ def test_destructive_step_rechecks_the_quorum(lab: ContainerLab, work: dict, ste
     assert [g["decision"] for g in guards] == ["allow", "deny"], guards
     assert any("quorum_guard refuses" in f for f in run.failures()), run
     assert _identity(lab, target) == before["unit"], f"{step} touched {target}"
-    assert _data_hashes(lab) == before["data"], f"{step} changed a data directory"
+    assert data_hashes(lab) == before["data"], f"{step} changed a data directory"
     acted = _actions_since(lab, target, cursor)
     assert acted == [], acted
 
 
 # ----------------------------------------------------------------------------- 3. standalone
 def test_replica_restart_alone_without_quorum_refuses(lab: ContainerLab, work: dict) -> None:
-    leader = _leader(lab)
+    leader = leader_of(lab)
     for r in REPLICAS:
         if r != leader:
             lab.fault("kill", r)

@@ -1,56 +1,25 @@
 """The slow-commit fault (FM-006) in a containers lab: systemd containers, a real unit restart.
 
-Its own names (``fm6-replica-i``, network ``firebreak-lab-fm006``, host addresses
-``127.0.86.i``, a lab dir in a tmp dir), so that it never collides with another lab. Under the
-lab workload a backup's op - commit passes 100 while its /metrics answer, and
-``systemctl restart kimberlite-vsr`` in its container clears the fault: it catches up and stays
-caught up, and no acknowledged write is lost.
+On the rehearsal tier's shared lab (``conftest.py``: containers ``sh-replica-i``, host
+addresses ``127.0.77.i``, reset and verified before the test; it used to bring up a lab of its
+own on ``127.0.86.i``, FM-006's rehearsal net). Under the lab workload a backup's op - commit
+passes 100 while its /metrics answer, and ``systemctl restart kimberlite-vsr`` in its container
+clears the fault: it catches up and stays caught up, and no acknowledged write is lost.
 """
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import pytest
 from firebreak.lab import workload
 from firebreak.lab.backend import http_json
 from firebreak.lab.containers import UNIT, ContainerLab
+from shared_lab import REPLICAS
 
 pytestmark = pytest.mark.rehearsal
 
-REPLICAS = ["replica-1", "replica-2", "replica-3"]
 SLOW_MS = 200
-
-
-@pytest.fixture(scope="module")
-def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    lab = ContainerLab(
-        tmp_path_factory.mktemp("slow-commit-containers"),
-        replicas=len(REPLICAS),
-        net=86,
-        network="firebreak-lab-fm006",
-        name_prefix="fm6-",
-    )
-    failed_before = request.session.testsfailed
-    try:
-        lab.up()
-        yield lab
-    finally:
-        try:
-            workload.stop(lab.lab_dir)
-            if request.session.testsfailed > failed_before:
-                for r in REPLICAS:
-                    print(f"===== journal of {lab.container(r)} =====\n{lab.journal(r, 100)}")
-        finally:
-            lab.down()
-            left = subprocess.run(
-                ["podman", "ps", "-a", "-q", "--filter", f"label=firebreak.lab.id={lab.lab_id}"],
-                capture_output=True,
-                text=True,
-                check=False,
-            ).stdout.split()
-            assert not left, f"containers left behind: {left}"
 
 
 def _until(pred, timeout: float, what: str):

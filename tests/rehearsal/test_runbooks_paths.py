@@ -11,19 +11,18 @@
    twice, keeps the crash journal as evidence and ends ``escalated``; the others keep the
    quorum, untouched.
 
-The helpers come from ``test_runbooks_guards``; the lab is this module's own (containers
-``pth-replica-i``, network ``firebreak-lab-pth``, host addresses ``127.0.37.i``, a lab dir
-under pytest's tmp dir) so that it never collides with another lab on the machine.
+The helpers come from ``shared_lab``; the lab is the rehearsal tier's shared one
+(``conftest.py``: containers ``sh-replica-i``, host addresses ``127.0.77.i``), reset and
+verified before each test, its scrubber touring every 2 s; ``$FIREBREAK_LAB_DIR`` names its lab
+dir while this module runs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -32,67 +31,35 @@ import pytest
 from firebreak.kimberlite import storage
 from firebreak.lab import workload
 from firebreak.lab.containers import ContainerLab
-from test_runbooks_guards import (
+from shared_lab import (
     REPLICAS,
-    _backup,
-    _cluster,
-    _heal_and_settle,
-    _settle_quiet,
-    _wait_detected,
-    _write,
     actions,
+    backup_of,
+    cluster,
     record,
     run_playbook,
-    snapshot_lab,
+    settle_quiet,
+    wait_detected,
+    write,
 )
 
 pytestmark = pytest.mark.rehearsal
 
-SENTINEL = "pth-wipe-sentinel"
+SENTINEL = "wipe-sentinel"
 
 
-# ----------------------------------------------------------------------------- lab fixture
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory):
-    probe = subprocess.run(["podman", "info"], capture_output=True, text=True, timeout=60)
-    if probe.returncode != 0:
-        pytest.fail(f"podman cannot run here: {probe.stderr[-1000:]}")
-    lab_dir = tmp_path_factory.mktemp("paths-lab")
+@pytest.fixture(scope="module", autouse=True)
+def _lab_dir_env(shared_lab: ContainerLab):
+    """``$FIREBREAK_LAB_DIR`` is the shared lab's dir while this module runs."""
     saved = os.environ.get("FIREBREAK_LAB_DIR")
-    os.environ["FIREBREAK_LAB_DIR"] = str(lab_dir)
+    os.environ["FIREBREAK_LAB_DIR"] = str(shared_lab.lab_dir)
     try:
-        with snapshot_lab(
-            tmp_path_factory,
-            "paths",
-            lab_dir=lab_dir,
-            net=37,
-            network="firebreak-lab-pth",
-            name_prefix="pth-",
-            config_extra={"scrub_interval_s": 2},
-        ) as lab:
-            yield lab
+        yield
     finally:
         if saved is None:
             os.environ.pop("FIREBREAK_LAB_DIR", None)
         else:
             os.environ["FIREBREAK_LAB_DIR"] = saved
-
-
-@pytest.fixture
-def work(lab: ContainerLab, tmp_path: Path, request: pytest.FixtureRequest):
-    """Per test: its own incident/lock/evidence dirs; a healthy cluster before and after."""
-    _heal_and_settle(lab)
-    dirs = {name: tmp_path / name for name in ("incidents", "locks", "evidence")}
-    failed_before = request.session.testsfailed
-    try:
-        yield dirs
-    finally:
-        if request.session.testsfailed > failed_before:
-            for r in REPLICAS:
-                print(f"----- journal of {r}\n{lab.journal(r, 80)}")
-        with contextlib.suppress(Exception):
-            workload.stop(lab.lab_dir)
-        _heal_and_settle(lab)
 
 
 def _sha256(path: Path) -> str:
@@ -110,12 +77,12 @@ def _unit_identity(lab: ContainerLab, replica: str) -> str:
 def test_fm003_confirmed_wipe_resyncs_from_scratch(
     lab: ContainerLab, work: dict, tmp_path: Path
 ) -> None:
-    _write(lab, 30)
-    target = _backup(lab)
-    _settle_quiet(lab)  # the commit hint on disk (written every 0.5 s) covers the writes
+    write(lab, 30)
+    target = backup_of(lab)
+    settle_quiet(lab)  # the commit hint on disk (written every 0.5 s) covers the writes
     damaged_op = lab.fault("corrupt", target)["op"]
-    _wait_detected(lab, target)
-    _settle_quiet(lab)
+    wait_detected(lab, target)
+    settle_quiet(lab)
     data = lab.data_path(target)
     log_before = (data / "log.dat").read_bytes()
     # A file only a wipe removes: the resync rebuilds the log, never this.
@@ -140,8 +107,8 @@ def test_fm003_confirmed_wipe_resyncs_from_scratch(
     assert not (data / SENTINEL).exists(), "the data directory was not wiped"
     assert (data / "log.dat").exists()
     assert lab.unit_state(target) == "active"
-    _settle_quiet(lab)
-    c = _cluster(lab)
+    settle_quiet(lab)
+    c = cluster(lab)
     assert c["normal"] == 3 and len(set(c["views"])) == 1, c
     leader_commit = c["by"][REPLICAS[max(c["views"]) % len(REPLICAS)]]["vsr_commit_number"]
     assert c["by"][target]["vsr_commit_number"] == leader_commit, c
@@ -219,12 +186,12 @@ def test_fm003_unrepairable_auto_wipes_only_once_confirmed(lab: ContainerLab, wo
     (its meta.json fails its checksum), so the run goes on to the wipe. Without the
     confirmation it stops there, the replica left stopped and its data untouched; re-run with
     it, the replica is wiped, resynced from scratch, and nothing acknowledged is lost."""
-    _write(lab, 30)
-    target = _backup(lab)
-    _settle_quiet(lab)
+    write(lab, 30)
+    target = backup_of(lab)
+    settle_quiet(lab)
     assert lab.fault("corrupt", target, "unrepairable")["meta"] is True
-    _wait_detected(lab, target)
-    _settle_quiet(lab)  # it repairs the log entry while it runs; meta.json stays garbled
+    wait_detected(lab, target)
+    settle_quiet(lab)  # it repairs the log entry while it runs; meta.json stays garbled
     data = lab.data_path(target)
     (data / SENTINEL).write_text("before the wipe\n")
     fast = "fm003_corruption_normal_timeout=20"
@@ -236,7 +203,7 @@ def test_fm003_unrepairable_auto_wipes_only_once_confirmed(lab: ContainerLab, wo
         with pytest.raises(storage.MetaCorruptError):
             storage.load_meta(data)
         assert lab.unit_state(target) in ("failed", "inactive")
-        assert _cluster(lab)["normal"] == len(REPLICAS) - 1
+        assert cluster(lab)["normal"] == len(REPLICAS) - 1
         rec = record(work, "INC-U1")
         failed = next(e for e in rec["timeline"] if e["action"] == "state_transfer_repair")
         # Why, from the replica's own journal (the restart's failure message carries it).
@@ -263,8 +230,8 @@ def test_fm003_unrepairable_auto_wipes_only_once_confirmed(lab: ContainerLab, wo
         assert res["acknowledged"] > 0 and res["lost"] == 0, res
         assert not (data / SENTINEL).exists(), "the data directory was not wiped"
         assert storage.load_meta(data) is not None
-        _settle_quiet(lab)
-        c = _cluster(lab)
+        settle_quiet(lab)
+        c = cluster(lab)
         assert c["normal"] == 3 and len(set(c["views"])) == 1 and sum(c["checksum"]) == 0, c
         rec = record(work, "INC-U2")
         assert rec["state"] == "mitigated", rec["state"]
@@ -281,7 +248,7 @@ def test_fm003_unrepairable_auto_wipes_only_once_confirmed(lab: ContainerLab, wo
 
 # ----------------------------------------------------------------------------- FM-005
 def test_fm005_repeat_crash_escalated_not_looped(lab: ContainerLab, work: dict) -> None:
-    target = _backup(lab)
+    target = backup_of(lab)
     others = [r for r in REPLICAS if r != target]
     others_before = {r: _unit_identity(lab, r) for r in others}
     lab.fault("kill", target)
@@ -298,7 +265,7 @@ def test_fm005_repeat_crash_escalated_not_looped(lab: ContainerLab, work: dict) 
                 if lab.unit_state(target) == "active" and _unit_identity(lab, target) != (
                     killed_identity
                 ):
-                    c = _cluster(lab)
+                    c = cluster(lab)
                     m = c["by"].get(target) or {}
                     level = len(set(c["commits"])) == 1
                     steady = steady + 1 if m.get("vsr_replica_status") == 0 and level else 0
@@ -355,7 +322,7 @@ def test_fm005_repeat_crash_escalated_not_looped(lab: ContainerLab, work: dict) 
 
     # The others were never touched and kept the quorum.
     assert {r: _unit_identity(lab, r) for r in others} == others_before
-    c = _cluster(lab)
+    c = cluster(lab)
     assert all((c["by"][r] or {}).get("vsr_replica_status") == 0 for r in others), c
     res = workload.check(lab.lab_dir)
     assert res["acknowledged"] > 0 and res["lost"] == 0, res

@@ -203,6 +203,75 @@ def read_admin_status(api_url: str, row: dict) -> None:
         row.update({k: status[k] for k in STATUS_FIELDS if k in status})
 
 
+def with_options(cfg: dict, options: dict) -> dict:
+    """A replica config ``cfg`` with its :data:`CONFIG_OPTS` keys replaced by ``options``: a key
+    ``options`` leaves out goes back to :func:`replica_config`'s default (or away)."""
+    defaults = replica_config("", [], "", "")
+    out = {k: v for k, v in cfg.items() if k not in CONFIG_OPTS}
+    out.update({k: defaults[k] for k in CONFIG_OPTS if k in defaults})
+    out.update(options)
+    return out
+
+
+def config_options(options: dict | None) -> dict:
+    """``options`` checked to be replica config keys of :data:`CONFIG_OPTS`; LabError if not."""
+    unknown = sorted(set(options or {}) - set(CONFIG_OPTS))
+    if unknown:
+        raise LabError(f"not replica config keys: {', '.join(unknown)} (known: {CONFIG_OPTS})")
+    return dict(options or {})
+
+
+def unsettled(rows: dict[str, dict]) -> dict[str, str]:
+    """Why each replica is not reset (pure; ``rows``: name -> its /admin/status fields, or
+    ``error``): a reset lab has every replica Normal, in one view, with equal commit numbers,
+    no slow-commit, not isolated, no known corruption. ``{}`` when it is."""
+    why: dict[str, str] = {}
+    normal = {}
+    for name, row in rows.items():
+        if "error" in row or "status" not in row:
+            why[name] = f"not answering ({row.get('error', 'no status')})"
+        elif row["status"] != 0:
+            why[name] = f"status {row.get('status_name', row['status'])}"
+        else:
+            normal[name] = row
+    view = max((r["view"] for r in normal.values()), default=None)
+    commit = max((r["commit"] for r in normal.values()), default=None)
+    for name, row in normal.items():
+        if row["view"] != view:
+            why[name] = f"Normal in view {row['view']}, others in view {view}"
+        elif row["commit"] != commit:
+            why[name] = f"commit {row['commit']}, highest {commit}"
+        elif row.get("slow_commit_ms"):
+            why[name] = f"slow_commit_ms {row['slow_commit_ms']}"
+        elif row.get("isolated"):
+            why[name] = "isolated"
+        elif row.get("corrupt_from") is not None:
+            why[name] = f"corrupt from op {row['corrupt_from']}"
+    return why
+
+
+def wait_settled(members: list[dict], timeout: float, error: type[LabError] = LabError) -> dict:
+    """Until :func:`unsettled` finds nothing in the replicas' /admin/status (``members``: state
+    entries with ``name`` and ``api_url``): ``{"normal": names, "view": V, "commit": C}``.
+    After ``timeout`` s raises ``error`` naming each replica not reset and its status
+    (``replica-2: status Recovering; ...``)."""
+    if not members:
+        raise error("the lab has no replicas")
+    deadline = time.monotonic() + timeout
+    while True:
+        rows: dict[str, dict] = {}
+        for m in members:
+            rows[m["name"]] = {}
+            read_admin_status(m["api_url"], rows[m["name"]])
+        why = unsettled(rows)
+        if not why:
+            first = rows[members[0]["name"]]
+            return {"normal": sorted(rows), "view": first["view"], "commit": first["commit"]}
+        if time.monotonic() > deadline:
+            raise error("; ".join(f"{name}: {w}" for name, w in sorted(why.items())))
+        time.sleep(0.25)
+
+
 def http_json(url: str, method: str = "GET", body: dict | None = None, timeout: float = 2.0):
     """(status, json) for an HTTP call; raises OSError when the replica is unreachable."""
     u = urllib.parse.urlparse(url)
@@ -297,6 +366,14 @@ class Backend(ABC):
         Recovering until ``reconfig("add", name)``). Returns its state entry (with ``host``,
         ``api_port``, ``metrics_port``, ``api_url``, ``metrics_url``)."""
         raise LabError(f"add_replica is not supported in {self.mode} mode")
+
+    def reset(self, config_extra: dict | None = None, timeout: float = 90) -> dict:
+        """Put the running lab back to a fresh start for the next test: its workload stopped and
+        its history emptied, every fault healed, the replica config keys ``config_extra``
+        (:data:`CONFIG_OPTS`; None: unchanged) applied where they differ (units restarted), then
+        verified (:func:`wait_settled`). Returns the report ``normal``, ``view``, ``commit``,
+        ``restarted``, ``config``, ``healed``, ``seconds``; LabError names what is not reset."""
+        raise LabError(f"reset is not supported in {self.mode} mode")
 
     def reconfig(self, action: str, name: str, wait: float = 30.0) -> dict:
         """``add`` (provisioning the replica first when the lab does not have it) or ``remove``

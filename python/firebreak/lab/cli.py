@@ -1,4 +1,4 @@
-"""``lab`` commands: up, status, down, inventory, fault, heal, workload, reconfig.
+"""``lab`` commands: up, status, down, inventory, fault, heal, reset, workload, reconfig.
 
 ``add_parser(subparsers)`` registers the ``lab`` group on the top-level ``firebreak`` CLI;
 ``python -m firebreak.lab.cli ...`` runs it standalone (``main(argv)``).
@@ -95,6 +95,18 @@ def _add_rest(sub) -> None:
         "disk-full: MB (processes) or 'old-logs' (rotated log segments fill it)",
     )
     sub.add_parser("heal", help="undo faults, restart stopped replicas")
+    rs = sub.add_parser(
+        "reset",
+        help="a fresh start for the next test: workload stopped and emptied, faults healed, "
+        "replica options applied (units restarted), then verified: every replica Normal, "
+        "one view, equal commits",
+    )
+    rs.add_argument("--checkpoint-interval", type=int, help="change this replica option")
+    rs.add_argument(
+        "--scrub-interval", type=float, dest="scrub_interval_s", help="change this replica option"
+    )
+    rs.add_argument("--timeout", type=float, default=90, help="seconds to settle (90)")
+    rs.add_argument("--json", action="store_true")
     rc = sub.add_parser(
         "reconfig",
         help="joint-consensus reconfiguration: add (provisions the replica when the lab does "
@@ -283,6 +295,35 @@ def _heal(be: Backend) -> int:
     return 1 if healed.get("failed") else 0
 
 
+def reset_options(args: argparse.Namespace, state: dict | None) -> dict | None:
+    """The replica options `lab reset` asks for: the lab's own with those given changed; None
+    (keep them) when none is given."""
+    given = {
+        k: v
+        for k in ("checkpoint_interval", "scrub_interval_s")
+        if (v := getattr(args, k)) is not None
+    }
+    if not given:
+        return None
+    return {**((state or {}).get("replica_opts") or {}), **given}
+
+
+def reset_line(report: dict) -> str:
+    """What `lab reset` prints without --json."""
+    restarted = ", ".join(report["restarted"]) or "none"
+    return (
+        f"lab reset in {report['seconds']}s: {len(report['normal'])} Normal in view "
+        f"{report['view']}, commit {report['commit']}; restarted {restarted}; "
+        f"options {json.dumps(report['config'], sort_keys=True)}"
+    )
+
+
+def _reset(args: argparse.Namespace, be: Backend, d: Path) -> int:
+    report = be.reset(reset_options(args, load_state(d)), timeout=args.timeout)
+    print(json.dumps(report, indent=2) if args.json else reset_line(report))
+    return 0
+
+
 def workload_started_line(pid: int) -> str:
     return f"workload started (pid {pid})"
 
@@ -338,6 +379,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if cmd == "heal":
             return _heal(be)
+        if cmd == "reset":
+            return _reset(args, be, d)
         if cmd == "reconfig":
             print(json.dumps(be.reconfig(args.action, args.replica, wait=args.wait)))
             return 0

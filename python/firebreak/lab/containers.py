@@ -68,6 +68,11 @@ slow-commit  ``arg`` ms (default 200): the backup executes at most one committed
 
 ``heal()`` undoes every fault above except ``corrupt`` (that one is the replica's to repair)
 and starts units that are not active.
+``reset(config_extra)`` is what a lab shared by tests does between them: the workload stopped
+and its history emptied, ``heal()``, the replica config options applied where they changed
+(units restarted), then verified: every replica Normal, in one view, with equal commits (and
+no slow commit, none isolated, no known corruption). It does not rejoin an isolated replica nor
+repair a corrupted one (a runbook's business): the verification names them instead.
 
 Reconfiguration (the seed's "Replace Failed Replica"; ``lab reconfig add|remove``):
 
@@ -114,7 +119,7 @@ from firebreak.collection import module_utils
 from firebreak.kimberlite import storage
 from firebreak.lab import backend as _backend
 from firebreak.lab import image as lab_image
-from firebreak.lab import node_fault
+from firebreak.lab import node_fault, workload
 from firebreak.lab.backend import (
     CONFIG_OPTS,
     DEFAULT_CLOCK_SKEW_MS,
@@ -122,12 +127,14 @@ from firebreak.lab.backend import (
     SERVICE_NAME,
     Backend,
     LabError,
+    config_options,
     faketime_env,
     http_json,
     lab_dir,
     read_admin_status,
     replica_config,
     slow_commit_ms,
+    wait_settled,
     write_inventory,
 )
 
@@ -1196,6 +1203,65 @@ class ContainerLab:
         }
         return {"healed": healed, "failed": failed}
 
+    def reset(self, config_extra: dict[str, Any] | None = None, timeout: float = 90) -> dict:
+        """Put the lab back to a fresh start (what a shared lab does between tests): stop its
+        workload and empty its history (:func:`firebreak.lab.workload.reset`: the next one
+        writes streams of its own), :meth:`heal` every replica, apply ``config_extra`` (the
+        replica config keys of :data:`CONFIG_OPTS` the lab runs with from now on, replacing
+        those it had; None keeps them) to the replicas whose config differs, restarting their
+        units, then wait until every replica is Normal in one view with equal commit numbers, no
+        slow commit, none isolated, no known corruption (:func:`firebreak.lab.backend.unsettled`,
+        read from each replica's /admin/status; within ``timeout`` s of the start).
+
+        Returns ``{normal, view, commit, restarted, config, healed, seconds}``; raises
+        ContainerLabError naming each replica that is not reset and why (a unit that does not
+        start says so at once, from its journal, without waiting out ``timeout``)."""
+        t0 = time.monotonic()
+        workload.stop(self.lab_dir)
+        workload.reset(self.lab_dir)
+        healed = self.heal()
+        restarted = self._apply_config(config_extra)
+        failed = {r: why for r, why in healed["failed"].items() if r not in restarted}
+        failed.update({r: why for r in restarted if (why := self._wait_health(r))})
+        if failed:
+            raise ContainerLabError(
+                "lab not reset: " + "; ".join(f"{r}: {why}" for r, why in sorted(failed.items()))
+            )
+        left = timeout - (time.monotonic() - t0)
+        try:
+            settled = wait_settled(self.state()["replicas"], left, ContainerLabError)
+        except ContainerLabError as exc:
+            raise ContainerLabError(f"lab not reset within {timeout:g}s: {exc}") from exc
+        return {
+            **settled,
+            "restarted": restarted,
+            "config": dict(self.config_extra),
+            "healed": {r: done for r, done in healed["healed"].items() if done},
+            "seconds": round(time.monotonic() - t0, 1),
+        }
+
+    def _apply_config(self, config_extra: dict[str, Any] | None) -> list[str]:
+        """Make ``config_extra`` the lab's replica options (None: keep them); rewrite the config
+        of each replica whose file differs and restart its unit. The replicas restarted."""
+        if config_extra is None:
+            return []
+        self.config_extra = config_options(config_extra)
+        self._save_state(status="up")
+        restarted = []
+        for r in self.replica_names():
+            path = self._rdir(r) / "etc" / "replica.json"
+            try:
+                current = json.loads(path.read_text())
+            except (OSError, ValueError):
+                current = None
+            if current == self.replica_config(r):
+                continue
+            self._write_config(r)
+            self.systemctl(r, "reset-failed", UNIT)
+            self.systemctl(r, "restart", UNIT)
+            restarted.append(r)
+        return restarted
+
     def _wait_health(self, replica: str, timeout: float = 10) -> str | None:
         """None once the started unit's replica answers /health; else why not (its journal)."""
         deadline = time.monotonic() + timeout
@@ -1254,8 +1320,6 @@ class ContainersBackend(Backend):
         return self.state()
 
     def down(self) -> None:
-        from firebreak.lab import workload
-
         workload.stop(self.dir)  # everything the lab started, its workload included
         self.lab.down()
 
@@ -1343,6 +1407,11 @@ class ContainersBackend(Backend):
     def heal(self) -> dict:
         self.state()
         return self.lab.heal()
+
+    def reset(self, config_extra: dict | None = None, timeout: float = 90) -> dict:
+        """:meth:`ContainerLab.reset` of the running lab."""
+        self.state()
+        return self.lab.reset(config_extra, timeout=timeout)
 
     def replica_pids(self) -> dict[str, int | None]:
         self.state()

@@ -61,6 +61,7 @@ from firebreak.lab.backend import (
     SERVICE_NAME,
     Backend,
     LabError,
+    config_options,
     faketime_env,
     http_json,
     load_state,
@@ -69,6 +70,8 @@ from firebreak.lab.backend import (
     save_state,
     slow_commit_ms,
     state_path,
+    wait_settled,
+    with_options,
     write_inventory,
 )
 
@@ -683,6 +686,58 @@ class ProcessesBackend(Backend):
         # log says why) is reported, not counted as healed.
         failed = {m["name"]: why for m in started if (why := self._wait_health(m))}
         return {"healed": actions, "failed": failed}
+
+    def reset(self, config_extra: dict | None = None, timeout: float = 90) -> dict:
+        """As :meth:`Backend.reset`: workload stopped and emptied, :meth:`heal`, the replica
+        options ``config_extra`` (replacing the lab's; None keeps them) written to the configs
+        that differ and those replicas restarted, then :func:`wait_settled`."""
+        from firebreak.lab import workload
+
+        t0 = time.monotonic()
+        workload.stop(self.dir)
+        workload.reset(self.dir)
+        healed = self.heal()
+        restarted = self._apply_config(config_extra)
+        st = self.state()
+        failed = {r: why for r, why in healed["failed"].items() if r not in restarted}
+        for name in restarted:
+            if why := self._wait_health(self._member(st, name)):
+                failed[name] = why
+        if failed:
+            raise LabError(
+                "lab not reset: " + "; ".join(f"{r}: {why}" for r, why in sorted(failed.items()))
+            )
+        try:
+            settled = wait_settled(st["replicas"], timeout - (time.monotonic() - t0))
+        except LabError as exc:
+            raise LabError(f"lab not reset within {timeout:g}s: {exc}") from exc
+        return {
+            **settled,
+            "restarted": restarted,
+            "config": dict(st.get("replica_opts") or {}),
+            "healed": healed["healed"],
+            "seconds": round(time.monotonic() - t0, 1),
+        }
+
+    def _apply_config(self, config_extra: dict | None) -> list[str]:
+        """Make ``config_extra`` the lab's replica options (None: keep them): rewrite each
+        config that differs and restart that replica. The replicas restarted."""
+        if config_extra is None:
+            return []
+        st = self.state()
+        st["replica_opts"] = config_options(config_extra)
+        restarted = []
+        for m in st["replicas"]:
+            cfg = json.loads(Path(m["config"]).read_text())
+            want = with_options(cfg, st["replica_opts"])
+            if want == cfg:
+                continue
+            Path(m["config"]).write_text(json.dumps(want, indent=2))
+            self._stop_pid(m)
+            self._spawn(st, m["name"], m.get("env"))
+            restarted.append(m["name"])
+        save_state(st, self.dir)
+        return restarted
 
     # kind -> handler; `heal` is fault()'s own. bad-reads is test-only (not in FAULT_KINDS).
     FAULT_HANDLERS = MappingProxyType(

@@ -14,7 +14,10 @@ With ``per_replica`` it also reads every replica locally and compares their stre
 
 A workload belongs to one lab: the one whose ``state.json`` it found at start. It stops by
 itself once that lab is gone (taken down, or replaced by a new lab in the same directory), so it
-never writes into a later lab's history; ``reset`` empties the history for a new lab.
+never writes into a later lab's history; ``reset`` empties the history for a new lab. Each
+history writes streams of its own (``wl-<history id>-<k>``; the id in ``<lab>/workload/history``,
+new after ``reset``), so that a fresh history in a lab that keeps its data (one lab shared by
+tests, reset between them) never finds an earlier history's events ("unexpected").
 
 Each worker is one client (``client`` id, sequential ``request`` numbers) so that retries of a
 request after a timeout or a leader change are exactly-once through the replicated client table.
@@ -49,6 +52,17 @@ def _urls(lab: Path) -> list[str]:
     return [r["api_url"] for r in st["replicas"]]
 
 
+def _history(lab: Path) -> str:
+    """The id of the lab's current workload history (made on first use, forgotten by reset)."""
+    path = _dir(lab) / "history"
+    with contextlib.suppress(OSError):
+        if hid := path.read_text().strip():
+            return hid
+    hid = uuid.uuid4().hex[:8]
+    path.write_text(hid)
+    return hid
+
+
 def _lab_identity(lab: Path) -> tuple | None:
     st = load_state(lab)
     return None if st is None else (st.get("mode"), st.get("lab_id"), st.get("started"))
@@ -80,8 +94,9 @@ class _Load:
         streams: int,
         workers: int,
         read_period: float,
+        prefix: str = "wl-",
     ) -> None:
-        self.urls, self.stop = urls, stop
+        self.urls, self.stop, self.prefix = urls, stop, prefix
         self.rate, self.streams, self.workers, self.read_period = (
             rate,
             streams,
@@ -123,7 +138,7 @@ class _Load:
     def _write(self, rng: random.Random, client: str, req: int) -> None:
         """One write, recorded as attempted, retried (any replica) until acknowledged or 30 s."""
         event = f"{client}-{req}"
-        stream = f"wl-{rng.randrange(self.streams)}"
+        stream = f"{self.prefix}{rng.randrange(self.streams)}"
         body = {"stream": stream, "event": event, "client": client, "request": req}
         self.record(
             self.attempts,
@@ -159,7 +174,7 @@ class _Load:
         """Linearizable reads (through whichever replica, which forwards to the leader)."""
         rng = random.Random(f"{self.run_id}-r{k}")
         while not self.stop.wait(self.read_period * rng.uniform(0.5, 1.5)):
-            stream, url = f"wl-{rng.randrange(self.streams)}", rng.choice(self.urls)
+            stream, url = f"{self.prefix}{rng.randrange(self.streams)}", rng.choice(self.urls)
             t0 = time.time()
             try:
                 code, resp = http_json(f"{url}/api/read?stream={stream}", timeout=8)
@@ -181,7 +196,7 @@ def run(
     threading.Thread(target=_watch_lab, args=(lab, stop), daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    load = _Load(d, urls, stop, rate, streams, workers, read_period)
+    load = _Load(d, urls, stop, rate, streams, workers, read_period, f"wl-{_history(lab)}-")
     threads = [threading.Thread(target=load.worker, args=(w,)) for w in range(workers)]
     threads += [threading.Thread(target=load.reader, args=(k,)) for k in range(readers)]
     for t in threads:
@@ -235,10 +250,11 @@ def start(
 
 
 def reset(lab: Path) -> None:
-    """Forget the workload history of an earlier lab in this directory (never while running)."""
+    """Forget the workload history of an earlier lab in this directory, or of an earlier test in
+    a shared lab (never while running): the next workload starts a history of its own."""
     if running(lab):
         raise SystemExit("workload still running; stop it first")
-    for name in ("attempts.jsonl", "acks.jsonl", "reads.jsonl", "workload.log", "pid"):
+    for name in ("attempts.jsonl", "acks.jsonl", "reads.jsonl", "workload.log", "pid", "history"):
         (_dir(lab) / name).unlink(missing_ok=True)
 
 
