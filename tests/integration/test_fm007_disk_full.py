@@ -41,7 +41,7 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="disk-full loop-mounts a filesystem (root)"),
 ]
 
-NET = 88  # 127.0.88.i: this test's own addresses
+NET = 57  # 127.0.57.i (and 58): this test's own addresses
 ORDER = ["replica-1", "replica-2", "replica-3"]
 
 
@@ -76,7 +76,7 @@ def test_disk_full_old_logs_is_fm007_and_cleanup_recovers(lab, tmp_path):
     st = lab.state()
     assert all(m["node_metrics_url"].endswith(":9100") for m in st["replicas"])
     inv = Path(lab.inventory()).read_text()
-    assert inv.count("node_metrics_url: http://127.0.88.") == 3
+    assert inv.count("node_metrics_url: http://127.0.57.") == 3
 
     workload.start(lab.dir, rate=30, streams=3)
     leader = lab.resolve("leader")

@@ -1,4 +1,4 @@
-"""The lab in processes mode: real replica processes on 127.0.41.x, real faults."""
+"""The lab in processes mode: real replica processes on 127.0.59.x, real faults."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from processes_lab import (
 
 pytestmark = pytest.mark.lab
 
-NET = 41
+NET = 59
 SCRUB_S = 1.0
 
 
