@@ -33,6 +33,7 @@ def test_registry_is_sound_and_complete():
         (lambda r: r[4].update(role="fm003_corruption"), "must be its slug"),
         (lambda r: r[4].update(slug="fm003_crash"), "slug"),
         (lambda r: r[3]["steps"][0].update(handling="maybe"), "handling"),
+        (lambda r: r[3]["steps"][4].update(handling="automated"), "nothing does it"),
         (lambda r: r[3].update(explained_by=["FM-099"]), "explained_by"),
         (lambda r: r[3].update(explained_by=["FM-004"]), "explained_by"),
         (lambda r: r[5]["thresholds"].update(clock_offset_ms=1), "threshold 'clock_offset_ms'"),
@@ -82,13 +83,14 @@ def test_classification_reads_the_registry():
 
 def test_tasks_for_people_carry_the_seed_wording_and_an_owner():
     tasks = fmr.tasks_for_people("FM-005")
-    assert tasks == [
-        {
-            "failure_mode": "FM-005",
-            "text": "Replace the hardware, provision a new replica",
-            "owner": "hardware on-call",
-        }
-    ]
+    assert tasks[0] == {
+        "failure_mode": "FM-005",
+        "text": "Scenario 2, hardware failure: replace the hardware, provision a new replica",
+        "owner": "hardware on-call",
+    }
+    assert [t["owner"] for t in tasks] == ["hardware on-call", "on-call engineer", "SRE team"]
+    # what the runbook does itself is no task for a person
+    assert all("restart the replica, monitor" not in t["text"] for t in tasks)
 
 
 # ------------------------------------------------------------------ classification
