@@ -29,6 +29,8 @@ IC = "incident commander"
 TRIAGE = "roles/triage"
 RECORD = "roles/incident_record"
 REPORT = "firebreak report"
+ESCALATION = "plugins/module_utils/escalation.py"
+WATCH = "python/firebreak/incident_watch.py"
 
 
 def _step(text, handling, owner=OC, by=None):
@@ -46,14 +48,17 @@ SECTIONS = (
             _step(
                 "Response time by severity (SEV1 < 15 min, SEV2 < 30 min, SEV3 < 2 h, "
                 "SEV4 next business day)",
-                "missing",
+                "automated",
+                by=ESCALATION,
             ),
             _step("Primary on-call: first responder (PagerDuty)", "person"),
             _step(
-                "Secondary on-call: backup when the primary does not ack in 15 minutes", "missing"
+                "Secondary on-call: backup when the primary does not ack in 15 minutes",
+                "automated",
+                by=ESCALATION,
             ),
-            _step("Escalation engineer: after a 30-minute timeout", "missing"),
-            _step("Manager on-call: executive escalation for SEV1", "missing"),
+            _step("Escalation engineer: after a 30-minute timeout", "automated", by=ESCALATION),
+            _step("Manager on-call: executive escalation for SEV1", "automated", by=ESCALATION),
         ],
     ),
     (
@@ -86,7 +91,11 @@ SECTIONS = (
             _step("Review logs (journalctl -u kimberlite-vsr -n 500)", "automated", by=TRIAGE),
             _step("Consult the runbook of the failure mode found", "automated", by=TRIAGE),
             _step("Update the incident ticket with the findings", "automated", by=RECORD),
-            _step("Communicate status (Slack, status page) every 15 minutes", "missing"),
+            _step(
+                "Communicate status every 15 minutes (drafts; sending is a person's)",
+                "automated",
+                by=WATCH,
+            ),
         ],
     ),
     (
@@ -288,7 +297,7 @@ SECTIONS = (
         "Communication Templates",
         [
             _step("Initial incident notification (SEV1/SEV2)", "automated", by=REPORT),
-            _step("Incident update draft every 15 minutes while open", "missing"),
+            _step("Incident update draft every 15 minutes while open", "automated", by=WATCH),
             _step("Incident resolution notice", "automated", by=REPORT),
             _step("Send them (Slack, status page, email)", "person", IC),
         ],
@@ -312,7 +321,11 @@ SECTIONS = (
         [
             _step(
                 "Level 1 escalates when SEV1 is not resolved in 30 minutes, SEV2 in 2 hours",
-                "missing",
+                "automated",
+                by=ESCALATION,
+            ),
+            _step(
+                "Level 3 escalates on a vendor bug or an emergency change approval", "person", IC
             ),
             _step(
                 "Level 2 escalates on architectural change, data loss risk, external dependency",
@@ -320,17 +333,22 @@ SECTIONS = (
                 "escalation engineer",
             ),
             _step(
-                "Level 3: vendor bug, emergency change approval, or an outage over 4 hours",
-                "missing",
+                "Level 3 escalates on an outage over 4 hours",
+                "automated",
+                by=ESCALATION,
             ),
-            _step("Executive escalation: a SEV1 over 2 hours", "missing"),
+            _step("Executive escalation: a SEV1 over 2 hours", "automated", by=ESCALATION),
             _step(
                 "Executive escalation: data loss affecting > 100 customers, security breach, media",
                 "person",
                 "engineering manager",
             ),
-            _step("Escalation chain: engineering manager, VP engineering, CTO, CEO", "missing"),
-            _step("Emergency contacts table", "missing"),
+            _step(
+                "Escalation chain: engineering manager, VP engineering, CTO, CEO",
+                "person",
+                "engineering manager",
+            ),
+            _step("Emergency contacts table", "automated", by=WATCH),
         ],
     ),
 )
