@@ -44,7 +44,11 @@ SECTIONS = (
         "Severity levels and on-call rotation",
         "Overview",
         [
-            _step("Assign the severity from the impact (SEV1-SEV4, warnings SEV4)", "missing"),
+            _step(
+                "Assign the severity from the impact (SEV1-SEV4, warnings SEV4)",
+                "automated",
+                by="plugins/module_utils/vsr.py",
+            ),
             _step(
                 "Response time by severity (SEV1 < 15 min, SEV2 < 30 min, SEV3 < 2 h, "
                 "SEV4 next business day)",

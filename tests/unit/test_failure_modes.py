@@ -230,6 +230,13 @@ def test_alert_thresholds_of_the_seed(name):
     if alert:
         assert result["alerts"][0]["replica"] == "r2"
     assert [f["fm"] for f in result["findings"]] == ([fm] if fm else [])
+    # severity from the signals: a warning alone is the seed's SEV4, a failure mode its own
+    overall = result["overall"]
+    expected = fmr.get(fm)["severity"] if fm else ("SEV4" if alert else "none")
+    assert overall["severity"] == expected
+    assert overall["name"] == (fmr.get(fm)["name"] if fm else "Warnings" if alert else "Healthy")
+    assert overall["targets"] == (["r2"] if alert else [])
+    assert overall["failure_mode"] == (fm or "none") and overall["runbook"] == fmr.runbook(fm)
 
 
 @pytest.mark.parametrize("climb, fires", [(1, False), (2, True)])
@@ -275,3 +282,25 @@ def test_molecule_scenarios_use_the_registry_network(role):
     prepare = (ROOT / "molecule" / "_shared" / "prepare.yml").read_text(encoding="utf-8")
     assert "== molecule_failure_mode.rehearsal_net | string" in prepare
     assert '["rehearsal_net"]' in (ROOT / "scripts" / "molecule").read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------ the verdict filter
+from ansible.errors import AnsibleFilterError  # noqa: E402
+from ansible_collections.firebreak.incident.plugins.filter import vsr as vsr_filters  # noqa: E402
+
+
+def test_the_verdict_filter_gives_sev4_for_warnings_alone_and_the_cause_otherwise():
+    warn = vsr.classify(_cluster(_replica("r1"), _replica("r2", commit=440), _replica("r3")))
+    top = vsr_filters.vsr_verdict(warn["findings"], alerts=warn["alerts"])
+    assert (top["fm"], top["severity"], top["name"], top["replicas"]) == (
+        "none",
+        "SEV4",
+        "Warnings",
+        ["r2"],
+    )
+    assert top["evidence"] == ["VsrCommitLag on r2: 60 (> 50)"]
+    lag = vsr.classify(_cluster(_replica("r1"), _replica("r2", commit=380), _replica("r3")))
+    assert vsr_filters.vsr_verdict(lag["findings"], alerts=lag["alerts"])["fm"] == "FM-006"
+    assert vsr_filters.vsr_verdict([], alerts=[]) == {} and vsr_filters.vsr_verdict([]) == {}
+    with pytest.raises(AnsibleFilterError, match="alerts must be"):
+        vsr_filters.vsr_verdict([], alerts=[{"nope": 1}])
