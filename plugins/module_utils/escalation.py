@@ -134,8 +134,12 @@ def _milestones(milestones):
 
 def _item(ident, to, due_at, unless, ms, because):
     """Met when its milestone, or the resolution (nobody is paged for a resolved incident),
-    came at or before the due time."""
-    reached = [ms.get(m) for m in (unless, "resolved") if m and ms.get(m) is not None]
+    came at or before the due time; an on-call timeout is met by the mitigation too (the
+    primary's own response, ``response``, is not: a person still owes it)."""
+    milestones = [unless, "resolved"]
+    if unless == "acknowledged" and ident != "response":
+        milestones.append("mitigated")  # restored without a page: nobody else is paged for it
+    reached = [ms.get(m) for m in milestones if m and ms.get(m) is not None]
     reached = [t for t in reached if t <= due_at]
     met_at = min(reached) if reached else None
     met = met_at is not None

@@ -114,7 +114,7 @@ SECTIONS = (
             ),
             _step("Verify metrics return to normal", "automated", by="roles/runbook"),
             _step("Run smoke tests (test queries, write operations)", "missing"),
-            _step("Monitor for 15 minutes (no regression)", "missing"),
+            _step("Monitor for 15 minutes (no regression)", "automated", by="roles/runbook"),
             _step(
                 "Declare the incident resolved (record and communications)",
                 "automated",

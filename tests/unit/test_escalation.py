@@ -101,6 +101,14 @@ def test_a_resolution_before_the_due_time_meets_every_escalation_not_yet_due():
     assert items["manager"]["status"] == "open"
 
 
+def test_a_mitigation_before_the_timeout_meets_the_pages_not_the_primarys_response():
+    items = by_id(esc.due("SEV3", ms(mitigated="2026-02-05T14:40:00Z")))
+    assert items["secondary"]["status"] == "met" and items["escalation_engineer"]["status"] == "met"
+    assert items["response"]["status"] == "open"  # the primary still owes a response (< 2 h)
+    late = by_id(esc.due("SEV3", ms(mitigated="2026-02-05T14:50:00Z")))
+    assert late["secondary"]["status"] == "open" and late["escalation_engineer"]["status"] == "met"
+
+
 def test_status_at_a_time():
     (sec,) = [i for i in esc.due("SEV2", ms()) if i["id"] == "secondary"]
     assert esc.status_at(sec, "2026-02-05T14:46:59Z") == "pending"
