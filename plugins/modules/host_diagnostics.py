@@ -296,10 +296,49 @@ figures:
     C(load_per_core), C(cores), C(memory_percent), C(disk_io_latency_ms), C(disk_ios),
     C(disk_devices), C(disk_source), C(disk_free_percent), C(disk_free_bytes),
     C(retransmit_percent), C(retrans_segs), C(out_segs), C(drops), C(interfaces),
-    C(network_utilization_percent), C(window_s); null where unreadable, and C(unavailable),
-    a dict of figure and why.
+    C(network_utilization_percent), C(window_s); null where unreadable, and
+    RV(figures.unavailable) says why.
   returned: always
   type: dict
+  contains:
+    cpu_percent:
+      description: CPU utilization over the window, all cores, in %.
+      type: float
+      sample: 12.5
+    load_per_core:
+      description: The 1-minute load average divided by the cores this process may run on.
+      type: float
+      sample: 0.4
+    memory_percent:
+      description: Memory in use (1 - MemAvailable / MemTotal), in %.
+      type: float
+      sample: 41.2
+    disk_io_latency_ms:
+      description: >-
+        Milliseconds per I/O completed in the window on the data directory's disk (null when
+        none completed).
+      type: float
+      sample: 0.8
+    disk_free_percent:
+      description: Free space of the data directory's filesystem (available to non-root), in %.
+      type: float
+      sample: 62.0
+    retransmit_percent:
+      description: TCP segments retransmitted per segment sent in the window, in %.
+      type: float
+      sample: 0.0
+    drops:
+      description: Packets dropped by the interfaces (loopback aside) in the window.
+      type: int
+      sample: 0
+    network_utilization_percent:
+      description: The busiest interface's bytes per second against its link speed, in %.
+      type: float
+      sample: 0.2
+    unavailable:
+      description: Each figure that could not be read, with why.
+      type: dict
+      sample: {network_utilization_percent: "no interface reports its speed"}
 """
 
 import os  # noqa: E402
