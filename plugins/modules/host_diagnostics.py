@@ -420,7 +420,12 @@ class Runner(object):
         argv = [path, *list(args)]
         with self.lock:
             self.commands.append(argv)
-        rc, out, err = self.module.run_command(argv)
+        # Raised here, not failed at once: a probe thread must not end the module (ping
+        # cannot even be executed in a container without CAP_NET_RAW: EPERM).
+        try:
+            rc, out, err = self.module.run_command(argv, handle_exceptions=False)
+        except (OSError, ValueError) as e:
+            return {"rc": None, "stdout": "", "stderr": "%s: %s" % (name, e)}
         return {"rc": rc, "stdout": out, "stderr": err}
 
 

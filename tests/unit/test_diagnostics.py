@@ -519,3 +519,28 @@ def test_the_filter_takes_lazy_containers_and_names_bad_input() -> None:
         diag_filter.diagnostics_evaluate(_hosts(), NAMES, first, None)
     with pytest.raises(AnsibleFilterError, match="unknown check"):
         diag_filter.diagnostics_evaluate(_hosts(), NAMES, first, second, thresholds={"x": 1})
+
+
+class _Module:
+    """What Runner needs of an AnsibleModule: ping is installed but cannot be executed."""
+
+    def get_bin_path(self, name):
+        return f"/usr/bin/{name}" if name != "absent" else None
+
+    def run_command(self, argv, handle_exceptions=True):
+        assert handle_exceptions is False  # else it would fail_json from a probe thread
+        raise PermissionError(1, "Operation not permitted", argv[0])
+
+
+def test_a_command_that_cannot_run_is_a_reason_not_a_module_failure() -> None:
+    from ansible_collections.firebreak.incident.plugins.modules import host_diagnostics as hd
+
+    runner = hd.Runner(_Module())
+    res = runner.run("ping", ["-c", "1", "10.0.1.2"])
+    assert res["rc"] is None and "Operation not permitted" in res["stderr"]
+    assert runner.run("absent", []) is None
+    assert runner.commands == [["/usr/bin/ping", "-c", "1", "10.0.1.2"]]
+    summary, why = hd._ping(runner, "10.0.1.2", {
+        "ping": True, "ping_count": 5, "ping_interval": 0.2, "source_address": ""
+    })  # fmt: skip
+    assert summary is None and "not permitted" in why
