@@ -214,6 +214,7 @@ def test_triage_runs_the_procedures_only_when_asked(lab, tmp_path) -> None:
         "triage",
         inventory=inventory,
         incident_dir=tmp_path / "i",
+        incident_id="INC-DIAG-TRIAGE",
         extra_vars={"triage_diagnostics": True},
     )
     both_s = time.monotonic() - t0
@@ -223,4 +224,9 @@ def test_triage_runs_the_procedures_only_when_asked(lab, tmp_path) -> None:
     diag = both.facts("diagnostics")
     assert diag and diag["verdicts"]["health"] in ("pass", "unavailable"), diag["failing"]
     assert both.facts("firebreak_triage")["failure_mode"] == "none"
+    # the procedures' evidence joins the triage's in the triage's record (the convention)
+    record = json.loads((tmp_path / "i" / "INC-DIAG-TRIAGE.json").read_text())
+    summaries = [e["summary"] for e in record["evidence"]]
+    assert any(x.startswith("triage table") for x in summaries), summaries
+    assert f"diagnostics network: {diag['verdicts']['network']}" in summaries, summaries
     print(f"triage {plain_s:.1f} s; with triage_diagnostics {both_s:.1f} s")
