@@ -230,3 +230,20 @@ def test_triage_runs_the_procedures_only_when_asked(lab, tmp_path) -> None:
     assert any(x.startswith("triage table") for x in summaries), summaries
     assert f"diagnostics network: {diag['verdicts']['network']}" in summaries, summaries
     print(f"triage {plain_s:.1f} s; with triage_diagnostics {both_s:.1f} s")
+
+
+def test_an_undescribed_replica_is_refused_before_anything_is_read(tmp_path) -> None:
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(
+        "all:\n  children:\n    kimberlite_vsr:\n      hosts:\n"
+        "        replica-1:\n          vsr_metrics_url: http://127.0.75.9:9090\n"
+        "          ansible_connection: local\n"
+    )
+    run = runner.run_playbook("diagnostics", inventory=inventory, incident_dir=tmp_path / "i")
+    assert run.status == "failed"
+    failed = run.failed_tasks
+    assert [t.task for t in failed] == [
+        "Preflight | the replica group exists and every replica is described"
+    ]
+    assert "vsr_replica_name" in failed[0].message and "1 host(s)" in failed[0].message
+    assert not [t for t in run.tasks if t.action == "firebreak.incident.host_diagnostics"]
