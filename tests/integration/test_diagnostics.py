@@ -46,7 +46,18 @@ def loaded(lab):
     finally:
         workload.stop(lab.dir)
         lab.heal()
-        wait(lambda: all_normal_same_commit(lab), 30, "every replica Normal with equal commits")
+        _wait_level(lab, "every replica Normal with equal commits after the test")
+
+
+def _wait_level(be, what: str) -> None:
+    """Every replica Normal in one view with equal commits (a loaded machine: up to 60 s);
+    the replicas' status, view and commit in the error otherwise."""
+    try:
+        wait(lambda: all_normal_same_commit(be), 60, what, pause=0.25)
+    except AssertionError as e:
+        seen = [(m["name"], admin_status(m)) for m in be.state()["replicas"]]
+        brief = [(n, s and (s["status"], s["view"], s["commit"])) for n, s in seen]
+        raise AssertionError(f"{e}; replicas (status, view, commit): {brief}") from None
 
 
 def _diagnose(be, tmp_path: Path, **kw) -> tuple[runner.RunResult, dict]:
@@ -204,7 +215,7 @@ def test_a_partitioned_replica_shows_in_the_protocol_column(loaded, tmp_path) ->
 
 
 def test_triage_runs_the_procedures_only_when_asked(lab, tmp_path) -> None:
-    wait(lambda: all_normal_same_commit(lab), 30, "a quiet, level lab")
+    _wait_level(lab, "a quiet, level lab")
     inventory = lab.inventory()
     t0 = time.monotonic()
     plain = runner.run_playbook("triage", inventory=inventory, incident_dir=tmp_path / "i")
