@@ -238,16 +238,28 @@ REGISTRY = (
         slug="fm008_clock_drift",
         name="Clock Drift Exceeds Tolerance",
         severity="SEV3",
+        role="fm008_clock_drift",
+        summary=(
+            "read the drifted replica's time-sync daemon (status, sources, offset), restart a "
+            "stopped one and wait for the offset to converge, escalate unreachable time servers "
+            "to the network team, step a jumped clock only with -e "
+            "fm008_clock_drift_confirm_step=true"
+        ),
         alert="VsrClockDrift",
         thresholds={"clock_offset_ms": 200.0, "clock_offset_alert_ms": 100.0},
+        # The backup's time-sync daemon stopped and its clock 500 ms ahead (seed scenario 1).
         fault=[["clock-skew", "--replica", "backup", "500"]],
         rehearsal_net=88,
         description="clock offset beyond tolerance",
         steps=[
-            _step("Check NTP status (systemctl status chronyd)", "automated"),
-            _step("Check NTP peer status (chronyc sources)", "automated"),
-            _step("Restart the NTP daemon", "guarded"),
-            _step("Fix the network or switch NTP servers", "person", "network team"),
+            _step("Check NTP status (systemctl status kimberlite-timesync)", "automated"),
+            _step("Check NTP peer status (kimberlite-timesync sources)", "automated"),
+            _step("Check the clock offset (kimberlite-timesync status)", "automated"),
+            _step("NTP stopped: restart the daemon, watch the offset converge", "guarded"),
+            _step(
+                "NTP unreachable: fix the network or switch NTP servers", "person", "network team"
+            ),
+            _step("Clock jumped: force a time sync (can break consensus), confirmed", "guarded"),
         ],
     ),
 )
