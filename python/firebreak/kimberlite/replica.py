@@ -110,6 +110,8 @@ def pause(seconds: float) -> None:
     into a negative time and every call fails with EINVAL at once, which killed the ticker
     thread. A timed wait on a lock (what this is) is left alone by libfaketime."""
     _NEVER_SET.wait(seconds)
+
+
 disable_created_metrics()
 
 
