@@ -109,6 +109,8 @@ def test_fm008_triage_names_a_skewed_backup_then_check_changes_nothing_then_it_h
     after = _timesync(lab, target)
     assert after["unit"] == before["unit"] and after["offset_ms"] == before["offset_ms"], after
     assert not (work["incidents"] / "INC-CHECK.json").exists(), "--check wrote a record"
+    assert not work["locks"].exists() or not any(work["locks"].iterdir()), "--check took a lock"
+    assert not work["evidence"].exists() or not any(work["evidence"].iterdir())
 
     run = run_playbook(lab, work, "fm008_clock_drift")
     assert run.rc == 0, run
