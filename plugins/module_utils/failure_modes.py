@@ -365,22 +365,35 @@ REGISTRY = (
         slug="fm008_clock_drift",
         name="Clock Drift Exceeds Tolerance",
         severity="SEV3",
+        role="fm008_clock_drift",
+        summary=(
+            "read the drifted replica's time-sync daemon (status, sources, offset), restart a "
+            "stopped one and wait for the offset to converge, escalate unreachable time servers "
+            "to the network team, step a jumped clock only with -e "
+            "fm008_clock_drift_confirm_step=true"
+        ),
         alert="VsrClockDrift",
         thresholds={"clock_offset_ms": 200.0, "clock_offset_alert_ms": 100.0},
+        # The backup's time-sync daemon stopped and its clock 500 ms ahead (seed scenario 1).
         fault=[["clock-skew", "--replica", "backup", "500"]],
         rehearsal_net=88,
         description="clock offset beyond tolerance",
         steps=[
-            _step("Check NTP status (systemctl status chronyd)", "missing"),
-            _step("Check NTP peer status (chronyc sources)", "missing"),
-            _step("Check the clock offset (vsr_clock_offset_ms)", "automated", by="roles/triage"),
-            _step("Scenario 1, NTP stopped: restart the NTP daemon", "missing"),
+            _step("Check NTP status (systemctl status kimberlite-timesync)", "automated"),
+            _step("Check NTP peer status (kimberlite-timesync sources)", "automated"),
+            _step("Check the clock offset (kimberlite-timesync status)", "automated"),
+            _step(
+                "Scenario 1, NTP stopped: restart the daemon, watch the offset converge", "guarded"
+            ),
             _step(
                 "Scenario 2, NTP unreachable: fix the network or switch NTP servers",
                 "person",
                 "network team",
             ),
-            _step("Scenario 3, clock jumped: force a time sync (can break consensus)", "missing"),
+            _step(
+                "Scenario 3, clock jumped: force a time sync (can break consensus), confirmed",
+                "guarded",
+            ),
             _step("Prevention: clock offset alert (> 100 ms)", "automated", by="roles/triage"),
             _step(
                 "Prevention: several NTP servers, stable clocks (GPS, PTP)", "person", "SRE team"

@@ -113,7 +113,9 @@ SECTIONS = (
                 by="firebreak run",
             ),
             _step("Verify metrics return to normal", "automated", by="roles/runbook"),
-            _step("Run smoke tests (test queries, write operations)", "automated", by="roles/runbook"),
+            _step(
+                "Run smoke tests (test queries, write operations)", "automated", by="roles/runbook"
+            ),
             _step("Monitor for 15 minutes (no regression)", "automated", by="roles/runbook"),
             _step(
                 "Declare the incident resolved (record and communications)",

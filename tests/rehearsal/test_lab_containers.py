@@ -134,8 +134,9 @@ def test_units_active_in_three_systemd_containers(lab: ContainerLab) -> None:
         assert lab.container_state(r) == "running"
         pid1 = lab.exec(r, "cat", "/proc/1/comm").stdout.strip()
         assert pid1 == "systemd", f"{r}: PID 1 is {pid1!r}"
-        res = lab.exec(r, "systemctl", "is-active", "kimberlite-vsr")
-        assert res.stdout.strip() == "active", f"{r}: {res.stdout}{res.stderr}"
+        for unit in ("kimberlite-vsr", "kimberlite-timesync"):
+            res = lab.exec(r, "systemctl", "is-active", unit)
+            assert res.stdout.strip() == "active", f"{r} {unit}: {res.stdout}{res.stderr}"
         cfg = json.loads(lab.exec(r, "cat", "/etc/kimberlite/replica.json").stdout)
         assert cfg["replica"] == r
         mounts = lab.exec(r, "findmnt", "-n", "-o", "FSTYPE", "/var/lib/kimberlite").stdout
@@ -257,11 +258,15 @@ def test_partition_isolated_replica_cannot_commit(lab: ContainerLab) -> None:
 @pytest.mark.usefixtures("healed")
 def test_node_faults_are_real_and_heal(lab: ContainerLab) -> None:
     environ = "tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value kimberlite-vsr)/environ"
-    # clock-skew: only replica-1's process runs under libfaketime, 5 s ahead.
+    # clock-skew: only replica-1's process runs under libfaketime, 5 s ahead: the offset of its
+    # time-sync daemon (kimberlite-timesync), stopped by the fault (FM-008 scenario 1).
     lab.fault("clock-skew", "replica-1", 5000)
     lab.wait_ready(timeout=30, replicas=["replica-1"])
     env = lab.exec("replica-1", "sh", "-c", environ).stdout
-    assert "FAKETIME=+5.000" in env and "libfaketime" in env, env
+    offset_file = "/var/lib/kimberlite-timesync/offset"
+    assert f"FAKETIME_TIMESTAMP_FILE={offset_file}" in env and "libfaketime" in env, env
+    assert lab.exec("replica-1", "cat", offset_file).stdout.strip() == "+5.000"
+    assert lab.systemctl("replica-1", "is-active", "kimberlite-timesync").stdout.strip() != "active"
     skewed = lab.exec(
         "replica-1",
         "sh",
@@ -288,6 +293,7 @@ def test_node_faults_are_real_and_heal(lab: ContainerLab) -> None:
     assert not lab._is_stopped("replica-2")
     env = lab.exec("replica-1", "sh", "-c", environ).stdout
     assert "FAKETIME" not in env, env
+    assert lab.systemctl("replica-1", "is-active", "kimberlite-timesync").stdout.strip() == "active"
 
 
 def _write(lab: ContainerLab, r: str, event: str, timeout: float = 8) -> int | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from firebreak.collection import module_utils
-from firebreak.kimberlite import storage
+from firebreak.kimberlite import storage, timesync
 from firebreak.lab import backend, node_fault
 
 pytestmark = pytest.mark.unit
@@ -159,10 +159,67 @@ def test_a_failing_systemctl_is_an_error_with_its_message(tmp_path, monkeypatch,
     )
 
 
-def test_clock_skew_writes_the_drop_in_and_restarts(tmp_path, monkeypatch) -> None:
+@pytest.fixture
+def clock(tmp_path, monkeypatch):
     calls = _systemctl(tmp_path, monkeypatch, 0)
     dropin = tmp_path / "unit.d" / "50-skew.conf"
     monkeypatch.setattr(node_fault, "CLOCK_DROPIN", str(dropin))
-    assert node_fault.inject("clock-skew", "-250")["faketime"] == "-0.250"
-    assert 'Environment="FAKETIME=-0.250"' in dropin.read_text()
-    assert calls.read_text().split("\n")[:2] == ["daemon-reload", "restart kimberlite-vsr"]
+    monkeypatch.setattr(node_fault, "TIMESYNC_DIR", str(tmp_path / "timesync"))
+    return calls, dropin, timesync.State(tmp_path / "timesync")
+
+
+def test_clock_skew_stops_the_time_sync_daemon_and_restarts_the_replica_on_its_offset(
+    clock,
+) -> None:
+    calls, dropin, state = clock
+    assert node_fault.inject("clock-skew", "-250") == {
+        "fault": "clock-skew",
+        "arg": "-250",
+        "faketime": "-0.250",
+        "timesync": "stopped",
+    }
+    text = dropin.read_text()
+    assert f'Environment="FAKETIME_TIMESTAMP_FILE={state.offset_file}"' in text
+    assert "FAKETIME=" not in text  # the offset is the daemon's file, not a fixed one
+    assert state.offset_ms() == -250.0
+    assert all(s["reachable"] for s in state.sources())
+    assert calls.read_text().split("\n")[:3] == [
+        "stop kimberlite-timesync",
+        "daemon-reload",
+        "restart kimberlite-vsr",
+    ]
+
+
+@pytest.mark.parametrize(("how", "reachable"), [("unreachable", False), ("running", True)])
+def test_clock_skew_can_leave_the_daemon_running(clock, how, reachable) -> None:
+    calls, _dropin, state = clock
+    assert node_fault.inject("clock-skew", f"5000:{how}")["timesync"] == how
+    assert state.offset_ms() == 5000.0
+    assert [s["reachable"] for s in state.sources()] == [reachable]
+    assert "stop kimberlite-timesync" not in calls.read_text()
+
+
+def test_a_bad_clock_skew_how_is_refused_before_anything_changes(clock) -> None:
+    calls, dropin, state = clock
+    with pytest.raises(node_fault.NodeFaultError, match="HOW is one of stopped, unreachable"):
+        node_fault.inject("clock-skew", "500:later")
+    assert not dropin.exists() and not state.offset_file.exists() and not calls.exists()
+
+
+def test_heal_clock_skew_puts_the_replica_back_on_the_real_clock(clock) -> None:
+    calls, dropin, state = clock
+    node_fault.inject("clock-skew", "800")
+    calls.write_text("")
+    done = node_fault.inject("heal", "clock-skew")["healed"]
+    assert not dropin.exists() and not state.offset_file.exists()
+    assert state.offset_ms() == 0.0 and "clock-skew" in done
+    assert calls.read_text().split("\n")[:3] == [
+        "daemon-reload",
+        "restart kimberlite-vsr",
+        "is-active kimberlite-timesync",
+    ]
+
+
+def test_heal_of_a_kind_a_node_cannot_heal_is_refused(clock) -> None:
+    with pytest.raises(node_fault.NodeFaultError, match="a node heals clock-skew"):
+        node_fault.inject("heal", "partition")

@@ -100,6 +100,18 @@ from firebreak.kimberlite.core import (
 )
 
 LOG = logging.getLogger("kimberlite-vsr")
+_NEVER_SET = threading.Event()
+
+
+def pause(seconds: float) -> None:
+    """Sleep ``seconds`` without ``time.sleep``. Python 3.11's ``time.sleep`` is an absolute
+    ``clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME)``; under libfaketime (the lab's clock
+    skew, ``FAKETIME_DONT_FAKE_MONOTONIC=1``) its deadline is shifted by the faked wall clock
+    into a negative time and every call fails with EINVAL at once, which killed the ticker
+    thread. A timed wait on a lock (what this is) is left alone by libfaketime."""
+    _NEVER_SET.wait(seconds)
+
+
 disable_created_metrics()
 
 
@@ -193,7 +205,7 @@ class Peer(threading.Thread):
                     batch.append(self.q.get_nowait())
             delay = self.node.latency_ms
             if delay:
-                time.sleep(delay / 1000.0)
+                pause(delay / 1000.0)
             if self.peer in self.node.partitioned:
                 continue
             self._post(batch)
@@ -543,7 +555,7 @@ class ReplicaNode:
     def ticker(self) -> None:
         last_hint = last_ctl = 0.0
         while not self.stopping.is_set():
-            time.sleep(0.01)
+            pause(0.01)
             with self.lock:
                 self.run_effects(self.core.tick(self.now_ms()))
                 now = time.monotonic()
@@ -654,7 +666,7 @@ class ReplicaNode:
                             (time.monotonic() - start) * 1000
                         )
                         return status, resp
-                time.sleep(0.05)
+                pause(0.05)
         finally:
             self.pending -= 1
         return 503, {

@@ -91,7 +91,9 @@ def _add_rest(sub) -> None:
     f.add_argument(
         "arg",
         nargs="?",
-        help="MS for clock-skew/latency/slow-commit; corrupt: an op or 'unrepairable'; "
+        help="MS for clock-skew/latency/slow-commit (clock-skew in containers: MS[:HOW], HOW "
+        "stopped|unreachable|running, what the time-sync daemon does); corrupt: an op or "
+        "'unrepairable'; "
         "disk-full: MB (processes) or 'old-logs' (rotated log segments fill it)",
     )
     sub.add_parser("heal", help="undo faults, restart stopped replicas")

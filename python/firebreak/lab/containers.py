@@ -55,8 +55,12 @@ disk-full    fills the loop-mounted filesystem with ``.firebreak-fill``; ``arg``
              fills it with rotated log segments ``log.old.<first>-<last>`` instead (copies
              of the log's records, all covered by the latest checkpoint: a failed log
              cleanup; ``kimberlite-admin cleanup`` frees them). Heal removes both
-clock-skew   ``arg`` ms: a systemd drop-in with ``LD_PRELOAD=libfaketime`` + ``FAKETIME``, then
-             the unit restarts (heal removes the drop-in and restarts)
+clock-skew   ``arg`` ``MS[:HOW]``: on the node (``node_fault``), the time-sync daemon
+             (``kimberlite-timesync``) stopped (``HOW`` default), cut from its sources
+             (``unreachable``) or left running (``running``), its offset set to MS, and a
+             systemd drop-in runs the unit under libfaketime reading that offset
+             (``FAKETIME_TIMESTAMP_FILE``), then the unit restarts; heal removes the
+             drop-in, restarts the unit and resets and starts the daemon
 latency      ``arg`` ms: the replica delays its outbound protocol sends (``latency_ms`` in
              its control file ``<data_dir>/control.json``, as ``/admin/latency`` sets it;
              netem is not available on this kernel); heal sets it back to 0
@@ -122,13 +126,11 @@ from firebreak.lab import image as lab_image
 from firebreak.lab import node_fault, workload
 from firebreak.lab.backend import (
     CONFIG_OPTS,
-    DEFAULT_CLOCK_SKEW_MS,
     REPO,
     SERVICE_NAME,
     Backend,
     LabError,
     config_options,
-    faketime_env,
     http_json,
     lab_dir,
     read_admin_status,
@@ -150,6 +152,7 @@ DATA_DIR = "/var/lib/kimberlite"
 CONFIG_PATH = "/etc/kimberlite/replica.json"
 SOURCE_MOUNT = "/opt/firebreak/python"
 CLOCK_DROPIN = node_fault.CLOCK_DROPIN
+TIMESYNC_UNIT = node_fault.TIMESYNC_UNIT
 NFT_TABLE = "firebreak_partition"
 FILL_FILE = node_fault.FILL_FILE
 FAULT_KINDS = tuple(k for k in _backend.FAULT_KINDS if k != "heal")
@@ -1041,21 +1044,24 @@ class ContainerLab:
         except node_fault.NodeFaultError as exc:
             raise ContainerLabError(f"{exc} (on {replica})") from exc
 
-    def _clock_skew(self, replica: str, arg: Any) -> dict[str, Any]:
-        env = faketime_env(float(arg if arg is not None else DEFAULT_CLOCK_SKEW_MS))
-        offset = env["FAKETIME"]
-        dropin = "[Service]\n" + "".join(f'Environment="{k}={v}"\n' for k, v in env.items())
-        d = os.path.dirname(CLOCK_DROPIN)
-        self.exec(replica, "mkdir", "-p", d, check=True)
-        res = _run(
-            ["podman", "exec", "-i", self.container(replica), "sh", "-c", f"cat > {CLOCK_DROPIN}"],
-            input=dropin,
-        )
+    def node_fault(self, replica: str, kind: str, arg: Any = None) -> dict[str, Any]:
+        """Run :mod:`firebreak.lab.node_fault` inside the replica's container (its answer)."""
+        argv = ["env", f"PYTHONPATH={SOURCE_MOUNT}", "python3", "-m", "firebreak.lab.node_fault"]
+        res = self.exec(replica, *argv, kind, *([str(arg)] if arg is not None else []), "--json")
         if res.returncode != 0:
-            raise ContainerLabError(f"writing the clock drop-in failed: {res.stderr.strip()}")
-        self.systemctl(replica, "daemon-reload", check=True)
-        self.systemctl(replica, "restart", UNIT, check=True)
-        return {"faketime": offset}
+            raise ContainerLabError(f"{kind} on {replica}: {res.stderr.strip()}")
+        return json.loads(res.stdout)
+
+    def _clock_skew(self, replica: str, arg: Any) -> dict[str, Any]:
+        """``arg`` ``MS[:HOW]`` (node_fault.clock_skew_arg): the replica restarts under
+        libfaketime reading the offset of its time-sync daemon, which is stopped (default), cut
+        from its sources or left running; on the node, as the Molecule side effect does it."""
+        try:  # a bad argument is refused before the container is asked
+            node_fault.clock_skew_arg(arg)
+        except node_fault.NodeFaultError as exc:
+            raise ContainerLabError(str(exc)) from exc
+        out = self.node_fault(replica, "clock-skew", arg if arg is not None else None)
+        return {"faketime": out["faketime"], "timesync": out["timesync"]}
 
     def _control(self, replica: str, **update: Any) -> dict[str, Any]:
         """Read (and update) the replica's control file ``<data_dir>/control.json``.
@@ -1172,12 +1178,7 @@ class ContainerLab:
             if ctl.get("latency_ms") or ctl.get("partition"):
                 self._control(r, latency_ms=0, partition=[])
                 done.append("latency")
-            dropin_there = self.exec(r, "test", "-e", CLOCK_DROPIN).returncode == 0
-            if dropin_there:
-                self.exec(r, "rm", "-f", CLOCK_DROPIN)
-                self.systemctl(r, "daemon-reload")
-                self.systemctl(r, "restart", UNIT)
-                done.append("clock-skew")
+            done += self._heal_clock(r)
             if "pause" in kinds or self._is_stopped(r):
                 self.systemctl(r, "kill", "-s", "SIGCONT", UNIT)
                 done.append("pause")
@@ -1202,6 +1203,19 @@ class ContainerLab:
             if "start" in done and (why := self._wait_health(r))
         }
         return {"healed": healed, "failed": failed}
+
+    def _heal_clock(self, replica: str) -> list[str]:
+        """The replica back on the real clock and its time-sync daemon reset and running (an
+        image without the daemon: only the clock drop-in)."""
+        loaded = self.systemctl(replica, "show", "-p", "LoadState", "--value", TIMESYNC_UNIT)
+        if loaded.stdout.strip() == "loaded":
+            return self.node_fault(replica, "heal", "clock-skew")["healed"]
+        if self.exec(replica, "test", "-e", CLOCK_DROPIN).returncode != 0:
+            return []
+        self.exec(replica, "rm", "-f", CLOCK_DROPIN)
+        self.systemctl(replica, "daemon-reload")
+        self.systemctl(replica, "restart", UNIT)
+        return ["clock-skew"]
 
     def reset(self, config_extra: dict[str, Any] | None = None, timeout: float = 90) -> dict:
         """Put the lab back to a fresh start (what a shared lab does between tests): stop its

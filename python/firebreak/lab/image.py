@@ -8,9 +8,11 @@ apt uses (no container registry is reachable), with:
 - the Python packages the replica needs (pure-python / manylinux wheels installed from the host
   with pip into ``/usr/local/lib/python3.11/dist-packages``: containers need no network beyond
   their own podman network);
-- ``kimberlite-vsr.service`` and ``node-exporter.service`` (both enabled; the second serves the
-  container's disk and load on :9100, :mod:`firebreak.kimberlite.node_exporter`) and the
-  ``/usr/local/bin/kimberlite-admin`` wrapper from ``firebreak/kimberlite/systemd/``.
+- ``kimberlite-vsr.service``, ``node-exporter.service`` and ``kimberlite-timesync.service`` (all
+  enabled; the second serves the container's disk and load on :9100,
+  :mod:`firebreak.kimberlite.node_exporter`; the third is the replica's time-sync daemon,
+  :mod:`firebreak.kimberlite.timesync`) and the ``/usr/local/bin/kimberlite-admin`` and
+  ``kimberlite-timesync`` wrappers from ``firebreak/kimberlite/systemd/``.
 
 The firebreak source itself is NOT baked in: the lab bind-mounts the checkout's ``python/``
 read-only at ``/opt/firebreak/python`` and the unit sets ``PYTHONPATH``, so code changes need no
@@ -69,9 +71,12 @@ SITE_PACKAGES = "usr/local/lib/python3.11/dist-packages"
 SYSTEMD_DIR = Path(__file__).resolve().parent.parent / "kimberlite" / "systemd"
 UNIT_NAME = "kimberlite-vsr.service"
 NODE_EXPORTER_UNIT = "node-exporter.service"
+TIMESYNC_UNIT = "kimberlite-timesync.service"
 #: The units installed and enabled at boot.
-UNITS = (UNIT_NAME, NODE_EXPORTER_UNIT)
+UNITS = (UNIT_NAME, NODE_EXPORTER_UNIT, TIMESYNC_UNIT)
 ADMIN_WRAPPER = "kimberlite-admin"
+#: The commands in /usr/local/bin (the admin CLI, the time-sync daemon's chronyc-like CLI).
+WRAPPERS = (ADMIN_WRAPPER, "kimberlite-timesync")
 
 #: What lab-recipes.md says podman needs on this kind of machine.
 CONTAINERS_CONF = Path("/etc/containers/containers.conf")
@@ -105,7 +110,9 @@ def recipe() -> dict:
         "python_packages": sorted(PYTHON_PACKAGES),
         "unit": (SYSTEMD_DIR / UNIT_NAME).read_text(),
         "node_exporter_unit": (SYSTEMD_DIR / NODE_EXPORTER_UNIT).read_text(),
+        "timesync_unit": (SYSTEMD_DIR / TIMESYNC_UNIT).read_text(),
         "admin_wrapper": (SYSTEMD_DIR / ADMIN_WRAPPER).read_text(),
+        "wrappers": {w: (SYSTEMD_DIR / w).read_text() for w in WRAPPERS},
         # The customization steps themselves: editing them rebuilds the image (not the rootfs).
         "steps": inspect.getsource(_customize) + inspect.getsource(_import),
     }
@@ -255,11 +262,17 @@ def _customize(rootfs: Path) -> None:
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(f"/etc/systemd/system/{unit}")
-    wrapper = rootfs / "usr/local/bin" / ADMIN_WRAPPER
-    wrapper.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(SYSTEMD_DIR / ADMIN_WRAPPER, wrapper)
-    wrapper.chmod(0o755)
-    for d in ("etc/kimberlite", "var/lib/kimberlite", "opt/firebreak/python"):
+    for name in WRAPPERS:
+        wrapper = rootfs / "usr/local/bin" / name
+        wrapper.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(SYSTEMD_DIR / name, wrapper)
+        wrapper.chmod(0o755)
+    for d in (
+        "etc/kimberlite",
+        "var/lib/kimberlite",
+        "var/lib/kimberlite-timesync",
+        "opt/firebreak/python",
+    ):
         (rootfs / d).mkdir(parents=True, exist_ok=True)
     # Units that only make noise or fail inside a container.
     masked = (

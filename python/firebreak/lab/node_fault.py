@@ -3,11 +3,14 @@
 The harness's backends inject faults from outside (a processes lab's supervisor, podman on the
 containers' host). A Molecule scenario, or any inventory of systemd hosts, has only the node:
 ``python3 -m firebreak.lab.node_fault KIND [ARG] --json`` runs there (as root) against the
-unit ``kimberlite-vsr``, its data directory and its API on loopback, and prints what it did.
+unit ``kimberlite-vsr``, its data directory and its API on loopback, and prints what it did
+(``heal clock-skew`` undoes a skew: the replica back on the real clock, the time-sync daemon
+``kimberlite-timesync`` reset and started).
 Dispatch is a table (``KINDS``); a kind that needs the container runtime or the host's
 network (``pause``, ``partition``) is refused with the way to inject it instead.
 
-Standard library and ``firebreak.kimberlite.storage`` only: the lab image has no more.
+Standard library, ``firebreak.kimberlite.storage`` and ``.timesync`` only: the lab image has no
+more.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from firebreak.kimberlite import storage
+from firebreak.kimberlite import storage, timesync
 
 UNIT = "kimberlite-vsr"
 DATA_DIR = "/var/lib/kimberlite"
@@ -34,6 +37,18 @@ CLOCK_DROPIN = f"/etc/systemd/system/{UNIT}.service.d/50-firebreak-clock-skew.co
 # clock-skew: the replica process runs under libfaketime (Debian's libfaketime package).
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 DEFAULT_CLOCK_SKEW_MS = 500
+# The lab's time-sync daemon (firebreak.kimberlite.timesync), the replica's chronyd: it owns the
+# offset libfaketime reads, so a skew lasts while it is stopped (or cannot reach a source, or
+# the offset is a jump beyond what it slews) and a running daemon slews it back to 0.
+TIMESYNC_UNIT = "kimberlite-timesync"
+TIMESYNC_DIR = timesync.DEFAULT_DIR
+# clock-skew MS[:HOW]: what the time-sync daemon does about it (seed 000 FM-008's scenarios).
+CLOCK_SKEW_HOW = {
+    "stopped": "the time-sync daemon is stopped (scenario 1)",
+    "unreachable": "the daemon runs but reaches no source (scenario 2)",
+    "running": "the daemon runs and reaches its source: it slews the skew away, unless it is "
+    "a jump beyond its step threshold (scenario 3)",
+}
 # slow-commit: ms per op the backup executes. 200 ms (5 ops/s) against the workload's 20 writes
 # plus 2 reads per second grows op - commit by about 17 a second: past 100 within ~6 s.
 DEFAULT_SLOW_COMMIT_MS = 200
@@ -60,7 +75,7 @@ def positive_ms(arg: Any, default: int, what: str) -> int:
 
 
 def faketime_env(ms: float) -> dict[str, str]:
-    """The environment that skews a process's wall clock by ``ms`` (every backend uses it).
+    """The environment that skews a process's wall clock by a fixed ``ms`` (processes mode).
 
     Only the wall clock drifts: timeouts measured on the monotonic clock stay honest."""
     return {
@@ -69,6 +84,35 @@ def faketime_env(ms: float) -> dict[str, str]:
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
         "FAKETIME_DONT_RESET": "1",
     }
+
+
+def faketime_file_env(offset_file: str) -> dict[str, str]:
+    """The environment that makes a process's wall clock real time plus the offset in
+    ``offset_file`` (re-read every second), which the time-sync daemon owns and slews."""
+    return {
+        "LD_PRELOAD": FAKETIME_LIB,
+        "FAKETIME_TIMESTAMP_FILE": offset_file,
+        "FAKETIME_CACHE_DURATION": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        "FAKETIME_DONT_RESET": "1",
+    }
+
+
+def clock_skew_arg(arg: Any) -> tuple[float, str]:
+    """``MS[:HOW]`` of clock-skew: the skew in ms and what the time-sync daemon does
+    (:data:`CLOCK_SKEW_HOW`, default ``stopped``)."""
+    text = str(arg) if arg not in (None, "") else str(DEFAULT_CLOCK_SKEW_MS)
+    ms_text, _, how = text.partition(":")
+    try:
+        ms = float(ms_text)
+    except ValueError as exc:
+        raise NodeFaultError(f"clock-skew: MS is a number of milliseconds, not {arg!r}") from exc
+    how = how or "stopped"
+    if how not in CLOCK_SKEW_HOW:
+        raise NodeFaultError(
+            f"clock-skew: HOW is one of {', '.join(CLOCK_SKEW_HOW)}, not {how!r} (MS[:HOW])"
+        )
+    return ms, how
 
 
 def fill_disk(mount: Path, arg: Any, checkpoint_url: str | None) -> dict[str, Any]:
@@ -163,17 +207,47 @@ def _latency(arg: Any) -> dict[str, Any]:
 
 
 def _clock_skew(arg: Any) -> dict[str, Any]:
-    try:
-        ms = float(arg) if arg not in (None, "") else DEFAULT_CLOCK_SKEW_MS
-    except ValueError as exc:
-        raise NodeFaultError(f"clock-skew: MS is a number of milliseconds, not {arg!r}") from exc
-    env = faketime_env(ms)
+    """The replica's clock ``MS`` off, restarted under libfaketime reading the time-sync
+    daemon's offset file; the daemon stopped, cut from its sources, or left running (``HOW``)."""
+    ms, how = clock_skew_arg(arg)
+    if how == "stopped":
+        _systemctl("stop", TIMESYNC_UNIT)
+    state = timesync.State(TIMESYNC_DIR)
+    sources = [dict(s) for s in timesync.DEFAULT_SOURCES]
+    if how == "unreachable":
+        for s in sources:
+            s.update(reachable=False, error="no reply from the time server (simulated cut)")
+    state.set_sources(sources)
+    state.set_offset_ms(ms)
+    env = faketime_file_env(str(state.offset_file))
     dropin = Path(CLOCK_DROPIN)
     dropin.parent.mkdir(parents=True, exist_ok=True)
     dropin.write_text("[Service]\n" + "".join(f'Environment="{k}={v}"\n' for k, v in env.items()))
     _systemctl("daemon-reload")
     _systemctl("restart", UNIT)
-    return {"faketime": env["FAKETIME"]}
+    return {"faketime": timesync.format_offset(ms), "timesync": how}
+
+
+def heal_clock() -> dict[str, Any]:
+    """Undo clock-skew here: the replica back on the real clock, the daemon's offset and
+    sources reset, the daemon started."""
+    done = []
+    if Path(CLOCK_DROPIN).exists():
+        Path(CLOCK_DROPIN).unlink()
+        _systemctl("daemon-reload")
+        _systemctl("restart", UNIT)
+        done.append("clock-skew")
+    state = timesync.State(TIMESYNC_DIR)
+    for f in (state.offset_file, state.dir / "sources.json"):
+        if f.exists():
+            f.unlink()
+            done.append(f"timesync {f.name}")
+    res = subprocess.run(["systemctl", "is-active", TIMESYNC_UNIT], capture_output=True, text=True)
+    if res.stdout.strip() != "active":
+        _systemctl("reset-failed", TIMESYNC_UNIT)
+        _systemctl("start", TIMESYNC_UNIT)
+        done.append("timesync start")
+    return {"healed": done}
 
 
 KINDS: dict[str, Callable[[Any], dict[str, Any]]] = {
@@ -187,8 +261,17 @@ KINDS: dict[str, Callable[[Any], dict[str, Any]]] = {
 }
 
 
+#: ``heal KIND``: what a node undoes itself (the containers backend heals the rest from outside).
+HEALS: dict[str, Callable[[], dict[str, Any]]] = {"clock-skew": heal_clock}
+
+
 def inject(kind: str, arg: Any = None) -> dict[str, Any]:
-    """Inject ``kind`` on this node; what was done, with ``fault`` and ``arg``."""
+    """Inject ``kind`` on this node (``heal KIND``: undo it); what was done, with ``fault`` and
+    ``arg``."""
+    if kind == "heal":
+        if arg not in HEALS:
+            raise NodeFaultError(f"heal: a node heals {', '.join(HEALS)}, not {arg!r}")
+        return {"fault": kind, "arg": arg, **HEALS[arg]()}
     if kind in NOT_ON_A_NODE:
         raise NodeFaultError(
             f"{kind} is not a node-local fault (it {NOT_ON_A_NODE[kind]}): "

@@ -500,7 +500,13 @@ class ProcessesBackend(Backend):
         return {"ms": ms}
 
     def _clock_skew(self, st: dict, m: dict, arg: str | None) -> dict:
-        ms = int(arg or DEFAULT_CLOCK_SKEW_MS)
+        try:
+            ms = int(arg or DEFAULT_CLOCK_SKEW_MS)
+        except ValueError as exc:
+            raise LabError(
+                f"clock-skew: processes mode takes MS (a fixed skew), not {arg!r}; MS:HOW "
+                "(the time-sync daemon stopped, unreachable or running) needs containers mode"
+            ) from exc
         self._stop_pid(m)
         env = faketime_env(ms)
         if not Path(FAKETIME_LIB).exists():
