@@ -80,9 +80,15 @@ REGISTRY = (
                 "2 of 3 down in a 3-node cluster: restore at least one backup immediately",
                 "missing",
             ),
-            _step("Check network connectivity (ping between nodes)", "missing"),
+            _step(
+                "Check network connectivity (ping between nodes)",
+                "automated",
+                by="roles/diagnostics",
+            ),
             _step("Check disk space (df -h)", "automated", by="roles/triage"),
-            _step("Check memory (free -h, dmesg | grep -i oom)", "missing"),
+            _step(
+                "Check memory (free -h, dmesg | grep -i oom)", "automated", by="roles/diagnostics"
+            ),
             _step("Scenario 1, network partition: fix the network", "person", "network team"),
             _step(
                 "Scenario 1, network partition: the replicas recover by themselves; verify",
@@ -125,7 +131,11 @@ REGISTRY = (
                 "automated",
                 by="roles/triage",
             ),
-            _step("Check network latency between replicas (ping -c 100)", "missing"),
+            _step(
+                "Check network latency between replicas (ping -c 100)",
+                "automated",
+                by="roles/diagnostics",
+            ),
             _step(
                 "Scenario 1, deadlock: restart every replica in turn, leader first, then backups",
                 "missing",
@@ -198,9 +208,9 @@ REGISTRY = (
         # latency it shows: FM-004 is the verdict only when none of them is found.
         explained_by=["FM-001", "FM-002", "FM-003", "FM-005", "FM-006", "FM-007", "FM-008"],
         steps=[
-            _step("Check network utilization (iftop, nload)", "missing"),
-            _step("Check CPU usage (top, load average)", "missing"),
-            _step("Check disk I/O latency (iostat -x 1)", "missing"),
+            _step("Check network utilization (iftop, nload)", "automated", by="roles/diagnostics"),
+            _step("Check CPU usage (top, load average)", "automated", by="roles/diagnostics"),
+            _step("Check disk I/O latency (iostat -x 1)", "automated", by="roles/diagnostics"),
             _step(
                 "Check for GC pauses (JVM-based application layer)", "person", "application team"
             ),

@@ -90,7 +90,7 @@ SECTIONS = (
         "Phase 2: Investigation & Diagnosis (5-30 minutes)",
         "Incident Response Process",
         [
-            _step("Run the diagnostic procedures", "missing"),
+            _step("Run the diagnostic procedures", "automated", by="roles/diagnostics"),
             _step("Check recent changes (deployments, config changes)", "person"),
             _step("Review logs (journalctl -u kimberlite-vsr -n 500)", "automated", by=TRIAGE),
             _step("Consult the runbook of the failure mode found", "automated", by=TRIAGE),
@@ -152,7 +152,11 @@ SECTIONS = (
                 by=TRIAGE,
             ),
             _step("Check the Prometheus targets of the job", "missing"),
-            _step("Expected: all active, all Normal, same view, commits within 10 ops", "missing"),
+            _step(
+                "Expected: all active, all Normal, same view, commits within 10 ops",
+                "automated",
+                by="roles/diagnostics",
+            ),
         ],
     ),
     (
@@ -161,7 +165,11 @@ SECTIONS = (
         "Diagnostic Procedures",
         [
             _step("Leader = view % replica count", "automated", by="plugins/filter/vsr.py"),
-            _step("The replica with the high vsr_messages_sent_prepare rate", "missing"),
+            _step(
+                "The replica with the high vsr_messages_sent_prepare rate",
+                "automated",
+                by="roles/diagnostics",
+            ),
             _step("Replica logs naming the leader", "missing"),
         ],
     ),
@@ -170,10 +178,18 @@ SECTIONS = (
         "Procedure: Check Network Connectivity",
         "Diagnostic Procedures",
         [
-            _step("Ping test between the nodes (< 1 ms same DC, < 5 ms same region)", "missing"),
-            _step("TCP connectivity to the VSR port from every node", "missing"),
+            _step(
+                "Ping test between the nodes (< 1 ms same DC, < 5 ms same region)",
+                "automated",
+                by="roles/diagnostics",
+            ),
+            _step(
+                "TCP connectivity to the VSR port from every node",
+                "automated",
+                by="roles/diagnostics",
+            ),
             _step("Bandwidth test (iperf3, >= 10 Gbps)", "person", "network team"),
-            _step("Packet loss and retransmits (< 0.01 %)", "missing"),
+            _step("Packet loss and retransmits (< 0.01 %)", "automated", by="roles/diagnostics"),
         ],
     ),
     (
@@ -182,9 +198,13 @@ SECTIONS = (
         "Diagnostic Procedures",
         [
             _step("Errors in the last hour (error, fatal, panic)", "automated", by=TRIAGE),
-            _step("Count the error types (0-10 an hour is normal)", "missing"),
-            _step("Checksum failures in the last day", "missing"),
-            _step("OOM kills in the kernel log", "missing"),
+            _step(
+                "Count the error types (0-10 an hour is normal)",
+                "automated",
+                by="roles/diagnostics",
+            ),
+            _step("Checksum failures in the last day", "automated", by="roles/diagnostics"),
+            _step("OOM kills in the kernel log", "automated", by="roles/diagnostics"),
         ],
     ),
     (
@@ -192,10 +212,14 @@ SECTIONS = (
         "Procedure: Check Resource Utilization",
         "Diagnostic Procedures",
         [
-            _step("CPU usage and load average (CPU < 80 %, load < cores)", "missing"),
-            _step("Memory usage (< 90 %)", "missing"),
-            _step("Disk I/O latency (< 10 ms)", "missing"),
-            _step("Network I/O (< 80 % of capacity)", "missing"),
+            _step(
+                "CPU usage and load average (CPU < 80 %, load < cores)",
+                "automated",
+                by="roles/diagnostics",
+            ),
+            _step("Memory usage (< 90 %)", "automated", by="roles/diagnostics"),
+            _step("Disk I/O latency (< 10 ms)", "automated", by="roles/diagnostics"),
+            _step("Network I/O (< 80 % of capacity)", "automated", by="roles/diagnostics"),
             _step("Disk space (> 20 % free)", "automated", by=TRIAGE),
         ],
     ),
