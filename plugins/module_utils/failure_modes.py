@@ -115,7 +115,11 @@ REGISTRY = (
         severity="SEV2",
         alert="VsrViewChangeStorm",
         thresholds={"view_climb": 1, "view_changes_per_hour_alert": 5},
-        fault=[["partition", "--replica", "leader"]],
+        # Every replica drops DoViewChange and StartView (memory only, a restart clears it): all
+        # in ViewChange, the view climbing, nothing committing (seed 000's deadlock).
+        fault=[
+            ["viewchange-stuck", "--replica", r] for r in ("replica-1", "replica-2", "replica-3")
+        ],
         rehearsal_net=82,
         blocking=True,
         description="every replica in ViewChange, the view climbing",

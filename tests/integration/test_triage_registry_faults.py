@@ -22,12 +22,7 @@ pytestmark = pytest.mark.lab
 NET = 72  # 127.0.72.i: this test's own addresses
 failure_modes = module_utils("failure_modes")
 # failure mode -> why its registry fault is not triaged here (each one is a known gap)
-NOT_YET = {
-    # Seen here: the two others elect a leader and the verdict is none (once, while they were
-    # electing, the climbing view read as FM-002). Seed 000's FM-002 needs a fault that keeps
-    # every replica in ViewChange with the view climbing; the lab has none yet.
-    "FM-002": "its registry fault (a partitioned leader) does not produce FM-002",
-}
+NOT_YET: dict[str, str] = {}
 # A reset heals, restarts and verifies the lab but repairs no corruption (its counters stay):
 # the faults that corrupt run last, so that no other case sees their checksum failures.
 LAST = ("corrupt",)

@@ -39,6 +39,11 @@ Endpoints on ``api_port`` (8080):
   this replica still appends, persists and acknowledges every prepare, but executes committed
   ops at most one per N ms, so its commit number falls behind its op number while the cluster
   commits with the others; ``{"ms": 0}`` ends it. Held in memory only: a restart clears it.
+  ``POST /admin/viewchange-stuck {"on": true}`` (the lab's ``viewchange-stuck`` fault, FM-002):
+  this replica starts a view change and, until ``{"on": false}`` or a restart, drops every
+  DoViewChange and StartView it receives, so a view change it takes part in never completes;
+  on every replica, all stay in ViewChange with the view climbing (seed 000's "deadlock in the
+  view change protocol"). Held in memory only.
   ``POST /admin/reconfig {"action": "add"|"remove", "replica": NAME, ["address": {"host": ..,
   "api_port": .., "metrics_port": ..}]}``: joint consensus (see ``core``); answers once the joint
   configuration has committed (an added replica first catches up as a learner); the stable
@@ -300,6 +305,8 @@ class ReplicaNode:
         self.slow_commit_ms = 0
         self.slow_commit_mark = 0.0  # monotonic time the slowed executor finished its last op
         self.slow_commit_idle = True  # it had executed everything it knew committed
+        # the viewchange-stuck fault: DoViewChange and StartView dropped on receipt (memory only)
+        self.viewchange_stuck = False
         self.isolated = False
         # test-only fault (control file "read_fault"): this replica answers reads wrongly, so
         # that the workload's history checker can be shown to catch it (see _bad_read)
@@ -588,6 +595,8 @@ class ReplicaNode:
             self.offsets[src] = time.time() * 1000 - float(ts)
         with self.lock:
             for msg in payload.get("msgs", []):
+                if self.viewchange_stuck and msg.get("type") in ("dvc", "start_view"):
+                    continue
                 if self.slow_commit_ms and msg.get("type") in ("prepare", "commit"):
                     msg = self._slowed_commit(msg)
                 self.run_effects(self.core.on_message(msg, self.now_ms()))
@@ -760,6 +769,7 @@ class ReplicaNode:
                 "read_fault": self.read_fault,
                 "latency_ms": self.latency_ms,
                 "slow_commit_ms": self.slow_commit_ms,
+                "viewchange_stuck": self.viewchange_stuck,
                 "clock_offset_ms": round(self.clock_offset_ms(), 1),
                 "reconfig_state": self.reconfig_state(),
                 "configuration": cfg_members(c.cfg_at(c.commit)),
@@ -825,6 +835,8 @@ class ReplicaNode:
             return 200, {"latency_ms": self.latency_ms}
         if action == "slow-commit":
             return self._slow_commit(body)
+        if action == "viewchange-stuck":
+            return self._viewchange_stuck(body)
         if action == "reconfig":
             return self._reconfig(body)
         return 404, {"error": f"unknown admin action {action}"}
@@ -844,6 +856,22 @@ class ReplicaNode:
         elif was:
             LOG.warning("slow commit ended (was %d ms per op)", was)
         return 200, {"slow_commit_ms": ms, "was_ms": was}
+
+    def _viewchange_stuck(self, body: dict) -> tuple[int, dict]:
+        on = body.get("on")
+        if not isinstance(on, bool):
+            return 400, {"error": f"viewchange-stuck: on must be true or false, not {on!r}"}
+        with self.lock:
+            was, self.viewchange_stuck = self.viewchange_stuck, on
+            c = self.core
+            if on and c.status != STATE_TRANSFER:
+                c._start_view_change(c.view + 1)
+                self.run_effects(c._drain())
+        if on:
+            LOG.warning("view change stuck: dropping DoViewChange and StartView (view %d)", c.view)
+        elif was:
+            LOG.warning("view change no longer stuck")
+        return 200, {"viewchange_stuck": on, "was": was}
 
     def reconfig_state(self) -> int:
         """1 (Joint) while the committed configuration is joint, else 0 (Stable)."""

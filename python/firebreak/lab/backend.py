@@ -24,6 +24,7 @@ import time
 import urllib.parse
 from abc import ABC, abstractmethod
 from pathlib import Path
+from types import MappingProxyType
 
 import yaml
 
@@ -49,6 +50,7 @@ FAULT_KINDS = (
     "clock-skew",
     "latency",
     "slow-commit",
+    "viewchange-stuck",
     "heal",
 )
 SERVICE_NAME = "kimberlite-vsr"
@@ -64,6 +66,42 @@ def slow_commit_ms(arg) -> int:
 
 class LabError(RuntimeError):
     """A lab operation that cannot be done; the CLI prints it and exits non-zero."""
+
+
+# Faults a replica holds in its memory, set through its admin API (a restart clears them):
+# kind -> (the body that sets it from the fault's argument, the body that ends it, the key of
+# the answer that says whether it was set).
+MEMORY_FAULTS = MappingProxyType(
+    {
+        "slow-commit": (lambda arg: {"ms": slow_commit_ms(arg)}, {"ms": 0}, "was_ms"),
+        "viewchange-stuck": (lambda arg: {"on": True}, {"on": False}, "was"),
+    }
+)
+
+
+def memory_fault(api_url: str, kind: str, arg, replica: str, timeout: float = 5) -> dict:
+    """Set the memory fault ``kind`` on the replica at ``api_url``; LabError names why not."""
+    body = MEMORY_FAULTS[kind][0](arg)
+    try:
+        code, resp = http_json(f"{api_url}/admin/{kind}", "POST", body, timeout=timeout)
+    except OSError as exc:
+        raise LabError(f"{kind} on {replica}: {exc}") from exc
+    if code != 200:
+        raise LabError(f"{kind} on {replica}: {code} {resp}")
+    return body
+
+
+def end_memory_faults(api_url: str) -> list[str]:
+    """End every memory fault of a running replica; the kinds it had."""
+    ended = []
+    for kind, (_set, off, was) in MEMORY_FAULTS.items():
+        try:
+            code, resp = http_json(f"{api_url}/admin/{kind}", "POST", off, timeout=2)
+        except OSError:
+            continue
+        if code == 200 and resp.get(was):
+            ended.append(kind)
+    return ended
 
 
 def lab_dir() -> Path:
@@ -185,6 +223,7 @@ STATUS_FIELDS = (
     "checksum_failures",
     "clock_offset_ms",
     "slow_commit_ms",
+    "viewchange_stuck",
     "member",
     "reconfig_state",
     "configuration",
@@ -224,7 +263,7 @@ def config_options(options: dict | None) -> dict:
 def unsettled(rows: dict[str, dict]) -> dict[str, str]:
     """Why each replica is not reset (pure; ``rows``: name -> its /admin/status fields, or
     ``error``): a reset lab has every replica Normal, in one view, with equal commit numbers,
-    no slow-commit, not isolated, no known corruption. ``{}`` when it is."""
+    no slow-commit, no stuck view change, not isolated, no known corruption. ``{}`` when it is."""
     why: dict[str, str] = {}
     normal = {}
     for name, row in rows.items():
@@ -243,6 +282,8 @@ def unsettled(rows: dict[str, dict]) -> dict[str, str]:
             why[name] = f"commit {row['commit']}, highest {commit}"
         elif row.get("slow_commit_ms"):
             why[name] = f"slow_commit_ms {row['slow_commit_ms']}"
+        elif row.get("viewchange_stuck"):
+            why[name] = "viewchange_stuck"
         elif row.get("isolated"):
             why[name] = "isolated"
         elif row.get("corrupt_from") is not None:

@@ -131,11 +131,12 @@ from firebreak.lab.backend import (
     Backend,
     LabError,
     config_options,
+    end_memory_faults,
     http_json,
     lab_dir,
+    memory_fault,
     read_admin_status,
     replica_config,
-    slow_commit_ms,
     wait_settled,
     write_inventory,
 )
@@ -1108,26 +1109,18 @@ class ContainerLab:
     def _slow_commit(self, replica: str, arg: Any) -> dict[str, Any]:
         """The backup executes at most one committed op per ``arg`` ms (``POST /admin/slow-commit``
         on its published API); held in the replica's memory, so a unit restart clears it."""
-        ms = slow_commit_ms(arg)
-        try:
-            code, resp = http_json(
-                f"{self.api_url(replica)}/admin/slow-commit", "POST", {"ms": ms}, timeout=5
-            )
-        except OSError as exc:
-            raise ContainerLabError(f"slow-commit on {replica}: {exc}") from exc
-        if code != 200:
-            raise ContainerLabError(f"slow-commit on {replica}: {code} {resp}")
-        return {"ms": ms}
+        return self._memory_fault(replica, "slow-commit", arg)
 
-    def _end_slow_commit(self, replica: str) -> bool:
-        """End a running replica's slow-commit fault; whether it had one."""
+    def _viewchange_stuck(self, replica: str, arg: Any) -> dict[str, Any]:
+        """The replica starts a view change and drops every DoViewChange and StartView it gets
+        (``POST /admin/viewchange-stuck``, memory only): on every replica, FM-002."""
+        return self._memory_fault(replica, "viewchange-stuck", arg)
+
+    def _memory_fault(self, replica: str, kind: str, arg: Any) -> dict[str, Any]:
         try:
-            code, resp = http_json(
-                f"{self.api_url(replica)}/admin/slow-commit", "POST", {"ms": 0}, timeout=2
-            )
-        except OSError:
-            return False
-        return code == 200 and bool(resp.get("was_ms"))
+            return memory_fault(self.api_url(replica), kind, arg, replica)
+        except LabError as exc:
+            raise ContainerLabError(str(exc)) from exc
 
     # kind -> handler (every kind of FAULT_KINDS; heal is heal()).
     FAULT_HANDLERS = MappingProxyType(
@@ -1141,6 +1134,7 @@ class ContainerLab:
             "clock-skew": _clock_skew,
             "latency": _latency,
             "slow-commit": _slow_commit,
+            "viewchange-stuck": _viewchange_stuck,
         }
     )
 
@@ -1182,8 +1176,7 @@ class ContainerLab:
             if "pause" in kinds or self._is_stopped(r):
                 self.systemctl(r, "kill", "-s", "SIGCONT", UNIT)
                 done.append("pause")
-            if self._end_slow_commit(r):
-                done.append("slow-commit")
+            done += end_memory_faults(self.api_url(r))
             if self.unit_state(r) != "active":
                 self.systemctl(r, "reset-failed", UNIT)
                 self.systemctl(r, "start", UNIT)

@@ -202,6 +202,16 @@ def _slow_commit(arg: Any) -> dict[str, Any]:
     return _api_knob("/admin/slow-commit", positive_ms(arg, DEFAULT_SLOW_COMMIT_MS, "slow-commit"))
 
 
+def _viewchange_stuck(arg: Any) -> dict[str, Any]:
+    """The replica starts a view change and drops every DoViewChange and StartView it receives
+    (memory only: a restart clears it); on every replica, FM-002."""
+    try:
+        _post(f"{API_URL}/admin/viewchange-stuck", {"on": True})
+    except OSError as exc:
+        raise NodeFaultError(f"POST /admin/viewchange-stuck: {exc}") from exc
+    return {"viewchange_stuck": True}
+
+
 def _latency(arg: Any) -> dict[str, Any]:
     return _api_knob("/admin/latency", positive_ms(arg, DEFAULT_LATENCY_MS, "latency"))
 
@@ -256,6 +266,7 @@ KINDS: dict[str, Callable[[Any], dict[str, Any]]] = {
     "corrupt": _corrupt,
     "disk-full": _disk_full,
     "slow-commit": _slow_commit,
+    "viewchange-stuck": _viewchange_stuck,
     "latency": _latency,
     "clock-skew": _clock_skew,
 }

@@ -62,13 +62,14 @@ from firebreak.lab.backend import (
     Backend,
     LabError,
     config_options,
+    end_memory_faults,
     faketime_env,
     http_json,
     load_state,
+    memory_fault,
     read_admin_status,
     replica_config,
     save_state,
-    slow_commit_ms,
     state_path,
     wait_settled,
     with_options,
@@ -490,14 +491,10 @@ class ProcessesBackend(Backend):
         return {"ms": ms}
 
     def _slow_commit(self, st: dict, m: dict, arg: str | None) -> dict:
-        ms = slow_commit_ms(arg)
-        try:
-            code, resp = http_json(m["api_url"] + "/admin/slow-commit", "POST", {"ms": ms})
-        except OSError as exc:
-            raise LabError(f"slow-commit on {m['name']}: {exc}") from exc
-        if code != 200:
-            raise LabError(f"slow-commit on {m['name']}: {code} {resp}")
-        return {"ms": ms}
+        return memory_fault(m["api_url"], "slow-commit", arg, m["name"])
+
+    def _viewchange_stuck(self, st: dict, m: dict, arg: str | None) -> dict:
+        return memory_fault(m["api_url"], "viewchange-stuck", arg, m["name"])
 
     def _clock_skew(self, st: dict, m: dict, arg: str | None) -> dict:
         try:
@@ -535,15 +532,11 @@ class ProcessesBackend(Backend):
                 _reap(pid)
 
     @staticmethod
-    def _end_slow_commit(m: dict) -> bool:
-        """End a running replica's slow-commit fault (held in its memory); whether it had one."""
+    def _end_memory_faults(m: dict) -> list[str]:
+        """End a running replica's memory faults (slow-commit, viewchange-stuck); those it had."""
         if not _ours(m.get("pid"), m["config"]) or _paused(m.get("pid")):
-            return False
-        try:
-            code, resp = http_json(m["api_url"] + "/admin/slow-commit", "POST", {"ms": 0})
-        except OSError:
-            return False
-        return code == 200 and bool(resp.get("was_ms"))
+            return []
+        return end_memory_faults(m["api_url"])
 
     def _push_control(self, m: dict) -> None:
         """Apply the control file at once through the admin API (the replica also polls it)."""
@@ -654,6 +647,19 @@ class ProcessesBackend(Backend):
             Path(mnt["image"]).unlink(missing_ok=True)
             m.pop("mount", None)
 
+    def restart(self, name: str) -> dict:
+        """Stop one replica and start it again (what a unit restart is in containers mode): its
+        memory faults are gone, its disk is kept. LabError when it does not come up."""
+        st = self.state()
+        m = self._member(st, self.resolve(name))
+        self._stop_pid(m)
+        self._spawn(st, m["name"])
+        save_state(st, self.dir)
+        why = self._wait_health(m)
+        if why:
+            raise LabError(f"restart of {m['name']}: {why}")
+        return {"restarted": m["name"], "pid": m["pid"]}
+
     def heal(self) -> dict:
         st = self.state()
         actions = []
@@ -664,8 +670,7 @@ class ProcessesBackend(Backend):
             if _paused(pid):
                 os.kill(pid, signal.SIGCONT)
                 actions.append(f"SIGCONT {name}")
-            if self._end_slow_commit(m):
-                actions.append(f"cleared slow-commit on {name}")
+            actions += [f"cleared {kind} on {name}" for kind in self._end_memory_faults(m)]
             ctl = self._control(m)
             if ctl.get("partition") or ctl.get("latency_ms") or ctl.get("read_fault"):
                 self._control(m, partition=[], latency_ms=0, read_fault=None)
@@ -757,7 +762,17 @@ class ProcessesBackend(Backend):
             "clock-skew": _clock_skew,
             "latency": _latency,
             "slow-commit": _slow_commit,
+            "viewchange-stuck": _viewchange_stuck,
             "bad-reads": _bad_reads,
         }
     )
-    NEEDS_RUNNING = ("kill", "stop", "pause", "corrupt", "latency", "clock-skew", "slow-commit")
+    NEEDS_RUNNING = (
+        "kill",
+        "stop",
+        "pause",
+        "corrupt",
+        "latency",
+        "clock-skew",
+        "slow-commit",
+        "viewchange-stuck",
+    )
