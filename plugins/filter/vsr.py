@@ -50,9 +50,10 @@ def vsr_classify(data, previous=None, disk=None, **thresholds):
         raise AnsibleFilterError("vsr_classify: %s" % e) from e
 
 
-def vsr_verdict(findings):
+def vsr_verdict(findings, alerts=None):
     """The finding that names the cause among ``findings`` (vsr_classify's, plus any a role
-    adds), each with its runbook; ``{}`` when there is none."""
+    adds), each with its runbook; with no finding, the SEV4 warnings verdict when ``alerts``
+    fired, else ``{}``."""
     findings = _plain(findings)
     if not isinstance(findings, list) or not all(
         isinstance(f, dict) and "fm" in f and "severity" in f for f in findings
@@ -66,7 +67,15 @@ def vsr_verdict(findings):
     except failure_modes.UnknownFailureMode as e:
         raise AnsibleFilterError("vsr_verdict: %s" % e) from e
     if top is None:
-        return {}
+        alerts = _plain(alerts) or []
+        if not isinstance(alerts, list) or not all(
+            isinstance(a, dict) and "alert" in a and "replica" in a for a in alerts
+        ):
+            raise AnsibleFilterError(
+                "vsr_verdict: alerts must be vsr_classify's alerts ({alert, replica, ...}), got %r"
+                % (alerts,)
+            )
+        return vsr.warnings_verdict(alerts) if alerts else {}
     return dict(top, runbook=failure_modes.runbook(top["fm"]))
 
 

@@ -29,12 +29,17 @@ __metaclass__ = type
 import copy
 import re
 
-HANDLING = ("automated", "guarded", "person")
+HANDLING = ("automated", "guarded", "person", "missing")
 SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4")
 
 
-def _step(text, handling, owner="on-call engineer"):
-    return {"text": text, "handling": handling, "owner": owner}
+def _step(text, handling, owner="on-call engineer", by=None):
+    """A seed step; ``by`` names what does it when that is not the failure mode's own role
+    (triage, a shared role, the wrapper): the fidelity table (docs/seed-fidelity.md) shows it."""
+    out = {"text": text, "handling": handling, "owner": owner}
+    if by:
+        out["by"] = by
+    return out
 
 
 def _mode(**entry):
@@ -67,13 +72,40 @@ REGISTRY = (
         description="fewer than a quorum of replicas Normal",
         steps=[
             _step(
-                "Check how many replicas are down (systemctl status kimberlite-vsr)", "automated"
+                "Check how many replicas are down (systemctl status kimberlite-vsr on each node)",
+                "automated",
+                by="roles/triage",
             ),
-            _step("Restore at least one backup immediately (2 of 3 down)", "guarded"),
-            _step("Check network connectivity (ping between nodes)", "automated"),
-            _step("Check disk space (df -h)", "automated"),
-            _step("Check memory (free -h, dmesg | grep -i oom)", "automated"),
-            _step("Fix the network partition", "person", "network team"),
+            _step(
+                "2 of 3 down in a 3-node cluster: restore at least one backup immediately",
+                "missing",
+            ),
+            _step(
+                "Check network connectivity (ping between nodes)",
+                "automated",
+                by="roles/diagnostics",
+            ),
+            _step("Check disk space (df -h)", "automated", by="roles/triage"),
+            _step(
+                "Check memory (free -h, dmesg | grep -i oom)", "automated", by="roles/diagnostics"
+            ),
+            _step("Scenario 1, network partition: fix the network", "person", "network team"),
+            _step(
+                "Scenario 1, network partition: the replicas recover by themselves; verify",
+                "missing",
+            ),
+            _step(
+                "Scenario 2, crashed replicas: restart them (systemctl restart kimberlite-vsr)",
+                "missing",
+            ),
+            _step(
+                "Scenario 3, disk full: clear space or add disk, restart the replicas", "missing"
+            ),
+            _step("Prevention: disk space alert at 80 %", "automated", by="roles/triage"),
+            _step("Prevention: memory usage alert at 90 %", "missing"),
+            _step(
+                "Prevention: network redundancy, capacity planning", "person", "capacity planning"
+            ),
         ],
     ),
     _mode(
@@ -88,12 +120,39 @@ REGISTRY = (
         blocking=True,
         description="every replica in ViewChange, the view climbing",
         steps=[
-            _step("Check if a new leader was elected (vsr_view_number stable?)", "automated"),
-            _step("Check backup replica logs for DoViewChange messages", "automated"),
-            _step("Check clock synchronization (vsr_clock_offset_ms > 100 ms?)", "automated"),
-            _step("Check network latency between replicas (ping -c 100)", "automated"),
-            _step("Restart all replicas in sequence (leader first, then backups)", "guarded"),
-            _step("Fix the network", "person", "network team"),
+            _step(
+                "Check if a new leader was elected (vsr_view_number stable?)",
+                "automated",
+                by="roles/triage",
+            ),
+            _step("Check backup replica logs for DoViewChange messages", "missing"),
+            _step(
+                "Check clock synchronization (vsr_clock_offset_ms > 100 ms?)",
+                "automated",
+                by="roles/triage",
+            ),
+            _step(
+                "Check network latency between replicas (ping -c 100)",
+                "automated",
+                by="roles/diagnostics",
+            ),
+            _step(
+                "Scenario 1, deadlock: restart every replica in turn, leader first, then backups",
+                "missing",
+            ),
+            _step(
+                "Scenario 2, clock skew: fix NTP, wait for convergence (or force time sync)",
+                "missing",
+            ),
+            _step("Scenario 3, network issues: fix the network", "person", "network team"),
+            _step("Scenario 3, network issues: wait for auto-recovery; verify", "missing"),
+            _step(
+                "Prevention: view change frequency alert (> 5 an hour)",
+                "automated",
+                by="roles/triage",
+            ),
+            _step("Prevention: clock offset alert (> 100 ms)", "automated", by="roles/triage"),
+            _step("Prevention: test view change scenarios in staging", "person", "SRE team"),
         ],
     ),
     _mode(
@@ -124,7 +183,15 @@ REGISTRY = (
             _step("Stop the corrupted replica", "guarded"),
             _step("Verify the cluster has quorum without it", "automated"),
             _step("Trigger state transfer or repair from healthy replicas", "guarded"),
+            _step("If the repair succeeds, bring the replica back online", "guarded"),
             _step("If the repair fails, wipe the replica's data and re-sync", "guarded"),
+            _step(
+                "Prevention: background scrubbing, vsr_scrub_tours_completed increments daily",
+                "missing",
+            ),
+            _step(
+                "Prevention: ECC memory, regular disk health checks", "person", "hardware on-call"
+            ),
         ],
     ),
     _mode(
@@ -141,11 +208,36 @@ REGISTRY = (
         # latency it shows: FM-004 is the verdict only when none of them is found.
         explained_by=["FM-001", "FM-002", "FM-003", "FM-005", "FM-006", "FM-007", "FM-008"],
         steps=[
-            _step("Check network utilization (iftop, nload)", "automated"),
-            _step("Check CPU usage (top, load average)", "automated"),
-            _step("Check disk I/O latency (iostat -x 1)", "automated"),
-            _step("Rate-limit traffic or upgrade the NIC", "person", "network team"),
-            _step("Scale vertically or horizontally", "person", "capacity planning"),
+            _step("Check network utilization (iftop, nload)", "automated", by="roles/diagnostics"),
+            _step("Check CPU usage (top, load average)", "automated", by="roles/diagnostics"),
+            _step("Check disk I/O latency (iostat -x 1)", "automated", by="roles/diagnostics"),
+            _step(
+                "Check for GC pauses (JVM-based application layer)", "person", "application team"
+            ),
+            _step(
+                "Scenario 1, network saturated: rate-limit traffic, upgrade the NIC",
+                "person",
+                "network team",
+            ),
+            _step(
+                "Scenario 2, CPU maxed out: scale vertically or horizontally",
+                "person",
+                "capacity planning",
+            ),
+            _step(
+                "Scenario 3, disk slow: check disk health, consider an upgrade",
+                "person",
+                "hardware on-call",
+            ),
+            _step(
+                "Scenario 4, memory pressure: increase memory, tune GC",
+                "person",
+                "capacity planning",
+            ),
+            _step(
+                "Prevention: bandwidth alert at 80 %, CPU at 85 %, disk I/O latency > 10 ms",
+                "missing",
+            ),
         ],
     ),
     _mode(
@@ -175,8 +267,23 @@ REGISTRY = (
             ),
             _step("Check disk/memory/CPU health", "automated"),
             _step("Attempt a restart if not a hardware failure", "guarded"),
-            _step("Monitor for a repeat crash", "automated"),
-            _step("Replace the hardware, provision a new replica", "person", "hardware on-call"),
+            _step(
+                "Scenario 1, process crash: restart the replica, monitor for a repeat", "automated"
+            ),
+            _step(
+                "Scenario 2, hardware failure: replace the hardware, provision a new replica",
+                "person",
+                "hardware on-call",
+            ),
+            _step(
+                "Scenario 3, planned maintenance: wait for it to complete, restart",
+                "person",
+                "on-call engineer",
+            ),
+            _step(
+                "Prevention: alert on any replica down > 5 minutes", "automated", by="roles/triage"
+            ),
+            _step("Prevention: rolling upgrades for planned maintenance", "person", "SRE team"),
         ],
     ),
     _mode(
@@ -199,11 +306,23 @@ REGISTRY = (
             _step("Check which backup is lagging (vsr_commit_number per replica)", "automated"),
             _step("Check the lagging replica's CPU, disk, network", "automated"),
             _step("Check for long-running application commands (logs)", "automated"),
-            _step("Restart the backup, trigger state transfer if needed", "guarded"),
             _step(
-                "Identify the slow command, optimize it or time it out",
+                "Scenario 1, slow backup: restart it, trigger state transfer if needed", "guarded"
+            ),
+            _step(
+                "Scenario 2, application blocking: find the slow command, optimize or time it out",
                 "person",
                 "application team",
+            ),
+            _step(
+                "Scenario 3, network issues: fix the network, wait for catch-up",
+                "person",
+                "network team",
+            ),
+            _step(
+                "Prevention: commit lag alert per replica (> 50 ops)",
+                "automated",
+                by="roles/triage",
             ),
         ],
     ),
@@ -229,8 +348,26 @@ REGISTRY = (
                 "Identify the largest files/directories (du -sh /var/lib/kimberlite/*)", "automated"
             ),
             _step("Check if the checkpoint is running", "automated"),
-            _step("Trigger a checkpoint, then log cleanup", "guarded"),
-            _step("Add disk capacity or enable automatic cleanup", "person", "capacity planning"),
+            _step(
+                "Emergency: delete old logs (log.old.*), only those a valid checkpoint covers",
+                "guarded",
+            ),
+            _step("Proper: trigger a checkpoint, then log cleanup", "guarded"),
+            _step(
+                "Long-term: add disk capacity or enable automatic cleanup",
+                "person",
+                "capacity planning",
+            ),
+            _step(
+                "Prevention: disk space alert at 80 %, critical at 90 %",
+                "automated",
+                by="roles/triage",
+            ),
+            _step(
+                "Prevention: automatic checkpointing, a retention policy for old checkpoints",
+                "person",
+                "SRE team",
+            ),
         ],
     ),
     _mode(
@@ -255,11 +392,22 @@ REGISTRY = (
             _step("Check NTP status (systemctl status kimberlite-timesync)", "automated"),
             _step("Check NTP peer status (kimberlite-timesync sources)", "automated"),
             _step("Check the clock offset (kimberlite-timesync status)", "automated"),
-            _step("NTP stopped: restart the daemon, watch the offset converge", "guarded"),
             _step(
-                "NTP unreachable: fix the network or switch NTP servers", "person", "network team"
+                "Scenario 1, NTP stopped: restart the daemon, watch the offset converge", "guarded"
             ),
-            _step("Clock jumped: force a time sync (can break consensus), confirmed", "guarded"),
+            _step(
+                "Scenario 2, NTP unreachable: fix the network or switch NTP servers",
+                "person",
+                "network team",
+            ),
+            _step(
+                "Scenario 3, clock jumped: force a time sync (can break consensus), confirmed",
+                "guarded",
+            ),
+            _step("Prevention: clock offset alert (> 100 ms)", "automated", by="roles/triage"),
+            _step(
+                "Prevention: several NTP servers, stable clocks (GPS, PTP)", "person", "SRE team"
+            ),
         ],
     ),
 )
@@ -398,6 +546,10 @@ def validate(registry=REGISTRY):
                 )
             if not step.get("text") or not step.get("owner"):
                 problems.append("%s: a step without text or owner" % fm)
+            if step.get("handling") in ("automated", "guarded") and not (role or step.get("by")):
+                problems.append(
+                    "%s: step %r: nothing does it (no role, no by)" % (fm, step.get("text"))
+                )
         for cause in entry.get("explained_by", []):
             if cause == fm or cause not in [e.get("id") for e in registry]:
                 problems.append("%s: explained_by %r is no other failure mode" % (fm, cause))

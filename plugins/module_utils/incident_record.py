@@ -17,6 +17,18 @@ import re
 import tempfile
 from datetime import datetime, timezone
 
+try:
+    from ansible_collections.firebreak.incident.plugins.module_utils import escalation
+except ImportError:  # loaded by file path outside a collection (the wrapper): the file beside
+    import importlib.util
+
+    _spec = importlib.util.spec_from_file_location(
+        "_firebreak_escalation",
+        os.path.join(os.path.dirname(os.path.abspath(__file__)), "escalation.py"),
+    )
+    escalation = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(escalation)
+
 __metaclass__ = type
 
 SCHEMA_VERSION = 1
@@ -63,6 +75,8 @@ ENTRY_FIELDS = (
 )
 EVIDENCE_FIELDS = ("kind", "phase", "host", "target", "at", "summary", "data")
 MILESTONES = ("fault_started", "detected", "acknowledged", "mitigated", "resolved")
+# derived fields added after schema version 1 was first written: optional in a record
+DERIVED_LATER = ("escalation", "updates")
 
 
 class RecordError(Exception):
@@ -291,6 +305,9 @@ def derive(record):
         "failure_mode": failure_mode,
         "milestones": milestones,
         "metrics": metrics,
+        # seed 000's escalation paths and comms cadence, due from the detection
+        "escalation": escalation.due(severity, milestones),
+        "updates": escalation.updates(severity, milestones),
     }
 
 
@@ -545,7 +562,9 @@ def verify(record):
         return problems
     problems += _evidence_problems(record, timeline)
     derived = derive(record)
-    for key in ("state", "severity", "failure_mode", "milestones", "metrics"):
+    for key in ("state", "severity", "failure_mode", "milestones", "metrics", *DERIVED_LATER):
+        if key in DERIVED_LATER and key not in record:
+            continue  # a record written before the field existed
         if record.get(key) != derived[key]:
             problems.append(
                 _problem(

@@ -957,6 +957,23 @@ def verdict(findings):
     return (causes or ordered or [None])[0]
 
 
+def warnings_verdict(alerts):
+    """Seed 000's SEV4 ("Minor issue: warning alerts, low impact"): the verdict when alerts
+    fire below every failure mode's threshold; no failure mode, no runbook."""
+    return {
+        "fm": "none",
+        "name": "Warnings",
+        "severity": "SEV4",
+        "replicas": sorted(set(a["replica"] for a in alerts)),
+        "evidence": [
+            "%s on %s: %s (> %s)"
+            % (a["alert"], a["replica"], _fmt(a["value"]), _fmt(a["threshold"]))
+            for a in alerts
+        ],
+        "runbook": "none",
+    }
+
+
 def classify(data, previous=None, disk=None, **thresholds):
     """The seed's failure modes found in a vsr_metrics result.
 
@@ -968,7 +985,8 @@ def classify(data, previous=None, disk=None, **thresholds):
     Returns ``{findings, overall: {failure_mode, name, severity, targets, runbook}, alerts}``;
     findings are ``{fm, name, severity, replicas, evidence, runbook[, explained_by]}``, SEV1
     first (then by FM number). The overall verdict is the cause, not its symptom (``verdict``).
-    Healthy gives no findings and failure_mode/severity ``none``.
+    Healthy gives no findings and failure_mode/severity ``none``; no finding but alerts (the
+    seed's warning thresholds) is severity SEV4, "Warnings", failure_mode ``none``.
     """
     c = _Context(data, previous, disk, thresholds)
     view_change = _fm002_view_change(c)
@@ -984,6 +1002,7 @@ def classify(data, previous=None, disk=None, **thresholds):
     ]
     findings = sorted((f for f in found if f), key=lambda f: (f["severity"], f["fm"]))
     top = verdict(findings)
+    alerts = _alerts(c)
     if top:
         overall = {
             "failure_mode": top["fm"],
@@ -991,6 +1010,15 @@ def classify(data, previous=None, disk=None, **thresholds):
             "severity": top["severity"],
             "targets": list(top["replicas"]),
             "runbook": top["runbook"],
+        }
+    elif alerts:
+        warn = warnings_verdict(alerts)
+        overall = {
+            "failure_mode": "none",
+            "name": warn["name"],
+            "severity": warn["severity"],
+            "targets": warn["replicas"],
+            "runbook": "none",
         }
     else:
         overall = {
@@ -1000,7 +1028,7 @@ def classify(data, previous=None, disk=None, **thresholds):
             "targets": [],
             "runbook": "none",
         }
-    return {"findings": findings, "overall": overall, "alerts": _alerts(c)}
+    return {"findings": findings, "overall": overall, "alerts": alerts}
 
 
 def _window_p95(replica, previous, key):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import io
 import json
 import signal
 import sys
@@ -92,27 +93,40 @@ def _with_cancel(call: Callable[[threading.Event], Any]) -> Any:
             signal.signal(s, handler)
 
 
+def _on_task(*callbacks: Callable[[Any], None] | None) -> Callable[[Any], None]:
+    def call(task: Any) -> None:
+        for callback in callbacks:
+            if callback is not None:
+                callback(task)
+
+    return call
+
+
 def _run(args: argparse.Namespace, playbook: str, out: TextIO, **extra: Any) -> RunResult:
+    from firebreak.incident_watch import IncidentWatch, load_contacts
     from firebreak.progress import ProgressPrinter
 
     printer = None if args.json else ProgressPrinter(out)
-    return _with_cancel(
-        lambda cancel: runner.run_playbook(
-            playbook,
-            inventory=args.inventory,
-            extra_vars=parse_extra_vars(getattr(args, "extra_vars", None)),
-            tags=_split(getattr(args, "tags", None)),
-            skip_tags=_split(getattr(args, "skip_tags", None)),
-            limit=getattr(args, "limit", None),
-            check=getattr(args, "check", False),
-            timeout=args.timeout,
-            incident_id=getattr(args, "incident_id", None),
-            incident_dir=getattr(args, "incident_dir", None),
-            on_task=printer,
-            cancel=cancel,
-            **extra,
+    # escalations that come due and the update drafts, printed while the run goes on
+    watch = IncidentWatch(io.StringIO() if args.json else out, load_contacts())
+    with watch:
+        return _with_cancel(
+            lambda cancel: runner.run_playbook(
+                playbook,
+                inventory=args.inventory,
+                extra_vars=parse_extra_vars(getattr(args, "extra_vars", None)),
+                tags=_split(getattr(args, "tags", None)),
+                skip_tags=_split(getattr(args, "skip_tags", None)),
+                limit=getattr(args, "limit", None),
+                check=getattr(args, "check", False),
+                timeout=args.timeout,
+                incident_id=getattr(args, "incident_id", None),
+                incident_dir=getattr(args, "incident_dir", None),
+                on_task=_on_task(printer, watch.on_task),
+                cancel=cancel,
+                **extra,
+            )
         )
-    )
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -147,6 +161,18 @@ def _summary(result: RunResult, out: TextIO) -> None:
     )
     if result.record_path:
         out.write(f"incident record: {result.record_path}\n")
+        out.writelines(line + "\n" for line in _escalations(result.record_path))
+
+
+def _escalations(record_path: str) -> list[str]:
+    """The record's escalations, as they stand now (seed 000's escalation paths)."""
+    from firebreak.incident_watch import escalation_lines, load_contacts
+    from firebreak.record import RecordError, load_document
+
+    try:
+        return escalation_lines(load_document(record_path), load_contacts())
+    except (RecordError, OSError, ValueError) as exc:
+        return [f"escalation: cannot read {record_path}: {exc}"]
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

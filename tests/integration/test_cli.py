@@ -393,3 +393,41 @@ def test_sigterm_to_a_rehearsal_takes_its_lab_and_workload_down():
     assert "rehearsal fm005_replica_crash: canceled (" in out, out
     (lab_dir,) = lab_dirs
     assert leftover_pids(lab_dir) == [] and not lab_dir.exists()
+
+
+def test_run_shows_the_escalations_with_the_contacts_table(tmp_path):
+    contacts = tmp_path / "contacts.yml"
+    contacts.write_text("manager on-call:\n  name: Bob Johnson\n  phone: +1-555-0100\n")
+    proc = firebreak(
+        "run",
+        str(PLAYBOOKS / "selftest_incident.yml"),
+        "-i",
+        str(INVENTORY),
+        "--incident-id",
+        "INC-ESC",
+        "--incident-dir",
+        str(tmp_path),
+        "-e",
+        "firebreak_severity=SEV1 firebreak_incident_state=detected",
+        env={"FIREBREAK_CONTACTS": str(contacts)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    # a SEV1 pages the manager at the detection: overdue as soon as it is shown, once
+    assert proc.stdout.count("ESCALATE now") >= 1
+    assert "manager on-call (Bob Johnson, +1-555-0100)" in proc.stdout
+    assert re.search(r"^escalation \d\d:\d\d UTC  pending\s+secondary on-call", proc.stdout, re.M)
+    assert proc.stdout.count("ESCALATE now") == len(set(re.findall(r"ESCALATE now.*", proc.stdout)))
+
+
+def test_run_refuses_a_bad_contacts_table_before_it_starts(tmp_path):
+    contacts = tmp_path / "contacts.yml"
+    contacts.write_text("- not a table\n")
+    proc = firebreak(
+        "run",
+        str(PLAYBOOKS / "selftest_ok.yml"),
+        "-i",
+        str(INVENTORY),
+        env={"FIREBREAK_CONTACTS": str(contacts)},
+    )
+    assert proc.returncode == 2 and "contacts table" in proc.stderr
+    assert not PROGRESS.findall(proc.stdout)  # nothing ran

@@ -65,6 +65,11 @@ def test_two_runs_of_one_incident_append_to_one_valid_chain(tmp_path):
     assert {e["run_id"] for e in after["timeline"]} == {first.run_id, second.run_id}
     assert after["state"] == "resolved" and after["severity"] == "SEV1"
     assert after["metrics"]["mttd_seconds"] > 0 and after["metrics"]["mttr_seconds"] > 0
+    # the module (AnsiballZ, module_utils/escalation.py) derived seed 000's escalations: the
+    # SEV1 manager page is due at the detection; the resolution came before the others
+    items = {i["id"]: i for i in after["escalation"]}
+    assert items["manager"]["due"] == after["milestones"]["detected"]
+    assert items["executive"]["status"] == "met" and after["updates"]["next"] is None
     assert len(after["evidence"]) == 4
     actions = [e for e in after["timeline"] if e["type"] == "action"]
     assert [a["outcome"] for a in actions] == [

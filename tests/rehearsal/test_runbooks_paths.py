@@ -327,3 +327,24 @@ def test_fm005_repeat_crash_escalated_not_looped(lab: ContainerLab, work: dict) 
     res = workload.check(lab.lab_dir)
     assert res["acknowledged"] > 0 and res["lost"] == 0, res
     print(f"escalated: {json.dumps(watch['detail'])}")
+
+
+def test_a_failed_smoke_test_fails_the_verify_and_is_recorded(
+    lab: ContainerLab, work: dict
+) -> None:
+    """The skeleton's smoke test (seed 000, phase 3) after a repair: a write the API refuses
+    fails the verify, even with every replica Normal, and no monitoring follows."""
+    target = backup_of(lab)
+    lab.fault("kill", target)
+    refused = "vsr_api_url=http://127.0.0.1:9"  # every host's API: a loopback port nobody serves
+    run = run_playbook(
+        lab, work, "fm005_replica_crash", "fm005_replica_crash_watch_seconds=2", refused
+    )
+    assert run.rc != 0, run.stdout[-2000:]
+    timeline = record(work)["timeline"]
+    (verified,) = [e for e in timeline if e["action"] == "cluster_verified"]
+    checks = verified["detail"]["checks"]
+    assert str(checks["smoke_test"]) == "False" and str(checks["all_normal"]) == "True"
+    assert verified["outcome"].startswith("NOT healthy")
+    assert not [e for e in timeline if e["action"] == "cluster_monitored"]
+    assert "smoke_test" in run.stdout  # the failure names the check

@@ -18,6 +18,7 @@ def test_the_generated_files_are_current():
 def private(tmp_path, monkeypatch):
     """docs' outputs moved to ``tmp_path``, written once."""
     monkeypatch.setattr(docs, "DOC", tmp_path / "failure-modes.md")
+    monkeypatch.setattr(docs, "FIDELITY", tmp_path / "seed-fidelity.md")
     monkeypatch.setattr(docs, "PLAYBOOKS", tmp_path / "playbooks")
     (tmp_path / "playbooks").mkdir()
     assert docs.main([]) == 0 and docs.main(["--check"]) == 0
@@ -29,6 +30,13 @@ def test_the_check_catches_a_stale_doc(private):
     doc.write_text(docs.render().replace("SEV1", "SEV2", 1), encoding="utf-8")
     assert docs.main(["--check"]) == 1
     assert docs.main([]) == 0 and docs.main(["--check"]) == 0
+
+
+def test_the_check_catches_a_stale_fidelity_table(private):
+    table = private / "seed-fidelity.md"
+    table.write_text(docs.render_fidelity().replace("| missing |", "| automated |", 1))
+    assert docs.main(["--check"]) == 1
+    assert docs.main([]) == 0 and table.read_text() == docs.render_fidelity()
 
 
 def test_the_check_catches_a_stale_or_missing_playbook(private, capsys):

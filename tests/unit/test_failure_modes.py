@@ -33,6 +33,7 @@ def test_registry_is_sound_and_complete():
         (lambda r: r[4].update(role="fm003_corruption"), "must be its slug"),
         (lambda r: r[4].update(slug="fm003_crash"), "slug"),
         (lambda r: r[3]["steps"][0].update(handling="maybe"), "handling"),
+        (lambda r: r[3]["steps"][4].update(handling="automated"), "nothing does it"),
         (lambda r: r[3].update(explained_by=["FM-099"]), "explained_by"),
         (lambda r: r[3].update(explained_by=["FM-004"]), "explained_by"),
         (lambda r: r[5]["thresholds"].update(clock_offset_ms=1), "threshold 'clock_offset_ms'"),
@@ -82,13 +83,14 @@ def test_classification_reads_the_registry():
 
 def test_tasks_for_people_carry_the_seed_wording_and_an_owner():
     tasks = fmr.tasks_for_people("FM-005")
-    assert tasks == [
-        {
-            "failure_mode": "FM-005",
-            "text": "Replace the hardware, provision a new replica",
-            "owner": "hardware on-call",
-        }
-    ]
+    assert tasks[0] == {
+        "failure_mode": "FM-005",
+        "text": "Scenario 2, hardware failure: replace the hardware, provision a new replica",
+        "owner": "hardware on-call",
+    }
+    assert [t["owner"] for t in tasks] == ["hardware on-call", "on-call engineer", "SRE team"]
+    # what the runbook does itself is no task for a person
+    assert all("restart the replica, monitor" not in t["text"] for t in tasks)
 
 
 # ------------------------------------------------------------------ classification
@@ -228,6 +230,13 @@ def test_alert_thresholds_of_the_seed(name):
     if alert:
         assert result["alerts"][0]["replica"] == "r2"
     assert [f["fm"] for f in result["findings"]] == ([fm] if fm else [])
+    # severity from the signals: a warning alone is the seed's SEV4, a failure mode its own
+    overall = result["overall"]
+    expected = fmr.get(fm)["severity"] if fm else ("SEV4" if alert else "none")
+    assert overall["severity"] == expected
+    assert overall["name"] == (fmr.get(fm)["name"] if fm else "Warnings" if alert else "Healthy")
+    assert overall["targets"] == (["r2"] if alert else [])
+    assert overall["failure_mode"] == (fm or "none") and overall["runbook"] == fmr.runbook(fm)
 
 
 @pytest.mark.parametrize("climb, fires", [(1, False), (2, True)])
@@ -273,3 +282,25 @@ def test_molecule_scenarios_use_the_registry_network(role):
     prepare = (ROOT / "molecule" / "_shared" / "prepare.yml").read_text(encoding="utf-8")
     assert "== molecule_failure_mode.rehearsal_net | string" in prepare
     assert '["rehearsal_net"]' in (ROOT / "scripts" / "molecule").read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------ the verdict filter
+from ansible.errors import AnsibleFilterError  # noqa: E402
+from ansible_collections.firebreak.incident.plugins.filter import vsr as vsr_filters  # noqa: E402
+
+
+def test_the_verdict_filter_gives_sev4_for_warnings_alone_and_the_cause_otherwise():
+    warn = vsr.classify(_cluster(_replica("r1"), _replica("r2", commit=440), _replica("r3")))
+    top = vsr_filters.vsr_verdict(warn["findings"], alerts=warn["alerts"])
+    assert (top["fm"], top["severity"], top["name"], top["replicas"]) == (
+        "none",
+        "SEV4",
+        "Warnings",
+        ["r2"],
+    )
+    assert top["evidence"] == ["VsrCommitLag on r2: 60 (> 50)"]
+    lag = vsr.classify(_cluster(_replica("r1"), _replica("r2", commit=380), _replica("r3")))
+    assert vsr_filters.vsr_verdict(lag["findings"], alerts=lag["alerts"])["fm"] == "FM-006"
+    assert vsr_filters.vsr_verdict([], alerts=[]) == {} and vsr_filters.vsr_verdict([]) == {}
+    with pytest.raises(AnsibleFilterError, match="alerts must be"):
+        vsr_filters.vsr_verdict([], alerts=[{"nope": 1}])

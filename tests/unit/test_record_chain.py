@@ -175,7 +175,26 @@ def test_editing_evidence_is_caught():
     assert "evidence ev-0001 was edited" in _first_problem(record)["reason"]
 
 
+def test_escalations_and_updates_are_derived_into_the_record():
+    record = _record()  # SEV1 detected 14:32, resolved 15:12, never acknowledged
+    items = {i["id"]: i for i in record["escalation"]}
+    assert items["manager"]["due"] == "2026-02-05T14:32:00.000Z"
+    assert items["secondary"]["status"] == "open"  # due 14:47, nobody acknowledged
+    assert items["executive"]["status"] == "met"  # resolved before the 2 hours
+    assert record["updates"]["due"] == ["2026-02-05T14:47:00.000Z", "2026-02-05T15:02:00.000Z"]
+    assert record["updates"]["next"] is None
+
+
+def test_a_record_written_before_escalation_existed_still_verifies():
+    record = _record()
+    del record["escalation"], record["updates"]
+    assert record_chain.verify(record) == []
+
+
 def test_editing_a_summary_field_outside_the_chain_is_caught():
+    record = _record()
+    record["escalation"][0]["status"] = "met"
+    assert "escalation" in _first_problem(record)["reason"]
     record = _record()
     record["severity"] = "SEV4"
     assert "severity" in _first_problem(record)["reason"]

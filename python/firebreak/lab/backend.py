@@ -292,6 +292,10 @@ def http_json(url: str, method: str = "GET", body: dict | None = None, timeout: 
         conn.close()
 
 
+# Seconds a runbook monitors the lab after a repair (production: the seed's 900).
+LAB_MONITOR_SECONDS = 5
+
+
 def write_inventory(state: dict, path: Path, connection: str = "local") -> Path:
     """Ansible YAML inventory: group ``kimberlite_vsr``, one host per replica."""
     hosts = {}
@@ -316,7 +320,13 @@ def write_inventory(state: dict, path: Path, connection: str = "local") -> Path:
             "children": {
                 "kimberlite_vsr": {
                     "hosts": hosts,
-                    "vars": {"vsr_cluster": state["cluster"], "vsr_lab_dir": str(path.parent)},
+                    "vars": {
+                        "vsr_cluster": state["cluster"],
+                        "vsr_lab_dir": str(path.parent),
+                        # a lab: the runbooks' watch after a repair (seed 000: 15 minutes)
+                        # is shortened, and the record says so
+                        "firebreak_monitor_seconds": LAB_MONITOR_SECONDS,
+                    },
                 }
             }
         }
