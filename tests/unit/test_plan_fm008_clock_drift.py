@@ -307,6 +307,14 @@ def test_a_confirmed_step_says_it_is_the_operators_decision():
     assert "confirmed by the operator" in p["message"] and p["confirm_step"] is True
 
 
+def test_a_stopped_daemon_with_a_jump_is_restarted_then_stepped():
+    t = triage(cluster(3, r3=off(5000.0)), drifted("replica-3", offset=5000.0))
+    p = plan("FM-008", t, timesync={"host-3": JUMPED_STOPPED}, confirm_step=True)
+    assert p["message"].startswith(
+        "WARNING: restart replica-3's stopped time-sync daemon, then step its clock by -5000.0 ms"
+    ), p["message"]
+
+
 def test_the_network_escalation_names_the_team_and_the_sources():
     t = triage(cluster(3, r2=off(500.0)), drifted("replica-2"))
     p = plan("FM-008", t, timesync={"host-2": UNREACHABLE})

@@ -174,8 +174,12 @@ def _scenario(t, out, ts, confirm, max_lag):
 def _step(t, out, ts, confirm, max_lag):
     """Seed scenario 3: a jump beyond what the daemon slews; the step is the operator's."""
     name = out["target_name"]
-    restart = "" if ts["active"] else "restart its stopped time-sync daemon, then "
-    what = "%sstep %s's clock by %s ms at once" % (restart, name, -ts["offset_ms"])
+    restart = not ts["active"]
+    if restart:
+        what = "restart %s's stopped time-sync daemon, then step its clock by %s ms at once"
+    else:
+        what = "step %s's clock by %s ms at once"
+    what = what % (name, -ts["offset_ms"])
     if not confirm:
         return _deny(
             "refuse_step",
