@@ -340,11 +340,11 @@ def test_a_failed_smoke_test_fails_the_verify_and_is_recorded(
     run = run_playbook(
         lab, work, "fm005_replica_crash", "fm005_replica_crash_watch_seconds=2", refused
     )
-    assert run.rc != 0, run.stdout[-2000:]
+    assert run.rc != 0, run.out[-2000:]
     timeline = record(work)["timeline"]
     (verified,) = [e for e in timeline if e["action"] == "cluster_verified"]
     checks = verified["detail"]["checks"]
     assert str(checks["smoke_test"]) == "False" and str(checks["all_normal"]) == "True"
     assert verified["outcome"].startswith("NOT healthy")
     assert not [e for e in timeline if e["action"] == "cluster_monitored"]
-    assert "smoke_test" in run.stdout  # the failure names the check
+    assert "smoke_test" in run.out  # the failure names the check
