@@ -334,7 +334,7 @@ def http_json(url: str, method: str = "GET", body: dict | None = None, timeout: 
 
 
 # Seconds a runbook monitors the lab after a repair (production: the seed's 900).
-LAB_MONITOR_SECONDS = 5
+LAB_MONITOR_SECONDS = 2
 
 
 def write_inventory(state: dict, path: Path, connection: str = "local") -> Path:
