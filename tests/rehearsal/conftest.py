@@ -15,6 +15,7 @@ and says which replica is not. After a failed test the journals of every replica
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,18 @@ def lab(shared_lab: ContainerLab, lab_config: dict, request: pytest.FixtureReque
 def work(lab: ContainerLab, tmp_path: Path) -> dict[str, Path]:
     """Per test: its own incident, lock and evidence dirs (on a freshly reset lab)."""
     return {name: tmp_path / name for name in ("incidents", "locks", "evidence")}
+
+
+@pytest.fixture(scope="module")
+def shared_lab_dir_env(shared_lab: ContainerLab):
+    """``$FIREBREAK_LAB_DIR`` is the shared lab's dir while the module that asks for it runs
+    (``firebreak lab`` commands and runbooks' lab lookups then find it)."""
+    saved = os.environ.get("FIREBREAK_LAB_DIR")
+    os.environ["FIREBREAK_LAB_DIR"] = str(shared_lab.lab_dir)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("FIREBREAK_LAB_DIR", None)
+        else:
+            os.environ["FIREBREAK_LAB_DIR"] = saved

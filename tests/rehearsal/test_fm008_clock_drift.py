@@ -13,7 +13,6 @@ a jump is refused until the operator confirms the step, then stepped.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -24,23 +23,11 @@ from firebreak.lab.containers import ContainerLab
 from firebreak.lab.node_fault import TIMESYNC_UNIT
 from shared_lab import backup_of, record, run_playbook
 
-pytestmark = pytest.mark.rehearsal
+# $FIREBREAK_LAB_DIR is the shared lab's dir while this module runs (conftest)
+pytestmark = [pytest.mark.rehearsal, pytest.mark.usefixtures("shared_lab_dir_env")]
 
 ROOT = Path(__file__).resolve().parents[2]
 FIREBREAK = ROOT / ".venv" / "bin" / "firebreak"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _lab_dir_env(shared_lab: ContainerLab):
-    saved = os.environ.get("FIREBREAK_LAB_DIR")
-    os.environ["FIREBREAK_LAB_DIR"] = str(shared_lab.lab_dir)
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("FIREBREAK_LAB_DIR", None)
-        else:
-            os.environ["FIREBREAK_LAB_DIR"] = saved
 
 
 def _timesync(lab: ContainerLab, replica: str) -> dict:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import threading
 import time
@@ -43,23 +42,10 @@ from shared_lab import (
     write,
 )
 
-pytestmark = pytest.mark.rehearsal
+# $FIREBREAK_LAB_DIR is the shared lab's dir while this module runs (conftest)
+pytestmark = [pytest.mark.rehearsal, pytest.mark.usefixtures("shared_lab_dir_env")]
 
 SENTINEL = "wipe-sentinel"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _lab_dir_env(shared_lab: ContainerLab):
-    """``$FIREBREAK_LAB_DIR`` is the shared lab's dir while this module runs."""
-    saved = os.environ.get("FIREBREAK_LAB_DIR")
-    os.environ["FIREBREAK_LAB_DIR"] = str(shared_lab.lab_dir)
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("FIREBREAK_LAB_DIR", None)
-        else:
-            os.environ["FIREBREAK_LAB_DIR"] = saved
 
 
 def _sha256(path: Path) -> str:
